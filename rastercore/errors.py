@@ -1,0 +1,72 @@
+"""Errors raised by rastercore.
+
+Every error derives from :class:`RasterCoreError` and also from the builtin
+exception a caller would naturally catch (``ValueError``,
+``FileNotFoundError``, ...).  Messages name the file, band or field at fault
+and say what to do next; the CLI prints them as one line, without traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RasterCoreError",
+    "SourceNotFoundError",
+    "UnsupportedSourceError",
+    "SourceReadError",
+    "MisalignedInputsError",
+    "BandNameError",
+    "StoreExistsError",
+    "IncompleteStoreError",
+    "NotAStackError",
+    "FeatureSpecError",
+    "SchedulerUnreachableError",
+    "NotGeoreferencedWarning",
+]
+
+
+class RasterCoreError(Exception):
+    """Base class of every error rastercore raises on purpose."""
+
+
+class SourceNotFoundError(RasterCoreError, FileNotFoundError):
+    """An input file, or a dataset inside it, does not exist."""
+
+
+class UnsupportedSourceError(RasterCoreError, ValueError):
+    """An input exists but is not a raster rastercore can read."""
+
+
+class SourceReadError(RasterCoreError, OSError):
+    """Reading pixels from an input failed (truncated or corrupt file)."""
+
+
+class MisalignedInputsError(RasterCoreError, ValueError):
+    """Inputs meant to form one stack differ in shape, transform or CRS."""
+
+
+class BandNameError(RasterCoreError, ValueError):
+    """Band names are missing, duplicated, or do not match the band count."""
+
+
+class StoreExistsError(RasterCoreError, FileExistsError):
+    """An output already exists and overwriting was not asked for."""
+
+
+class IncompleteStoreError(RasterCoreError, ValueError):
+    """A store was left by an interrupted run and must not be used as is."""
+
+
+class NotAStackError(RasterCoreError, ValueError):
+    """A path is not a rastercore stack (or any raster rastercore opens)."""
+
+
+class FeatureSpecError(RasterCoreError, ValueError):
+    """A feature spec names an unknown feature or has bad parameters."""
+
+
+class SchedulerUnreachableError(RasterCoreError, ConnectionError):
+    """The dask scheduler address given does not answer."""
+
+
+class NotGeoreferencedWarning(UserWarning):
+    """An input has no CRS or transform; a plain pixel grid is used."""

@@ -1,0 +1,114 @@
+"""Cloud-Optimized GeoTIFF export, window by window.
+
+Blocks of the (lazy) array are computed in parallel batches and written in
+place into a tiled GeoTIFF; GDAL's COG driver then adds overviews and lays
+the file out as a COG.  The result is written as ``<path>.partial`` and
+renamed only when complete.  GDAL's block cache is capped so memory stays
+bounded whatever the scene size.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dask
+import numpy as np
+import xarray as xr
+
+from rastercore.errors import StoreExistsError
+from rastercore.grid import grid_of
+from rastercore.progress import Progress, ProgressMode
+
+__all__ = ["write_cog", "write_geotiff"]
+
+GDAL_CACHE_MB = 256
+
+
+def write_cog(data: xr.DataArray, path: str | os.PathLike, **options) -> Path:
+    """Write a ``(y, x)`` or ``(band, y, x)`` DataArray as a Cloud-Optimized GeoTIFF.
+
+    Same as ``write_geotiff(data, path, cog=True, **options)``; see
+    :func:`write_geotiff` for the options.
+    """
+    return write_geotiff(data, path, cog=True, **options)
+
+
+def write_geotiff(
+    data: xr.DataArray,
+    path: str | os.PathLike,
+    *,
+    cog: bool = True,
+    overwrite: bool = False,
+    compress: str = "DEFLATE",
+    blocksize: int = 512,
+    resampling: str = "average",
+    progress: ProgressMode = "auto",
+) -> Path:
+    """Write a ``(y, x)`` or ``(band, y, x)`` DataArray as a GeoTIFF, window by window.
+
+    Parameters
+    ----------
+    data : xarray.DataArray
+        Georeferenced array (rioxarray ``spatial_ref`` coordinate), lazy or not.
+        Band names become the GeoTIFF band descriptions.
+    path : path-like
+        Output ``.tif``.
+    cog : bool, default True
+        Lay the file out as a Cloud-Optimized GeoTIFF with overviews;
+        ``False`` writes a plain tiled, compressed GeoTIFF (one pass, faster).
+    overwrite : bool, default False
+        Replace an existing file.
+    compress : str, default "DEFLATE"
+        GDAL compression (``DEFLATE``, ``ZSTD``, ``LZW``, ``NONE``).
+    blocksize : int, default 512
+        Internal tile size of the COG.
+    resampling : str, default "average"
+        Overview resampling; use ``"nearest"`` for class maps.
+    progress : {"auto", "bar", "json", "none"}, default "auto"
+        Progress reporting.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    import rasterio
+    import rasterio.shutil
+
+    from rastercore.tiles import _block_regions, _worker_threads, partial_path
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise StoreExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it.")
+    if data.ndim == 2:
+        data = data.expand_dims("band")
+    data = data.chunk({"band": -1}) if data.chunks else data.chunk({"band": -1, "y": 2048, "x": 2048})
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    grid = grid_of(data)
+    partial = partial_path(path)
+    tmp = path.with_name(path.name + ".tiled.tmp") if cog else partial
+    profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=data.sizes["band"],
+                   dtype=data.dtype.name, crs=grid.crs, transform=grid.transform, nodata=data.rio.nodata,
+                   tiled=True, blockxsize=blocksize, blockysize=blocksize, compress="ZSTD" if cog else compress, BIGTIFF="IF_SAFER")
+    regions = list(_block_regions(data))
+    batch = 2 * _worker_threads()
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(tmp, "w", **profile) as dst:
+        if "band" in data.coords:
+            for i, name in enumerate(data["band"].values, start=1):
+                dst.set_band_description(i, str(name))
+        with Progress(path.name, len(regions), mode=progress) as bar:
+            for start in range(0, len(regions), batch):
+                chunk = regions[start:start + batch]
+                blocks = dask.compute(*[data.data.blocks[(0, *idx)] for idx, _ in chunk])
+                for (_, (rows, cols)), block in zip(chunk, blocks):
+                    dst.write(block, window=rasterio.windows.Window.from_slices(rows, cols))
+                bar.update(len(chunk))
+    if cog:
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+            rasterio.shutil.copy(tmp, partial, driver="COG", COMPRESS=compress, BLOCKSIZE=blocksize,
+                                 OVERVIEW_RESAMPLING=resampling.upper(), BIGTIFF="IF_SAFER")
+        tmp.unlink()
+    os.replace(partial, path)
+    return path

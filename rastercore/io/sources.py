@@ -1,0 +1,368 @@
+"""Readers for every input format, all with one shape: metadata + ``read(window)``.
+
+A :class:`Source` never holds an open file: each :meth:`Source.read` opens,
+reads one window and closes.  That keeps sources picklable (they travel to
+dask workers inside task graphs) and thread-safe, and it means no read ever
+touches more than the window asked for.
+
+Input specs
+-----------
+``scene.tif`` (any GDAL raster: GeoTIFF/COG, JPEG, PNG, ...),
+``cube.h5:/group/dataset`` (HDF5, 2-D or 3-D with a band axis),
+``array.npy`` (memory-mapped), ``store.zarr`` or ``store.zarr:/path/to/array``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+
+from rastercore.errors import (
+    NotGeoreferencedWarning,
+    SourceNotFoundError,
+    SourceReadError,
+    UnsupportedSourceError,
+)
+from rastercore.grid import Grid
+
+__all__ = ["Source", "open_source"]
+
+Window = tuple[slice, slice]
+
+# GDAL drivers that decode front to back: a window far down the image costs
+# a decode of everything above it, so they are read in full-width strips.
+SEQUENTIAL_DRIVERS = frozenset({"JPEG", "PNG", "GIF", "BMP"})
+HDF5_SUFFIXES = (".h5", ".hdf5", ".he5", ".hdf", ".nc")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input raster: its metadata and how to read a window of it.
+
+    Attributes
+    ----------
+    path : str
+        The spec the source was opened from (file, ``file.h5:/dataset``...).
+    count : int
+        Number of bands.
+    dtype : numpy.dtype
+        Pixel type.
+    grid : Grid
+        Shape, transform and CRS.
+    nodata : scalar or None
+        Nodata value declared by the file.
+    band_names : tuple of str or None
+        Band names the file declares (GeoTIFF descriptions), if any.
+    sequential : bool
+        True if windows are cheap only when read top to bottom in strips.
+    """
+
+    path: str
+    count: int
+    dtype: np.dtype
+    grid: Grid
+    nodata: float | int | None = None
+    band_names: tuple[str, ...] | None = None
+    sequential: bool = False
+    options: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(bands, height, width)``."""
+        return (self.count, self.grid.height, self.grid.width)
+
+    def read(self, window: Window) -> np.ndarray:
+        """Read all bands of ``window`` (row slice, column slice) as ``(band, y, x)``."""
+        try:
+            return _READERS[self.options["kind"]](self, window)
+        except (OSError, RuntimeError, ValueError, KeyError) as err:
+            rows, cols = window
+            raise SourceReadError(
+                f"could not read rows {rows.start}-{rows.stop}, columns {cols.start}-{cols.stop} "
+                f"of {self.path}: {err}. The file may be truncated or corrupt; re-create or re-download it."
+            ) from err
+
+
+def open_source(spec: str | Path, *, band_axis: int = 0) -> Source:
+    """Open an input raster by its spec and read its metadata (no pixels).
+
+    Parameters
+    ----------
+    spec : str or pathlib.Path
+        A GDAL-readable file, ``file.h5:/group/dataset``, ``file.npy``,
+        ``store.zarr`` (a rastercore stack) or ``store.zarr:/array``.
+    band_axis : int, default 0
+        For 3-D HDF5, ``.npy`` and zarr arrays: which axis holds the bands
+        (0 for ``(band, y, x)``, -1 or 2 for ``(y, x, band)``).
+
+    Returns
+    -------
+    Source
+
+    Raises
+    ------
+    SourceNotFoundError
+        The file or the dataset inside it does not exist.
+    UnsupportedSourceError
+        The file is not a raster rastercore can read.
+    """
+    spec = str(spec)
+    file_part, _, inner = _split_inner(spec)
+    if not Path(file_part).exists():
+        raise SourceNotFoundError(f"input {file_part} does not exist; check the path.")
+    suffix = Path(file_part).suffix.lower()
+    if suffix in HDF5_SUFFIXES:
+        return _open_hdf5(spec, file_part, inner, band_axis)
+    if suffix == ".npy":
+        return _open_npy(spec, band_axis)
+    if suffix == ".zarr" or Path(file_part, "zarr.json").exists():
+        return _open_zarr(spec, file_part, inner, band_axis)
+    return _open_gdal(spec)
+
+
+def _split_inner(spec: str) -> tuple[str, str, str]:
+    """Split ``file.h5:/group/ds`` into ``("file.h5", ":", "/group/ds")``.
+
+    A Windows drive letter (``C:\\``) is not a separator.
+    """
+    head, sep, tail = spec.rpartition(":")
+    if sep and tail.startswith("/") and len(head) > 1:
+        return head, sep, tail
+    return spec, "", ""
+
+
+def _warn_no_georef(path: str) -> None:
+    warnings.warn(
+        f"{path} has no CRS or geotransform; using a plain pixel grid "
+        "(x = column + 0.5, y = row + 0.5).",
+        NotGeoreferencedWarning,
+        stacklevel=3,
+    )
+
+
+# --- GDAL (GeoTIFF, COG, JPEG, PNG, ...) -----------------------------------------
+
+
+def _open_gdal(spec: str) -> Source:
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferenced
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RioNotGeoreferenced)
+        try:
+            with rasterio.open(spec) as ds:
+                grid = Grid(ds.height, ds.width, ds.transform, ds.crs)
+                names = tuple(ds.descriptions) if all(ds.descriptions) else None
+                source = Source(
+                    path=spec,
+                    count=ds.count,
+                    dtype=np.dtype(ds.dtypes[0]),
+                    grid=grid,
+                    nodata=ds.nodata,
+                    band_names=names,
+                    sequential=ds.driver in SEQUENTIAL_DRIVERS,
+                    options={"kind": "gdal"},
+                )
+        except rasterio.errors.RasterioIOError as err:
+            raise UnsupportedSourceError(
+                f"{spec} is not a raster GDAL can read ({err}); give a GeoTIFF, JPEG, PNG, "
+                "HDF5 (file.h5:/dataset), .npy or zarr input."
+            ) from err
+    if not grid.is_georeferenced:
+        _warn_no_georef(spec)
+    return source
+
+
+def _read_gdal(source: Source, window: Window) -> np.ndarray:
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferenced
+    from rasterio.windows import Window as RioWindow
+
+    rows, cols = window
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RioNotGeoreferenced)
+        with rasterio.open(source.path) as ds:
+            win = RioWindow.from_slices(rows, cols)
+            return ds.read(window=win)
+
+
+# --- HDF5 --------------------------------------------------------------------------
+
+
+def _open_hdf5(spec: str, file_part: str, inner: str, band_axis: int) -> Source:
+    import h5py
+
+    try:
+        with h5py.File(file_part, "r") as f:
+            if not inner:
+                names = _hdf5_datasets(f)
+                raise UnsupportedSourceError(
+                    f"{file_part} is HDF5: name the dataset as {file_part}:/path/to/dataset "
+                    f"(datasets found: {', '.join(names) or 'none'})."
+                )
+            if inner not in f or not isinstance(f[inner], h5py.Dataset):
+                names = _hdf5_datasets(f)
+                raise SourceNotFoundError(
+                    f"{file_part} has no dataset {inner} (datasets found: {', '.join(names) or 'none'})."
+                )
+            dset = f[inner]
+            shape, dtype, attrs = dset.shape, dset.dtype, dict(dset.attrs)
+    except OSError as err:
+        raise UnsupportedSourceError(f"{file_part} could not be opened as HDF5: {err}") from err
+    count, height, width, band_axis = _band_layout(spec, shape, band_axis)
+    grid = Grid(height, width, *_georef_from_attrs(attrs))
+    if not grid.is_georeferenced:
+        _warn_no_georef(spec)
+    return Source(
+        path=spec,
+        count=count,
+        dtype=np.dtype(dtype),
+        grid=grid,
+        nodata=_scalar_attr(attrs, "nodata", "_FillValue"),
+        options={"kind": "hdf5", "file": file_part, "dataset": inner, "band_axis": band_axis},
+    )
+
+
+def _hdf5_datasets(f) -> list[str]:
+    import h5py
+
+    found: list[str] = []
+    f.visititems(lambda name, obj: found.append("/" + name) if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
+def _read_hdf5(source: Source, window: Window) -> np.ndarray:
+    import h5py
+
+    with h5py.File(source.options["file"], "r") as f:
+        dset = f[source.options["dataset"]]
+        return _read_banded(dset, window, source.options["band_axis"])
+
+
+# --- .npy and zarr arrays ------------------------------------------------------------
+
+
+def _open_npy(spec: str, band_axis: int) -> Source:
+    try:
+        arr = np.load(spec, mmap_mode="r")
+    except ValueError as err:
+        raise UnsupportedSourceError(f"{spec} is not a readable .npy file: {err}") from err
+    count, height, width, band_axis = _band_layout(spec, arr.shape, band_axis)
+    _warn_no_georef(spec)
+    return Source(
+        path=spec,
+        count=count,
+        dtype=arr.dtype,
+        grid=Grid(height, width),
+        options={"kind": "npy", "band_axis": band_axis},
+    )
+
+
+def _read_npy(source: Source, window: Window) -> np.ndarray:
+    arr = np.load(source.path, mmap_mode="r")
+    return _read_banded(arr, window, source.options["band_axis"])
+
+
+def _open_zarr(spec: str, file_part: str, inner: str, band_axis: int) -> Source:
+    import zarr
+
+    if not inner:
+        from rastercore.stack import open_stack
+
+        stack = open_stack(file_part)
+        from rastercore.grid import grid_of
+
+        return Source(
+            path=spec,
+            count=stack.sizes["band"],
+            dtype=stack.dtype,
+            grid=grid_of(stack),
+            nodata=stack.rio.nodata,
+            band_names=tuple(str(b) for b in stack["band"].values),
+            options={"kind": "zarr", "file": file_part, "array": "data", "band_axis": 0},
+        )
+    try:
+        arr = zarr.open_array(store=file_part, path=inner.strip("/"), mode="r")
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        raise SourceNotFoundError(f"{file_part} has no zarr array {inner}: {err}") from err
+    count, height, width, band_axis = _band_layout(spec, arr.shape, band_axis)
+    attrs = dict(arr.attrs)
+    grid = Grid(height, width, *_georef_from_attrs(attrs))
+    if not grid.is_georeferenced:
+        _warn_no_georef(spec)
+    return Source(
+        path=spec,
+        count=count,
+        dtype=np.dtype(arr.dtype),
+        grid=grid,
+        nodata=_scalar_attr(attrs, "nodata", "_FillValue"),
+        options={"kind": "zarr", "file": file_part, "array": inner.strip("/"), "band_axis": band_axis},
+    )
+
+
+def _read_zarr(source: Source, window: Window) -> np.ndarray:
+    import zarr
+
+    arr = zarr.open_array(store=source.options["file"], path=source.options["array"], mode="r")
+    return _read_banded(arr, window, source.options["band_axis"])
+
+
+# --- shared helpers ------------------------------------------------------------------
+
+
+def _band_layout(spec: str, shape: tuple[int, ...], band_axis: int) -> tuple[int, int, int, int]:
+    """Return ``(count, height, width, band_axis)`` of a 2-D or 3-D array."""
+    if len(shape) == 2:
+        return 1, shape[0], shape[1], 0
+    if len(shape) == 3:
+        axis = band_axis % 3
+        if axis == 1:
+            raise UnsupportedSourceError(f"{spec}: the band axis must be first or last, not the middle one.")
+        rows, cols = [n for i, n in enumerate(shape) if i != axis]
+        return shape[axis], rows, cols, axis
+    raise UnsupportedSourceError(
+        f"{spec} has {len(shape)} dimensions {shape}; give a 2-D (y, x) or 3-D (band, y, x) array."
+    )
+
+
+def _read_banded(arr, window: Window, band_axis: int) -> np.ndarray:
+    rows, cols = window
+    if arr.ndim == 2:
+        return np.asarray(arr[rows, cols])[np.newaxis]
+    if band_axis == 0:
+        return np.asarray(arr[:, rows, cols])
+    return np.moveaxis(np.asarray(arr[rows, cols, :]), -1, 0)
+
+
+def _georef_from_attrs(attrs: dict) -> tuple[Affine, CRS | None]:
+    """Read an optional GDAL-order ``transform``/``GeoTransform`` and ``crs`` attribute."""
+    transform = Affine.identity()
+    for key in ("transform", "GeoTransform", "geotransform"):
+        if key in attrs:
+            values = attrs[key]
+            values = [float(v) for v in (values.split() if isinstance(values, str) else values)]
+            transform = Affine.from_gdal(*values[:6])
+            break
+    crs = None
+    for key in ("crs", "crs_wkt", "spatial_ref"):
+        if key in attrs:
+            value = attrs[key]
+            crs = CRS.from_user_input(value.decode() if isinstance(value, bytes) else value)
+            break
+    return transform, crs
+
+
+def _scalar_attr(attrs: dict, *keys: str):
+    for key in keys:
+        if key in attrs:
+            value = np.asarray(attrs[key]).ravel()
+            return value[0].item() if value.size else None
+    return None
+
+
+_READERS = {"gdal": _read_gdal, "hdf5": _read_hdf5, "npy": _read_npy, "zarr": _read_zarr}

@@ -1,0 +1,294 @@
+"""The raster stack: a zarr-backed ``(band, y, x)`` DataArray, and ingest into it.
+
+A stack on disk is a zarr v3 group holding one array ``data`` with dims
+``(band, y, x)``, a ``band`` coordinate of names, pixel-centre ``y``/``x``
+coordinates and rioxarray's CF ``spatial_ref`` coordinate, so that plain
+``xarray.open_zarr(path)["data"].rio.crs`` works without rastercore.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.base import tokenize
+
+from rastercore.errors import (
+    BandNameError,
+    IncompleteStoreError,
+    MisalignedInputsError,
+    NotAStackError,
+    NotGeoreferencedWarning,
+    SourceNotFoundError,
+)
+from rastercore.grid import Grid, attach_grid, grid_of
+from rastercore.io.sources import Source, open_source
+from rastercore.progress import ProgressMode
+from rastercore.tiles import COMPLETE_ATTR, DATA_VAR, choose_tile_size, partial_path, write_tiles
+
+__all__ = ["ingest", "open_stack", "describe", "lazy_stack"]
+
+
+def ingest(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    path: str | os.PathLike,
+    *,
+    bands: Sequence[str] | None = None,
+    tile_size: int | None = None,
+    band_axis: int = 0,
+    nodata: float | int | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: ProgressMode = "auto",
+) -> xr.DataArray:
+    """Ingest co-registered rasters into one zarr-backed stack, tile by tile.
+
+    Parameters
+    ----------
+    inputs : path or sequence of paths
+        Input specs (see :func:`rastercore.io.open_source`): GeoTIFF/COG,
+        JPEG/PNG, ``file.h5:/dataset``, ``.npy``, zarr.  Several inputs are
+        stacked along the band axis in the order given.
+    path : path-like
+        The ``.zarr`` store to write.
+    bands : sequence of str, optional
+        One name per band of the stack (e.g. ``["HH", "HV"]``).  Default: the
+        band descriptions of the files, else the file stem (``_1``, ``_2``...
+        appended for multi-band files).
+    tile_size : int, optional
+        Side of the square zarr chunks; default from the memory budget
+        (:func:`rastercore.tiles.choose_tile_size`).
+    band_axis : int, default 0
+        Band axis of 3-D HDF5 / ``.npy`` / zarr inputs.
+    nodata : scalar, optional
+        Nodata value; default the first one the inputs declare.
+    overwrite : bool, default False
+        Replace an existing store.
+    resume : bool, default False
+        Continue an interrupted ingest of the same inputs.
+    progress : {"auto", "bar", "json", "none"}, default "auto"
+        Progress reporting.
+
+    Returns
+    -------
+    xarray.DataArray
+        The new stack, opened lazily (see :func:`open_stack`).
+
+    Raises
+    ------
+    MisalignedInputsError
+        Inputs differ in shape, transform or CRS.
+    BandNameError
+        ``bands`` does not give one unique name per band.
+    StoreExistsError
+        ``path`` exists and ``overwrite`` is false.
+    """
+    specs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not specs:
+        raise ValueError("ingest needs at least one input")
+    sources = [open_source(spec, band_axis=band_axis) for spec in specs]
+    stack = lazy_stack(sources, bands=bands, tile_size=tile_size, nodata=nodata)
+    tile = stack.attrs.pop("_tile_size")
+    write_tiles(stack, path, tile_chunks=(tile, tile), overwrite=overwrite, resume=resume,
+                progress=progress, stage="ingest")
+    return open_stack(path)
+
+
+def lazy_stack(
+    sources: Sequence[Source],
+    *,
+    bands: Sequence[str] | None = None,
+    tile_size: int | None = None,
+    nodata: float | int | None = None,
+) -> xr.DataArray:
+    """A lazy ``(band, y, x)`` DataArray reading ``sources`` by window.
+
+    Dask blocks are ``tile_size`` squares, or full-width strips of
+    ``tile_size`` rows for formats that decode front to back (JPEG, PNG).
+    """
+    grid = _common_grid(sources)
+    names = _band_names(sources, bands)
+    dtype = np.result_type(*[s.dtype for s in sources])
+    tile = tile_size or choose_tile_size(len(names), dtype)
+    strips = any(s.sequential for s in sources)
+    block = (tile, grid.width if strips else tile)
+    parts = [
+        da.from_array(_WindowReader(s), chunks=(s.count, *block), name="read-" + _source_token(s),
+                      asarray=True, fancy=False)
+        for s in sources
+    ]
+    data = da.concatenate(parts, axis=0).astype(dtype, copy=False) if len(parts) > 1 else parts[0]
+    stack = xr.DataArray(data, dims=("band", "y", "x"), coords={"band": np.array(names, dtype=object)},
+                         name=DATA_VAR)
+    if nodata is None:
+        nodata = next((s.nodata for s in sources if s.nodata is not None), None)
+    stack = attach_grid(stack, grid, nodata=nodata)
+    stack.attrs["_tile_size"] = tile
+    return stack
+
+
+class _WindowReader:
+    """Array-like view of a :class:`Source` for ``dask.array.from_array``."""
+
+    def __init__(self, source: Source):
+        self.source = source
+        self.shape = source.shape
+        self.dtype = source.dtype
+        self.ndim = 3
+
+    def __getitem__(self, key):
+        band, rows, cols = key
+        return self.source.read((rows, cols))[band]
+
+
+def _source_token(source: Source) -> str:
+    """Name of a source's read layer: changes when the file changes."""
+    file = Path(source.options.get("file", source.path))
+    stat = file.stat()
+    return tokenize(source.path, stat.st_size, stat.st_mtime_ns, source.options)
+
+
+def _common_grid(sources: Sequence[Source]) -> Grid:
+    """The grid all sources share, or a :class:`MisalignedInputsError` naming the odd ones."""
+    georef = [s for s in sources if s.grid.is_georeferenced]
+    reference = (georef or list(sources))[0]
+    problems = []
+    for s in sources:
+        if s.grid.shape != reference.grid.shape:
+            problems.append(f"{s.path} is {s.grid.height} x {s.grid.width} px")
+        elif s.grid.is_georeferenced and not s.grid.aligned_with(reference.grid):
+            problems.append(f"{s.path} is on another grid ({s.grid.describe()})")
+    if problems:
+        raise MisalignedInputsError(
+            f"inputs do not line up with {reference.path} ({reference.grid.describe()}): "
+            + "; ".join(problems) + ". Resample them onto one grid first (e.g. gdalwarp or rioxarray's reproject_match)."
+        )
+    plain = [s.path for s in sources if not s.grid.is_georeferenced]
+    if georef and plain:
+        warnings.warn(f"{', '.join(plain)} carry no georeferencing; assuming the grid of {reference.path}.",
+                      NotGeoreferencedWarning, stacklevel=3)
+    return reference.grid
+
+
+def _band_names(sources: Sequence[Source], bands: Sequence[str] | None) -> list[str]:
+    count = sum(s.count for s in sources)
+    if bands is None:
+        bands = [name for s in sources for name in _default_names(s)]
+    bands = [str(b) for b in bands]
+    if len(bands) != count:
+        raise BandNameError(
+            f"{len(bands)} band names given ({', '.join(bands)}) but the inputs hold {count} bands "
+            f"({', '.join(f'{s.path}: {s.count}' for s in sources)}); give one name per band."
+        )
+    duplicates = sorted({b for b in bands if bands.count(b) > 1})
+    if duplicates:
+        raise BandNameError(f"band names must be unique; {', '.join(duplicates)} repeats. Name the bands with --bands.")
+    return bands
+
+
+def _default_names(source: Source) -> list[str]:
+    if source.band_names:
+        return list(source.band_names)
+    stem = Path(source.options.get("file", source.path)).stem
+    if source.options.get("kind") in ("hdf5", "zarr") and source.options.get("dataset", source.options.get("array")):
+        stem = Path(source.options.get("dataset", source.options.get("array"))).name
+    return [stem] if source.count == 1 else [f"{stem}_{i + 1}" for i in range(source.count)]
+
+
+def open_stack(path: str | os.PathLike, *, chunks: dict | None = None) -> xr.DataArray:
+    """Open a stack written by :func:`ingest` (or any rastercore zarr output), lazily.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.zarr`` store.
+    chunks : dict, optional
+        Dask chunks to use instead of the stored tiles.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(band, y, x)`` (or ``(y, x)`` for single-layer outputs), raw
+        stored values (no masking: the nodata value is ``.rio.nodata``).
+
+    Raises
+    ------
+    IncompleteStoreError
+        Only the partial store of an interrupted run exists.
+    NotAStackError
+        ``path`` is not a rastercore store.
+    """
+    path = Path(path)
+    if not path.exists():
+        if partial_path(path).exists():
+            raise IncompleteStoreError(
+                f"{path} was never completed: an interrupted run left {partial_path(path)}. "
+                "Rerun the same command with --resume to finish it, or with --overwrite to start over."
+            )
+        raise SourceNotFoundError(f"{path} does not exist; create it with `rastercore ingest`.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ds = xr.open_zarr(path, mask_and_scale=False, chunks={} if chunks is None else chunks)
+    except (FileNotFoundError, KeyError, ValueError, TypeError) as err:
+        raise NotAStackError(f"{path} is not a zarr store rastercore can open: {err}") from err
+    if DATA_VAR not in ds:
+        raise NotAStackError(f"{path} holds no '{DATA_VAR}' array; it was not written by rastercore.")
+    if not ds.attrs.get(COMPLETE_ATTR, False):
+        raise IncompleteStoreError(f"{path} is not marked complete; rerun the command that made it with --overwrite.")
+    stack = ds[DATA_VAR]
+    if "band" in stack.dims:
+        stack = stack.assign_coords(band=np.array([str(b) for b in stack["band"].values], dtype=object))
+    return stack
+
+
+def describe(path: str | os.PathLike) -> dict:
+    """Describe a stack or any input raster: shape, bands, dtype, tiles, CRS, bounds, nodata.
+
+    Parameters
+    ----------
+    path : path-like
+        A rastercore store, or any input spec :func:`rastercore.io.open_source` reads.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable description.
+    """
+    spec = str(path)
+    if Path(spec).suffix == ".zarr" or partial_path(spec).exists():
+        stack = open_stack(spec)
+        grid, dtype = grid_of(stack), stack.dtype
+        bands = [str(b) for b in stack["band"].values] if "band" in stack.dims else []
+        tiles = [int(c[0]) for c in stack.chunks[-2:]]
+        nodata, kind = stack.rio.nodata, "rastercore stack"
+    else:
+        source = open_source(spec)
+        grid, dtype, nodata, kind = source.grid, source.dtype, source.nodata, "raster file"
+        bands = list(source.band_names or [f"band {i + 1}" for i in range(source.count)])
+        tiles = None
+    return {
+        "path": spec,
+        "kind": kind,
+        "shape": [len(bands) or 1, grid.height, grid.width],
+        "bands": bands,
+        "dtype": str(dtype),
+        "tile": tiles,
+        "crs": grid.crs.to_string() if grid.crs else None,
+        "transform": list(grid.transform)[:6],
+        "bounds": list(grid.bounds),
+        "nodata": _json_number(nodata),
+    }
+
+
+def _json_number(value):
+    """A nodata value as JSON can hold it (NaN as the string "nan")."""
+    if value is None:
+        return None
+    value = float(value)
+    return "nan" if np.isnan(value) else (int(value) if value.is_integer() else value)
