@@ -13,7 +13,6 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 
 from rastercore.errors import RasterCoreError
@@ -155,10 +154,32 @@ def demo(
 
     with client(scheduler):
         result = run_demo(out, shape=_size(size), seed=seed, overwrite=overwrite, progress=progress)
+    _print_result(result)
+
+
+@app.command()
+def run(
+    pipeline: Annotated[Path, typer.Argument(help="A pipeline YAML file, e.g. pipelines/demo.yaml.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output directory (default: the file's output_dir).")] = None,
+    overwrite: OverwriteOpt = False,
+    scheduler: SchedulerOpt = None,
+    progress: ProgressOpt = "auto",
+) -> None:
+    """Run a YAML pipeline and print where each output went."""
+    from rastercore.cluster import client
+    from rastercore.pipeline import load_pipeline, run_pipeline
+
+    spec = load_pipeline(pipeline)
+    with client(scheduler):
+        result = run_pipeline(spec, output_dir=out, overwrite=overwrite, progress=progress)
+    _print_result(result)
+
+
+def _print_result(result: dict) -> None:
     for name, path in result["outputs"].items():
-        print(f"{name:>18}: {path}")
+        print(f"{name:>22}: {path}")
     for stage, seconds in result["seconds"].items():
-        print(f"{stage:>18}: {seconds:.2f} s")
+        print(f"{stage:>22}: {seconds:.2f} s")
 
 
 def _print_description(d: dict) -> None:
@@ -187,14 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     except RasterCoreError as err:
         print(f"rastercore: error: {err}", file=sys.stderr)
         return 2
-    except click.exceptions.Exit as exit_:
+    except typer.Exit as exit_:
         return exit_.exit_code
-    except click.ClickException as err:
-        err.show()
-        return err.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("rastercore: aborted", file=sys.stderr)
         return 130
+    except typer.TyperException as err:  # usage errors, bad option values
+        err.show()
+        return err.exit_code
     return 0
 
 

@@ -36,6 +36,7 @@ def client(
     threads_per_worker: int | None = None,
     memory_limit: str | int | None = None,
     processes: bool = True,
+    connect_timeout: str = "10s",
     quiet: bool = False,
 ) -> Iterator[object | None]:
     """Run the enclosed work on a dask scheduler; yield its client (or ``None``).
@@ -52,6 +53,8 @@ def client(
         LocalCluster sizing; default one worker process per four cores,
         each with all its cores as threads (the kernels release the GIL),
         sharing 80 % of the machine's memory.
+    connect_timeout : str, default "10s"
+        How long to try to reach a scheduler given by address.
     quiet : bool, default False
         Do not print the dashboard address.
 
@@ -75,7 +78,7 @@ def client(
             yield dask_client
         return
     try:
-        dask_client = Client(scheduler, timeout="10s")
+        dask_client = Client(scheduler, timeout=connect_timeout)
     except OSError as err:
         raise SchedulerUnreachableError(
             f"could not reach the dask scheduler at {scheduler} ({err}); check the address "

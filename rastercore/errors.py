@@ -20,6 +20,7 @@ __all__ = [
     "NotAStackError",
     "FeatureSpecError",
     "SchedulerUnreachableError",
+    "PipelineError",
     "NotGeoreferencedWarning",
 ]
 
@@ -62,6 +63,10 @@ class NotAStackError(RasterCoreError, ValueError):
 
 class FeatureSpecError(RasterCoreError, ValueError):
     """A feature spec names an unknown feature or has bad parameters."""
+
+
+class PipelineError(RasterCoreError, ValueError):
+    """A pipeline file is missing, not YAML, or has a wrong field."""
 
 
 class SchedulerUnreachableError(RasterCoreError, ConnectionError):

@@ -228,7 +228,7 @@ def open_stack(path: str | os.PathLike, *, chunks: dict | None = None) -> xr.Dat
         if partial_path(path).exists():
             raise IncompleteStoreError(
                 f"{path} was never completed: an interrupted run left {partial_path(path)}. "
-                "Rerun the same command with --resume to finish it, or with --overwrite to start over."
+                "Rerun the same command with --resume to finish it, or without --resume to start over."
             )
         raise SourceNotFoundError(f"{path} does not exist; create it with `rastercore ingest`.")
     try:

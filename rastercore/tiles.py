@@ -172,8 +172,15 @@ def _fingerprint_of(partial: Path) -> str | None:
 
 
 def _create_store(data: xr.DataArray, partial: Path, chunks, fingerprint: str) -> None:
-    """Write metadata and coordinates; no pixel data yet."""
-    ds = data.to_dataset(name=DATA_VAR)
+    """Write metadata and coordinates; no pixel data yet.
+
+    The template holds one empty dask chunk, so xarray builds no per-tile
+    store graph for data it is not going to write.
+    """
+    import dask.array as da
+
+    template = data.copy(data=da.empty(data.shape, dtype=data.dtype, chunks=-1))
+    ds = template.to_dataset(name=DATA_VAR)
     ds.attrs["coordinates"] = " ".join(c for c in data.coords if c not in data.dims)
     encoding = {DATA_VAR: {"chunks": tuple(data.shape[:-2]) + tuple(chunks)}}
     if "_FillValue" not in data.attrs:  # no nodata: do not let xarray invent one

@@ -198,22 +198,21 @@ def _open_hdf5(spec: str, file_part: str, inner: str, band_axis: int) -> Source:
     import h5py
 
     try:
-        with h5py.File(file_part, "r") as f:
-            if not inner:
-                names = _hdf5_datasets(f)
-                raise UnsupportedSourceError(
-                    f"{file_part} is HDF5: name the dataset as {file_part}:/path/to/dataset "
-                    f"(datasets found: {', '.join(names) or 'none'})."
-                )
-            if inner not in f or not isinstance(f[inner], h5py.Dataset):
-                names = _hdf5_datasets(f)
-                raise SourceNotFoundError(
-                    f"{file_part} has no dataset {inner} (datasets found: {', '.join(names) or 'none'})."
-                )
-            dset = f[inner]
-            shape, dtype, attrs = dset.shape, dset.dtype, dict(dset.attrs)
+        f = h5py.File(file_part, "r")
     except OSError as err:
         raise UnsupportedSourceError(f"{file_part} could not be opened as HDF5: {err}") from err
+    with f:
+        if not inner:
+            raise UnsupportedSourceError(
+                f"{file_part} is HDF5: name the dataset as {file_part}:/path/to/dataset "
+                f"(datasets found: {', '.join(_hdf5_datasets(f)) or 'none'})."
+            )
+        if inner not in f or not isinstance(f[inner], h5py.Dataset):
+            raise SourceNotFoundError(
+                f"{file_part} has no dataset {inner} (datasets found: {', '.join(_hdf5_datasets(f)) or 'none'})."
+            )
+        dset = f[inner]
+        shape, dtype, attrs = dset.shape, dset.dtype, dict(dset.attrs)
     count, height, width, band_axis = _band_layout(spec, shape, band_axis)
     grid = Grid(height, width, *_georef_from_attrs(attrs))
     if not grid.is_georeferenced:

@@ -1,0 +1,59 @@
+"""Shared fixtures: small real files written with rasterio / h5py / numpy, and common checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+UTM = "EPSG:32633"
+TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 4_000_000.0)
+
+
+def write_tif(path, data, *, crs=UTM, transform=TRANSFORM, nodata=None, driver="GTiff", **profile):
+    """Write ``data`` ``(y, x)`` or ``(band, y, x)`` with rasterio and return the path as str."""
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[np.newaxis]
+    kwargs = dict(driver=driver, width=data.shape[2], height=data.shape[1], count=data.shape[0],
+                  dtype=data.dtype.name, nodata=nodata, **profile)
+    if crs is not None:
+        kwargs.update(crs=crs, transform=transform)
+    with rasterio.open(path, "w", **kwargs) as dst:
+        dst.write(data)
+    return str(path)
+
+
+def read_tif(path):
+    """All bands of a raster file, ``(band, y, x)``."""
+    with rasterio.open(path) as src:
+        return src.read()
+
+
+def assert_same_georef(stack, crs, transform):
+    """The stack's rioxarray CRS and transform equal the expected ones."""
+    assert stack.rio.crs == rasterio.crs.CRS.from_user_input(crs)
+    assert stack.rio.transform().almost_equals(transform)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def hh_hv(tmp_path, rng):
+    """Two co-registered single-band float32 GeoTIFFs (300 x 200 px) and their arrays."""
+    hh = rng.gamma(1.0, 0.2, (300, 200)).astype(np.float32)
+    hv = rng.gamma(1.0, 0.05, (300, 200)).astype(np.float32)
+    return (write_tif(tmp_path / "HH.tif", hh), write_tif(tmp_path / "HV.tif", hv)), np.stack([hh, hv])
+
+
+@pytest.fixture(autouse=True)
+def _synchronous_dask():
+    """Tests run dask synchronously unless they start a cluster themselves."""
+    import dask
+
+    with dask.config.set(scheduler="synchronous"):
+        yield
