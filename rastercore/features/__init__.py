@@ -1,0 +1,62 @@
+"""Per-pixel features of a raster stack, computed tile by tile.
+
+Build a spec, then call :func:`compute_features`::
+
+    from rastercore.features import compute_features
+    feats = compute_features(stack, [
+        {"name": "gaussian", "sigma": 2, "bands": ["HH"]},
+        {"name": "ratio", "a": "HH", "b": "HV"},
+    ])
+
+The result is a lazy float32 ``(feature, y, x)`` DataArray whose
+``feature`` coordinate holds names such as ``gaussian(sigma=2)[HH]``.
+
+Behaviour
+---------
+Scene edges
+    Handled like scipy.ndimage's default ``mode='reflect'`` (the edge pixel
+    is repeated: ``d c b a | a b c d``).  The ``multiscale_basic`` preset
+    instead reproduces scikit-image exactly (Gaussian ``'nearest'``, Sobel
+    ``'reflect'``, ``numpy.gradient`` one-sided differences).
+Tiles
+    Each tile is extended by ``spec.halo`` pixels from its neighbours
+    (``map_overlap`` with ``boundary="none"``), so tile-by-tile results equal
+    whole-image results for any chunking.
+NaN (nodata)
+    ``attrs["_FillValue"]`` and +/-inf are turned into NaN first.  An output
+    pixel is NaN when the window of any filter that produced it touches a
+    NaN -- what scipy.ndimage's linear filters do.  ``box_min``
+    and ``box_max`` follow the same rule (scipy's would not).  Band
+    arithmetic and ``cv`` give NaN where the denominator is 0.
+"""
+
+from __future__ import annotations
+
+from ._registry import REGISTRY, REQUIRED
+from ._spec import Feature, FeatureSpec
+from ._tiling import compute_features, features_for_block
+
+__all__ = [
+    "Feature",
+    "FeatureSpec",
+    "available_features",
+    "compute_features",
+    "features_for_block",
+]
+
+
+def available_features() -> dict[str, dict]:
+    """Feature names with their parameters and a one-line description.
+
+    Returns
+    -------
+    dict
+        ``{name: {"doc": str, "params": {param: default or "required"},
+        "per_band": bool}}``.
+    """
+    out = {}
+    for name in sorted(REGISTRY):
+        kind = REGISTRY[name]
+        params = {p.name: ("required" if p.default is REQUIRED else p.default) for p in kind.params}
+        out[name] = {"doc": kind.doc, "params": params, "per_band": kind.per_band}
+    return out

@@ -1,0 +1,220 @@
+"""The feature kinds rastercore knows, registered in ``_registry.REGISTRY``.
+
+Every compute function takes a :class:`BlockContext` (the bands of one block
+as float32 planes, with memoised Gaussian smoothings), the validated
+parameters and a band name, and returns a list of 2-D float32 arrays.
+Scene edges follow scipy.ndimage ``mode='reflect'``.  The scikit-image
+preset lives in ``_preset``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import FeatureSpecError
+from . import _filters as F
+from ._registry import REQUIRED, FeatureKind, Param, register
+
+__all__ = ["BlockContext"]
+
+
+class BlockContext:
+    """Bands of one ``(band, y, x)`` block, as C-contiguous float32 planes."""
+
+    def __init__(self, block: np.ndarray, band_names):
+        self._block = block
+        self._index = {name: i for i, name in enumerate(band_names)}
+        self._memo: dict = {}
+
+    def plane(self, band: str) -> np.ndarray:
+        """The float32 plane of ``band``."""
+        key = ("plane", band)
+        if key not in self._memo:
+            plane = self._block[self._index[band]]
+            self._memo[key] = np.ascontiguousarray(plane, dtype=np.float32)
+        return self._memo[key]
+
+    def gaussian(self, band, sigma, order=(0, 0), mode=F.REFLECT) -> np.ndarray:
+        """Memoised :func:`_filters.gaussian` of ``band``."""
+        key = ("gaussian", band, float(sigma), tuple(order), mode)
+        if key not in self._memo:
+            self._memo[key] = F.gaussian(self.plane(band), sigma, order=order, mode=mode)
+        return self._memo[key]
+
+
+def _one(label=""):
+    return lambda p: [label]
+
+
+SIZE = Param("size", "int", 3, minimum=1, odd=True, doc="odd window width in pixels")
+
+
+def _sigma(doc="Gaussian standard deviation in pixels"):
+    return Param("sigma", "float", REQUIRED, minimum=0, strict=True, doc=doc)
+
+
+def _size_depth(p):
+    return p["size"] // 2
+
+
+def _sigma_depth(p):
+    return F.gaussian_radius(p["sigma"])
+
+
+# -- raw neighbourhood and box statistics ---------------------------------
+
+def _window_labels(p):
+    r = p["r"]
+    return [f"dy={dy},dx={dx}" for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+
+
+register(FeatureKind(
+    "window", (Param("r", "int", 1, minimum=0, doc="radius in pixels"),),
+    depth=lambda p: p["r"], labels=_window_labels,
+    compute=lambda ctx, p, b: list(F.window_values(ctx.plane(b), p["r"])),
+    doc="values at every offset within radius r ((2r+1)**2 outputs)"))
+
+register(FeatureKind(
+    "box_mean", (SIZE,), depth=_size_depth, labels=_one(),
+    compute=lambda ctx, p, b: [F.box_mean(ctx.plane(b), p["size"])],
+    doc="mean over a size x size window"))
+
+
+def _box_std(ctx, p, b):
+    _, var = F.box_moments(ctx.plane(b), p["size"])
+    return [np.sqrt(var).astype(np.float32)]
+
+
+def _cv(ctx, p, b):
+    mean, var = F.box_moments(ctx.plane(b), p["size"])
+    return [F.safe_divide(np.sqrt(var), mean)]
+
+
+register(FeatureKind("box_std", (SIZE,), depth=_size_depth, labels=_one(),
+                     compute=_box_std, doc="population standard deviation over the window"))
+register(FeatureKind(
+    "box_min", (SIZE,), depth=_size_depth, labels=_one(),
+    compute=lambda ctx, p, b: [F.extremum(ctx.plane(b), p["size"], is_max=False)],
+    doc="minimum over the window"))
+register(FeatureKind(
+    "box_max", (SIZE,), depth=_size_depth, labels=_one(),
+    compute=lambda ctx, p, b: [F.extremum(ctx.plane(b), p["size"], is_max=True)],
+    doc="maximum over the window"))
+register(FeatureKind("cv", (SIZE,), depth=_size_depth, labels=_one(), compute=_cv,
+                     doc="local coefficient of variation std/mean (NaN where mean is 0)"))
+
+# -- Gaussian family ------------------------------------------------------
+
+register(FeatureKind(
+    "gaussian", (_sigma(),), depth=_sigma_depth, labels=_one(),
+    compute=lambda ctx, p, b: [ctx.gaussian(b, p["sigma"])],
+    doc="Gaussian smoothing (scipy.ndimage.gaussian_filter)"))
+
+
+def _gradmag(ctx, p, b):
+    s = p["sigma"]
+    return [F.hypot_scaled([ctx.gaussian(b, s, (1, 0)), ctx.gaussian(b, s, (0, 1))])]
+
+
+def _laplacian(ctx, p, b):
+    s = p["sigma"]
+    return [ctx.gaussian(b, s, (2, 0)) + ctx.gaussian(b, s, (0, 2))]
+
+
+def _hessian(ctx, p, b):
+    s = p["sigma"]
+    return list(F.eigvals_sym2(ctx.gaussian(b, s, (2, 0)), ctx.gaussian(b, s, (1, 1)),
+                               ctx.gaussian(b, s, (0, 2))))
+
+
+register(FeatureKind("gradient_magnitude", (_sigma(),), depth=_sigma_depth, labels=_one(),
+                     compute=_gradmag,
+                     doc="Gaussian gradient magnitude (scipy gaussian_gradient_magnitude)"))
+register(FeatureKind("laplacian", (_sigma(),), depth=_sigma_depth, labels=_one(),
+                     compute=_laplacian, doc="Laplacian of Gaussian (scipy gaussian_laplace)"))
+register(FeatureKind("hessian_eig", (_sigma(),), depth=_sigma_depth,
+                     labels=lambda p: ["l1", "l2"], compute=_hessian,
+                     doc="Hessian-of-Gaussian eigenvalues, l1 >= l2"))
+
+
+def _dog_resolve(p):
+    if p["sigma2"] is None:
+        p["sigma2"] = 1.6 * p["sigma"]
+    if p["sigma2"] == p["sigma"]:
+        raise FeatureSpecError("feature 'dog' needs sigma2 different from sigma")
+    return p
+
+
+register(FeatureKind(
+    "dog", (_sigma(), Param("sigma2", "float", None, minimum=0, strict=True,
+                            doc="second sigma (default 1.6 * sigma)")),
+    depth=lambda p: F.radius_for(p["sigma"], p["sigma2"]), labels=_one(),
+    compute=lambda ctx, p, b: [ctx.gaussian(b, p["sigma"]) - ctx.gaussian(b, p["sigma2"])],
+    resolve=_dog_resolve, doc="difference of Gaussians gaussian(sigma) - gaussian(sigma2)"))
+
+
+def _structure(ctx, p, b):
+    s, rho = p["sigma"], p["rho"]
+    gy, gx = ctx.gaussian(b, s, (1, 0)), ctx.gaussian(b, s, (0, 1))
+    parts = [F.gaussian(np.ascontiguousarray(u * v), rho) for u, v in ((gy, gy), (gy, gx), (gx, gx))]
+    return list(F.eigvals_sym2(*parts))
+
+
+def _structure_resolve(p):
+    if p["rho"] is None:
+        p["rho"] = 0.5 * p["sigma"]
+    return p
+
+
+register(FeatureKind(
+    "structure_eig", (_sigma("derivative (inner) scale"),
+                      Param("rho", "float", None, minimum=0, strict=True,
+                            doc="integration (outer) scale, default sigma / 2")),
+    depth=lambda p: F.gaussian_radius(p["sigma"]) + F.gaussian_radius(p["rho"]),
+    labels=lambda p: ["l1", "l2"], compute=_structure, resolve=_structure_resolve,
+    doc="structure-tensor eigenvalues, l1 >= l2 (ilastik style)"))
+
+# -- texture --------------------------------------------------------------
+
+
+def _glcm_resolve(p):
+    if not p["vmax"] > p["vmin"]:
+        raise FeatureSpecError("feature 'glcm' needs vmax > vmin (the global grey-level range, "
+                               "e.g. percentiles from rastercore.preprocess.compute_band_stats)")
+    if p["distance"] >= p["size"]:
+        raise FeatureSpecError("feature 'glcm' needs distance < size so pixel pairs fit in the window")
+    return p
+
+
+def _glcm(ctx, p, b):
+    return list(F.glcm_props(ctx.plane(b), p["size"], vmin=p["vmin"], vmax=p["vmax"],
+                             levels=p["levels"], distance=p["distance"]))
+
+
+register(FeatureKind(
+    "glcm", (Param("size", "int", 7, minimum=3, odd=True, doc="odd window width"),
+             Param("levels", "int", 16, minimum=2, doc="number of grey levels"),
+             Param("vmin", "float", doc="value mapped to grey level 0"),
+             Param("vmax", "float", doc="value mapped to the top grey level"),
+             Param("distance", "int", 1, minimum=1, doc="pixel-pair offset")),
+    depth=_size_depth, labels=lambda p: ["contrast", "homogeneity", "entropy"], compute=_glcm,
+    resolve=_glcm_resolve, doc="GLCM contrast/homogeneity/entropy, mean over 4 directions"))
+
+# -- band arithmetic ------------------------------------------------------
+
+_AB = (Param("a", "band", doc="first band name"), Param("b", "band", doc="second band name"))
+
+
+def _arith(fn):
+    return lambda ctx, p, _: [fn(ctx.plane(p["a"]), ctx.plane(p["b"]))]
+
+
+for _name, _fn, _doc in (
+    ("ratio", lambda a, b: F.safe_divide(a, b), "a / b (NaN where b == 0)"),
+    ("difference", lambda a, b: (a.astype(np.float64) - b).astype(np.float32), "a - b"),
+    ("normalised_difference",
+     lambda a, b: F.safe_divide(a.astype(np.float64) - b, a.astype(np.float64) + b),
+     "(a - b) / (a + b) (NaN where a + b == 0)"),
+):
+    register(FeatureKind(_name, _AB, depth=lambda p: 0, labels=_one(), compute=_arith(_fn),
+                         per_band=False, doc=_doc))

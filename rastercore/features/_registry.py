@@ -1,0 +1,170 @@
+"""Declarations of feature kinds and validation of their parameters.
+
+A :class:`FeatureKind` says which parameters a feature takes, how deep a
+halo it needs, how its outputs are labelled and how it is computed on one
+block.  :data:`REGISTRY` maps spec names to kinds; ``_catalogue`` fills it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import FeatureSpecError
+
+__all__ = ["REQUIRED", "Param", "FeatureKind", "REGISTRY", "register", "get_kind"]
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a feature kind.
+
+    Parameters
+    ----------
+    name : str
+        Key in the spec.
+    kind : {"float", "int", "bool", "band"}
+        Expected type; ints are accepted for floats.
+    default : Any
+        Value when omitted; :data:`REQUIRED` if it must be given.  ``None``
+        means "derived from other parameters" (see ``FeatureKind.resolve``).
+    minimum : float, optional
+        Smallest allowed value (inclusive) for numbers.
+    strict : bool
+        If true, ``minimum`` itself is not allowed.
+    odd : bool
+        Integers must be odd (window sizes).
+    in_name : bool
+        Whether the parameter is shown in output feature names.
+    doc : str
+        One-line description used in error messages.
+    """
+
+    name: str
+    kind: str
+    default: Any = REQUIRED
+    minimum: float | None = None
+    strict: bool = False
+    odd: bool = False
+    in_name: bool = True
+    doc: str = ""
+
+    def check(self, feature: str, value: Any) -> Any:
+        """Return ``value`` coerced to this parameter's type, or raise."""
+        where = f"feature {feature!r}, parameter {self.name!r}"
+        if value is None and self.default is None:
+            return None
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise FeatureSpecError(f"{where} must be true or false, got {value!r}")
+            return value
+        if self.kind == "band":
+            if not isinstance(value, str) or not value:
+                raise FeatureSpecError(f"{where} must be a band name, got {value!r}")
+            return value
+        if not _is_number(value) or not math.isfinite(value):
+            raise FeatureSpecError(f"{where} must be a finite number, got {value!r}")
+        if self.kind == "int":
+            if int(value) != value:
+                raise FeatureSpecError(f"{where} must be a whole number, got {value!r}")
+            value = int(value)
+        else:
+            value = float(value)
+        if self.minimum is not None:
+            bad = value <= self.minimum if self.strict else value < self.minimum
+            if bad:
+                op = ">" if self.strict else ">="
+                raise FeatureSpecError(f"{where} must be {op} {self.minimum:g}, got {value!r}")
+        if self.odd and value % 2 != 1:
+            raise FeatureSpecError(f"{where} must be odd (window centred on the pixel), got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class FeatureKind:
+    """A feature type: parameters, halo depth, output labels and computation.
+
+    ``depth(params)`` is the halo (pixels) a block needs so its interior
+    matches the whole-image result.  ``labels(params)`` names the outputs per
+    band (``[""]`` for one output).  ``compute(ctx, params, band)`` returns a
+    sequence of 2-D float32 arrays, one per label; for kinds that are not
+    per-band, ``band`` is ``None``.  ``resolve(params)`` fills derived
+    defaults and checks cross-parameter rules.
+    """
+
+    name: str
+    params: tuple[Param, ...]
+    depth: Callable[[dict], int]
+    labels: Callable[[dict], list[str]]
+    compute: Callable[..., Any]
+    per_band: bool = True
+    resolve: Callable[[dict], dict] = field(default=lambda p: p)
+    doc: str = ""
+
+    def param_names(self) -> list[str]:
+        """Names of the parameters this kind accepts."""
+        return [p.name for p in self.params]
+
+    def validate(self, given: dict) -> dict:
+        """Check ``given`` parameters and return them complete and typed."""
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise FeatureSpecError(
+                f"feature {self.name!r} has no parameter(s) {', '.join(map(repr, unknown))}; "
+                f"valid parameters: {self._describe()}"
+            )
+        out = {}
+        for p in self.params:
+            if p.name in given:
+                out[p.name] = p.check(self.name, given[p.name])
+            elif p.default is REQUIRED:
+                raise FeatureSpecError(
+                    f"feature {self.name!r} needs parameter {p.name!r} ({p.doc}); "
+                    f"valid parameters: {self._describe()}"
+                )
+            else:
+                out[p.name] = p.default
+        return self.resolve(out)
+
+    def _describe(self) -> str:
+        parts = []
+        for p in self.params:
+            default = "required" if p.default is REQUIRED else f"default {p.default!r}"
+            parts.append(f"{p.name} ({default})")
+        if self.per_band:
+            parts.append("bands (default: all bands)")
+        return ", ".join(parts) if parts else "none"
+
+
+REGISTRY: dict[str, FeatureKind] = {}
+
+
+def register(kind: FeatureKind) -> FeatureKind:
+    """Add ``kind`` to :data:`REGISTRY` (names must be unique)."""
+    if kind.name in REGISTRY:
+        raise ValueError(f"feature kind {kind.name!r} registered twice")
+    REGISTRY[kind.name] = kind
+    return kind
+
+
+def get_kind(name: Any) -> FeatureKind:
+    """Look a feature kind up by name, with an error listing valid names."""
+    if not isinstance(name, str) or name not in REGISTRY:
+        raise FeatureSpecError(
+            f"unknown feature {name!r}; valid feature names: {', '.join(sorted(REGISTRY))}"
+        )
+    return REGISTRY[name]
