@@ -92,8 +92,9 @@ def ingest(
     if not specs:
         raise ValueError("ingest needs at least one input")
     sources = [open_source(spec, band_axis=band_axis) for spec in specs]
-    stack = lazy_stack(sources, bands=bands, tile_size=tile_size, nodata=nodata)
-    tile = stack.attrs.pop("_tile_size")
+    dtype = np.result_type(*[s.dtype for s in sources])
+    tile = tile_size or choose_tile_size(sum(s.count for s in sources), dtype)
+    stack = lazy_stack(sources, bands=bands, tile_size=tile, nodata=nodata)
     write_tiles(stack, path, tile_chunks=(tile, tile), overwrite=overwrite, resume=resume,
                 progress=progress, stage="ingest")
     return open_stack(path)
@@ -127,9 +128,7 @@ def lazy_stack(
                          name=DATA_VAR)
     if nodata is None:
         nodata = next((s.nodata for s in sources if s.nodata is not None), None)
-    stack = attach_grid(stack, grid, nodata=nodata)
-    stack.attrs["_tile_size"] = tile
-    return stack
+    return attach_grid(stack, grid, nodata=nodata)
 
 
 class _WindowReader:

@@ -55,10 +55,11 @@ def choose_tile_size(
     dtype : numpy dtype
         Pixel type of the stack.
     memory_budget : int, optional
-        Bytes the whole job may use; default half the machine's memory (or
-        the dask worker's memory limit, when running inside a worker).
+        Bytes the whole job may use; default the summed memory limit of the
+        active dask cluster's workers, else half the machine's memory.
     threads : int, optional
-        Tiles processed at once; default the number of CPU cores.
+        Tiles processed at once; default the active cluster's threads, else
+        the number of CPU cores.
     expansion : int, default 64
         Working bytes per stored byte of a tile (features, halos,
         temporaries), so that later stages fit too.
@@ -68,10 +69,9 @@ def choose_tile_size(
     int
         A multiple of 256 between 256 and 2048.
     """
-    import psutil
-
-    budget = memory_budget if memory_budget is not None else psutil.virtual_memory().total // 2
-    threads = threads or os.cpu_count() or 1
+    cluster_memory, cluster_threads = _cluster_resources()
+    budget = memory_budget if memory_budget is not None else cluster_memory
+    threads = threads or cluster_threads
     per_tile = budget / (2 * threads)  # two tiles in flight per thread
     bytes_per_px = n_bands * np.dtype(dtype).itemsize * expansion
     side = int(math.sqrt(per_tile / bytes_per_px)) // TILE_STEP * TILE_STEP
@@ -232,6 +232,23 @@ def _write_blocks(data: xr.DataArray, partial: Path, *, stage: str, progress: Pr
 
 def _marker_name(idx: tuple[int, int]) -> str:
     return f"{idx[0]}_{idx[1]}.done"
+
+
+def _cluster_resources() -> tuple[int, int]:
+    """(memory budget in bytes, threads) of the active dask cluster, else of this machine."""
+    try:
+        from distributed import default_client
+
+        workers = default_client().scheduler_info(n_workers=-1)["workers"].values()
+        memory = sum(w.get("memory_limit") or 0 for w in workers)
+        threads = sum(w.get("nthreads", 1) for w in workers)
+        if memory and threads:
+            return memory, threads
+    except (ImportError, ValueError, TypeError):
+        pass
+    import psutil
+
+    return psutil.virtual_memory().total // 2, os.cpu_count() or 1
 
 
 def _worker_threads() -> int:

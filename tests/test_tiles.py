@@ -31,3 +31,12 @@ def test_write_tiles_strips_into_square_chunks(tmp_path):
     out = xr.open_zarr(tmp_path / "o.zarr")["data"]
     assert out.chunks == ((32, 32, 32, 4), (32, 32, 26))
     np.testing.assert_array_equal(out.values, values)
+
+
+def test_tile_size_uses_the_active_clusters_memory():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, memory_limit="1GiB",
+                      dashboard_address=":0") as cluster, Client(cluster):
+        on_cluster = choose_tile_size(2, np.float32)
+    assert on_cluster == choose_tile_size(2, np.float32, memory_budget=2**30, threads=2)
