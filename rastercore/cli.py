@@ -176,10 +176,11 @@ def run(
 
 
 def _print_result(result: dict) -> None:
+    width = max(map(len, [*result["outputs"], *result["seconds"]]))
     for name, path in result["outputs"].items():
-        print(f"{name:>22}: {path}")
+        print(f"{name:>{width}}: {path}")
     for stage, seconds in result["seconds"].items():
-        print(f"{stage:>22}: {seconds:.2f} s")
+        print(f"{stage:>{width}}: {seconds:.2f} s")
 
 
 def _print_description(d: dict) -> None:
