@@ -34,6 +34,7 @@ from dask.base import tokenize
 from numba import njit
 from rasterio.crs import CRS
 
+from rastercore._random import uniform as _uniform
 from rastercore.errors import StoreExistsError
 from rastercore.grid import Grid, attach_grid
 
@@ -43,23 +44,6 @@ SYNTHETIC_CRS = CRS.from_epsg(32633)
 SYNTHETIC_THRESHOLD = 0.6
 PIXEL_SIZE = 10.0
 TARGET_CELL, CLUTTER_CELL, OCTAVES = 256, 48, 4
-
-
-@njit(cache=True, nogil=True)
-def _mix(x):
-    """splitmix64 finaliser: a well-spread 64-bit hash of a 64-bit integer."""
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-@njit(cache=True, nogil=True)
-def _uniform(seed, stream, row, col):
-    """A uniform number in (0, 1), a pure function of its four integer arguments."""
-    h = _mix(np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(stream))
-    h = _mix(h ^ np.uint64(row & 0xFFFFFFFF) * np.uint64(0xD6E8FEB86659FD93))
-    h = _mix(h ^ np.uint64(col & 0xFFFFFFFF) * np.uint64(0xA0761D6478BD642F))
-    return ((h >> np.uint64(11)) + np.uint64(1)) * (1.0 / 9007199254740994.0)
 
 
 @njit(cache=True, nogil=True)

@@ -21,6 +21,8 @@ __all__ = [
     "FeatureSpecError",
     "SchedulerUnreachableError",
     "PipelineError",
+    "TargetError",
+    "SamplingError",
     "NotGeoreferencedWarning",
 ]
 
@@ -65,6 +67,14 @@ class FeatureSpecError(RasterCoreError, ValueError):
     """A feature spec names an unknown feature or has bad parameters."""
 
 
+class TargetError(RasterCoreError, ValueError):
+    """A target (raster, thresholds, polygons) cannot be used as given."""
+
+
+class SamplingError(RasterCoreError, ValueError):
+    """A sample cannot be drawn as asked (too few pixels of a class, one class only...)."""
+
+
 class PipelineError(RasterCoreError, ValueError):
     """A pipeline file is missing, not YAML, or has a wrong field."""
 
@@ -75,3 +85,39 @@ class SchedulerUnreachableError(RasterCoreError, ConnectionError):
 
 class NotGeoreferencedWarning(UserWarning):
     """An input has no CRS or transform; a plain pixel grid is used."""
+
+
+# --- models (training and persistence) -------------------------------------
+
+__all__ += [
+    "TrainingDataError",
+    "ModelFileError",
+    "UntrustedModelTypeError",
+    "ModelFormatVersionError",
+    "ModelMetadataError",
+    "ModelVersionWarning",
+]
+
+
+class TrainingDataError(RasterCoreError, ValueError):
+    """Training data a model cannot learn from (e.g. only one class in the sample)."""
+
+
+class ModelFileError(RasterCoreError, ValueError):
+    """A model file is corrupt, truncated, or not a rastercore model file at all."""
+
+
+class UntrustedModelTypeError(ModelFileError, TypeError):
+    """A model file holds a type outside rastercore's allow-list; it is not loaded."""
+
+
+class ModelFormatVersionError(ModelFileError):
+    """A model file was written by a newer rastercore model format than this one reads."""
+
+
+class ModelMetadataError(RasterCoreError, TypeError):
+    """Metadata given to ``save_model`` cannot be stored as JSON."""
+
+
+class ModelVersionWarning(UserWarning):
+    """A model file was saved under other versions of Python or its libraries."""

@@ -88,7 +88,8 @@ class Source:
             ) from err
 
 
-def open_source(spec: str | Path, *, band_axis: int = 0) -> Source:
+def open_source(spec: str | Path, *, band_axis: int = 0, match: Grid | None = None,
+                resampling: str = "nearest") -> Source:
     """Open an input raster by its spec and read its metadata (no pixels).
 
     Parameters
@@ -99,6 +100,13 @@ def open_source(spec: str | Path, *, band_axis: int = 0) -> Source:
     band_axis : int, default 0
         For 3-D HDF5, ``.npy`` and zarr arrays: which axis holds the bands
         (0 for ``(band, y, x)``, -1 or 2 for ``(y, x, band)``).
+    match : Grid, optional
+        Read the raster resampled onto this grid (another resolution,
+        extent or CRS), window by window through GDAL's warped VRT.  Only
+        GDAL-readable, georeferenced inputs can be resampled.
+    resampling : str, default "nearest"
+        GDAL resampling used with ``match``: ``"nearest"`` for classes,
+        ``"average"`` for continuous values, or any rasterio Resampling name.
 
     Returns
     -------
@@ -117,12 +125,16 @@ def open_source(spec: str | Path, *, band_axis: int = 0) -> Source:
         raise SourceNotFoundError(f"input {file_part} does not exist; check the path.")
     suffix = Path(file_part).suffix.lower()
     if suffix in HDF5_SUFFIXES:
-        return _open_hdf5(spec, file_part, inner, band_axis)
-    if suffix == ".npy":
-        return _open_npy(spec, band_axis)
-    if suffix == ".zarr" or Path(file_part, "zarr.json").exists():
-        return _open_zarr(spec, file_part, inner, band_axis)
-    return _open_gdal(spec)
+        source = _open_hdf5(spec, file_part, inner, band_axis)
+    elif suffix == ".npy":
+        source = _open_npy(spec, band_axis)
+    elif suffix == ".zarr" or Path(file_part, "zarr.json").exists():
+        source = _open_zarr(spec, file_part, inner, band_axis)
+    else:
+        source = _open_gdal(spec)
+    if match is None or source.grid.aligned_with(match):
+        return source
+    return _warped(source, match, resampling)
 
 
 def _split_inner(spec: str) -> tuple[str, str, str]:
@@ -176,6 +188,47 @@ def _open_gdal(spec: str) -> Source:
     if not grid.is_georeferenced:
         _warn_no_georef(spec)
     return source
+
+
+def _warped(source: Source, grid: Grid, resampling: str) -> Source:
+    """The same raster, read resampled onto ``grid`` through a WarpedVRT."""
+    from rasterio.enums import Resampling
+
+    if source.options["kind"] != "gdal" or not source.grid.is_georeferenced or grid.crs is None:
+        raise UnsupportedSourceError(
+            f"{source.path} is not on the stack's grid ({source.grid.describe()} vs {grid.describe()}) "
+            "and only georeferenced GDAL rasters (GeoTIFF, ...) can be resampled; "
+            "resample it onto the stack's grid first."
+        )
+    if resampling not in Resampling.__members__:
+        raise ValueError(f"unknown resampling {resampling!r}; use one of {', '.join(Resampling.__members__)}")
+    # Outside the source's extent the warp writes nodata; declare one if the file has none.
+    nodata = source.nodata if source.nodata is not None else _fill_for(source.dtype)
+    options = {"kind": "gdal_warped", "grid": grid, "resampling": resampling, "nodata": nodata}
+    return Source(path=source.path, count=source.count, dtype=source.dtype, grid=grid, nodata=nodata,
+                  band_names=source.band_names, options=options)
+
+
+def _read_gdal_warped(source: Source, window: Window) -> np.ndarray:
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+    from rasterio.windows import Window as RioWindow
+
+    grid: Grid = source.options["grid"]
+    rows, cols = window
+    with rasterio.open(source.path) as src, WarpedVRT(
+        src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
+        resampling=Resampling[source.options["resampling"]],
+        src_nodata=src.nodata, nodata=source.options["nodata"],
+    ) as vrt:
+        return vrt.read(window=RioWindow.from_slices(rows, cols))
+
+
+def _fill_for(dtype) -> float | int:
+    """Nodata for a warped read of a file that declares none: NaN, or the integer type's maximum."""
+    dtype = np.dtype(dtype)
+    return float("nan") if np.issubdtype(dtype, np.floating) else int(np.iinfo(dtype).max)
 
 
 def _read_gdal(source: Source, window: Window) -> np.ndarray:
@@ -364,4 +417,5 @@ def _scalar_attr(attrs: dict, *keys: str):
     return None
 
 
-_READERS = {"gdal": _read_gdal, "hdf5": _read_hdf5, "npy": _read_npy, "zarr": _read_zarr}
+_READERS = {"gdal": _read_gdal, "gdal_warped": _read_gdal_warped, "hdf5": _read_hdf5, "npy": _read_npy,
+            "zarr": _read_zarr}

@@ -1,0 +1,560 @@
+"""Stratified, spatially split training samples drawn out of core.
+
+How a sample is drawn
+---------------------
+1. **Split.** Pixels are grouped in square blocks; a seeded hash of each
+   block's index sends it to training or validation (or ``regions`` give the
+   split).  Pixels closer than ``gap`` (default: the feature halo) to a block
+   of the other split are left out, so no feature window straddles the two.
+2. **Count.** One pass over the tiles counts the eligible pixels (labelled,
+   valid input, not in a gap) of every class in every split.
+3. **Quotas.** ``balanced`` (the same count per class), ``proportional`` or
+   explicit counts per class, exact.
+4. **Select.** Every pixel has a random key, a pure function of
+   ``(seed, row, col)``.  The sample of a class is the ``quota`` pixels with
+   the smallest keys: a uniform random sample without replacement, the same
+   whatever the tiling or the number of workers, and drawn from every tile
+   in proportion to the class's presence there.  A second pass computes
+   features only for pixels whose key is below a cut-off that leaves a few
+   more candidates than needed; the exact selection is then made among them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+from scipy import ndimage
+
+from rastercore._random import uniform, uniform_keys
+from rastercore.errors import SamplingError, StoreExistsError
+from rastercore.features import FeatureSpec, features_for_block
+from rastercore.grid import grid_of
+from rastercore.targets import IGNORE
+
+__all__ = ["SpatialSplit", "SampleTable", "draw_sample", "write_table", "read_table", "augment_windows",
+           "TRAIN", "VALIDATION"]
+
+TRAIN, VALIDATION, EXCLUDED = 0, 1, -1
+_SPLIT_STREAM, _KEY_STREAM = 101, 202
+
+
+@dataclass(frozen=True)
+class SpatialSplit:
+    """How pixels are split into training and validation.
+
+    Parameters
+    ----------
+    block_size : int, default 256
+        Side of the square blocks that go wholly to one split.
+    validation_fraction : float, default 0.2
+        Share of blocks sent to validation (0 for no validation split).
+    gap : int, optional
+        Pixels within this distance of the other split are not sampled;
+        default the feature spec's halo.
+    regions : xarray.DataArray, optional
+        Instead of blocks: ``(y, x)`` integers on the stack's grid, 0 for
+        training, 1 for validation, -1 for neither.
+    """
+
+    block_size: int = 256
+    validation_fraction: float = 0.2
+    gap: int | None = None
+    regions: xr.DataArray | None = field(default=None, compare=False)
+
+    def labels(self, like: xr.DataArray, *, seed: int, halo: int) -> da.Array:
+        """Lazy int8 ``(y, x)``: TRAIN, VALIDATION or EXCLUDED (gaps included) for every pixel."""
+        if not 0 <= self.validation_fraction < 1:
+            raise SamplingError(f"validation_fraction must be in [0, 1), not {self.validation_fraction}")
+        chunks = like.chunks[-2:]
+        if self.regions is not None:
+            raw = da.asarray(self.regions.data).astype(np.int8).rechunk(chunks)
+        else:
+            raw = da.map_blocks(_block_split, self.block_size, self.validation_fraction, seed, chunks=chunks,
+                                dtype=np.int8, meta=np.empty((0, 0), np.int8))
+        gap = halo if self.gap is None else self.gap
+        if gap == 0:
+            return raw
+        raw = raw.rechunk(tuple(da.overlap.ensure_minimum_chunksize(gap + 1, c) for c in raw.chunks))
+        return da.map_overlap(_apply_gap, raw, depth=gap, boundary="none", dtype=np.int8,
+                              meta=np.empty((0, 0), np.int8), gap=gap).rechunk(chunks)
+
+
+def _block_split(block_size, fraction, seed, block_info=None):
+    (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    rows = np.arange(r0, r1) // block_size
+    cols = np.arange(c0, c1) // block_size
+    out = np.empty((r1 - r0, c1 - c0), np.int8)
+    decisions = {}
+    for by in np.unique(rows):
+        for bx in np.unique(cols):
+            decisions[by, bx] = VALIDATION if uniform(seed, _SPLIT_STREAM, int(by), int(bx)) < fraction else TRAIN
+    for by in np.unique(rows):
+        for bx in np.unique(cols):
+            out[np.ix_(rows == by, cols == bx)] = decisions[by, bx]
+    return out
+
+
+def _apply_gap(labels: np.ndarray, gap: int) -> np.ndarray:
+    """EXCLUDED where the (2 gap + 1)² window holds more than one split label."""
+    size = 2 * gap + 1
+    same = ndimage.maximum_filter(labels, size, mode="nearest") == ndimage.minimum_filter(labels, size, mode="nearest")
+    return np.where(same, labels, EXCLUDED).astype(np.int8)
+
+
+@dataclass
+class SampleTable:
+    """A drawn sample: features, target and where each row came from.
+
+    Attributes
+    ----------
+    X : array (n, n_features) float32
+    y : array (n,)
+        Class codes (int32) or, for regression, values (float32).
+    value : array (n,) float32 or None
+        The continuous target value, when classes came from thresholds.
+    row, col : array (n,) int64
+        Pixel position in the stack.
+    block : array (n,) int64
+        Spatial block index (for grouped cross-validation).
+    split : array (n,) int8
+        ``TRAIN`` (0) or ``VALIDATION`` (1).
+    feature_names : list of str
+    class_names : list of str or None
+    attrs : dict
+        Feature spec, seed, quotas, grid (CRS, transform) and policy.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    block: np.ndarray
+    split: np.ndarray
+    feature_names: list[str]
+    class_names: list[str] | None = None
+    value: np.ndarray | None = None
+    attrs: dict = field(default_factory=dict)
+
+    COLUMNS = ("X", "y", "value", "row", "col", "block", "split")
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def subset(self, which: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, y)`` of the TRAIN (0) or VALIDATION (1) rows, loaded."""
+        mask = np.asarray(self.split) == which
+        return np.asarray(self.X)[mask], np.asarray(self.y)[mask]
+
+
+def draw_sample(
+    stack: xr.DataArray,
+    target: xr.DataArray,
+    spec,
+    *,
+    n: int = 10_000,
+    per_class: str | Mapping[int, int] = "balanced",
+    n_validation: int | None = None,
+    split: SpatialSplit | None = None,
+    thresholds=None,
+    seed: int = 0,
+    allow_short: bool = False,
+) -> SampleTable:
+    """Draw a stratified, spatially split sample of features and targets.
+
+    Parameters
+    ----------
+    stack : xarray.DataArray
+        ``(band, y, x)`` stack (lazy).
+    target : xarray.DataArray
+        ``(y, x)`` on the stack's grid (see :func:`rastercore.targets.target_on_grid`):
+        int classes with ``IGNORE`` (-1), or float values with NaN.
+    spec : FeatureSpec or list of dict
+        Features to compute at the sampled pixels.
+    n : int, default 10000
+        Training rows in all (ignored when ``per_class`` gives counts).
+    per_class : "balanced", "proportional" or dict, default "balanced"
+        ``balanced``: ``n / n_classes`` per class; ``proportional``: as the
+        classes occur; a dict ``{class: count}`` gives the training counts.
+    n_validation : int, optional
+        Validation rows; default ``n * f / (1 - f)`` for validation fraction ``f``.
+    split : SpatialSplit, optional
+        Default ``SpatialSplit()`` (256-px blocks, 20 % validation, gap = halo).
+    thresholds : float or list, optional
+        For a continuous target: classes ``value >= t`` (the value is kept in
+        ``SampleTable.value``).  Without thresholds a continuous target is
+        sampled as one stratum (regression).
+    seed : int, default 0
+        Fixes the split and the sample, whatever the tiling.
+    allow_short : bool, default False
+        Take every pixel of a class that has fewer than its quota instead of
+        raising :class:`SamplingError`.
+
+    Returns
+    -------
+    SampleTable
+    """
+    spec = FeatureSpec.coerce(spec)
+    split = split or SpatialSplit()
+    band_names = [str(b) for b in stack["band"].values]
+    used = spec.input_bands(band_names)
+    data = _float_bands(stack, [band_names.index(b) for b in used])
+    chunks = data.chunks[1:]
+    strata, values, class_names, regression = _strata(target, thresholds, chunks)
+    labels = split.labels(stack, seed=seed, halo=spec.halo).rechunk(chunks)
+    valid = da.all(da.isfinite(data), axis=0)
+    code = da.where(valid & (strata >= 0) & (labels >= 0), strata * 2 + labels, -1).astype(np.int64)
+
+    counts = _count(code)  # (n_classes, 2)
+    if not regression and np.count_nonzero(counts.sum(axis=1)) < 2:
+        present = [class_names[c] if class_names else str(c) for c in np.flatnonzero(counts.sum(axis=1))]
+        raise SamplingError(f"the target holds only class {', '.join(present) or 'none'} where the inputs are valid; "
+                            "a classifier needs at least two. Check the target, its nodata value or the thresholds.")
+    fraction = split.validation_fraction if split.regions is None else counts[:, 1].sum() / max(counts.sum(), 1)
+    if n_validation is None:
+        n_validation = round(n * fraction / (1 - fraction)) if fraction < 1 else n
+    quotas = np.stack([_quotas(counts[:, s], total, per_class, regression, allow_short, class_names, name)
+                       for s, (total, name) in enumerate([(n, "training"), (n_validation, "validation")])], axis=1)
+    rows = _select(data, code, values, spec, used, quotas, counts, seed)
+    table = _assemble(rows, quotas, spec, used, class_names, regression, split, seed, stack, per_class)
+    table.attrs["counts"] = counts.tolist()
+    return table
+
+
+def _float_bands(stack: xr.DataArray, idx: list[int]) -> da.Array:
+    from rastercore.features._tiling import as_float_nan
+
+    return as_float_nan(stack)[idx]
+
+
+def _strata(target: xr.DataArray, thresholds, chunks):
+    """Class codes (int64, -1 unlabelled), continuous values or None, class names, regression flag."""
+    data = target.data if isinstance(target.data, da.Array) else da.from_array(np.asarray(target.data))
+    data = data.rechunk(chunks)
+    names = target.attrs.get("class_names")
+    if np.issubdtype(data.dtype, np.integer):
+        return data.astype(np.int64), None, names, False
+    values = data.astype(np.float32)
+    if thresholds is None:
+        return da.where(da.isfinite(values), 0, -1).astype(np.int64), values, None, True
+    from rastercore.targets import threshold_classes
+
+    classes = threshold_classes(target.copy(data=values), thresholds)
+    return classes.data.astype(np.int64), values, classes.attrs["class_names"], False
+
+
+def _count(code: da.Array) -> np.ndarray:
+    """Eligible pixels per (class, split): one pass, tile by tile."""
+    parts = dask.compute(*[dask.delayed(_bincount)(b) for b in code.to_delayed().ravel()])
+    size = max((len(p) for p in parts), default=0)
+    size += size % 2
+    total = np.zeros(max(size, 2), np.int64)
+    for p in parts:
+        total[: len(p)] += p
+    return total.reshape(-1, 2)
+
+
+def _bincount(block: np.ndarray) -> np.ndarray:
+    return np.bincount(block[block >= 0].ravel())
+
+
+def _quotas(available: np.ndarray, total: int, per_class, regression: bool, allow_short: bool,
+            class_names, split_name: str) -> np.ndarray:
+    """Exact per-class counts for one split (largest remainder where shares are fractional)."""
+    present = available > 0
+    if not present.any() or (total == 0 and not isinstance(per_class, Mapping)):
+        return np.zeros_like(available)
+    if isinstance(per_class, Mapping):
+        quota = np.zeros_like(available)
+        scale = 1.0 if split_name == "training" else total / max(sum(per_class.values()), 1)
+        for cls, count in per_class.items():
+            if not 0 <= int(cls) < len(available):
+                raise SamplingError(f"per_class names class {cls}, which the target does not hold.")
+            quota[int(cls)] = round(count * scale)
+    elif per_class == "balanced" and not regression:
+        shares = present / present.sum()
+        quota = _largest_remainder(shares * total)
+    elif per_class in ("proportional", "balanced"):
+        quota = _largest_remainder(available / available.sum() * total)
+    else:
+        raise SamplingError(f"per_class must be 'balanced', 'proportional' or a dict of counts, not {per_class!r}")
+    short = quota > available
+    if short.any():
+        if not allow_short:
+            details = ", ".join(f"class {_name(c, class_names)}: {available[c]} of {quota[c]}" for c in np.flatnonzero(short))
+            raise SamplingError(f"too few eligible pixels in the {split_name} split ({details}); lower n, use "
+                                "per_class='proportional', or pass allow_short=True to take them all.")
+        quota = np.minimum(quota, available)
+    return quota
+
+
+def _name(code: int, class_names) -> str:
+    return f"{class_names[code]!r}" if class_names and code < len(class_names) else str(code)
+
+
+def _largest_remainder(shares: np.ndarray) -> np.ndarray:
+    floor = np.floor(shares).astype(np.int64)
+    missing = int(round(shares.sum())) - floor.sum()
+    order = np.argsort(-(shares - floor), kind="stable")
+    floor[order[:missing]] += 1
+    return floor
+
+
+def _select(data, code, values, spec, used, quotas, counts, seed):
+    """Exact selection: candidates below a key cut-off, then the smallest keys per stratum."""
+    cutoff = np.where(counts > 0, np.minimum(1.0, (quotas + 6 * np.sqrt(quotas) + 16) / np.maximum(counts, 1)), 0.0)
+    for _ in range(4):
+        rows = _candidates(data, code, values, spec, used, cutoff, seed)
+        chosen, short = _smallest_keys(rows, quotas)
+        if not short.any():
+            return {k: v[chosen] for k, v in rows.items()}
+        if np.all(cutoff[short] >= 1.0):
+            raise SamplingError("too few pixels with finite features (nodata within the feature window) for "
+                                f"strata {np.argwhere(short).tolist()}; lower n or use allow_short=True.")
+        cutoff = np.where(short, np.minimum(1.0, cutoff * 4), cutoff)
+    raise SamplingError("could not gather enough candidates; this should not happen, please report it.")
+
+
+def _smallest_keys(rows, quotas):
+    chosen = []
+    short = np.zeros_like(quotas, dtype=bool)
+    stratum = rows["code"]
+    for cls, s in np.argwhere(quotas > 0):
+        idx = np.flatnonzero(stratum == cls * 2 + s)
+        if idx.size < quotas[cls, s]:
+            short[cls, s] = True
+            continue
+        order = np.lexsort((rows["col"][idx], rows["row"][idx], rows["key"][idx]))
+        chosen.append(idx[order[: quotas[cls, s]]])
+    chosen = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
+    # Rows in scene order (row, then column): independent of tiling.
+    chosen = chosen[np.lexsort((rows["col"][chosen], rows["row"][chosen]))]
+    return chosen, short
+
+
+def _candidates(data, code, values, spec, used, cutoff, seed):
+    """Features, target and position of every pixel whose key is below its stratum's cut-off."""
+    halo = spec.halo
+    data = data.rechunk({0: -1})
+    grown = [da.overlap.ensure_minimum_chunksize(max(halo, 1), c) for c in data.chunks[1:]]
+    data = data.rechunk((data.chunks[0], *grown))
+    code = code.rechunk(grown)
+    values = values.rechunk(grown) if values is not None else None
+    padded = da.overlap.overlap(data, depth={0: 0, 1: halo, 2: halo}, boundary="none") if halo else data
+    starts = [np.concatenate([[0], np.cumsum(c)[:-1]]) for c in grown]
+    tasks = []
+    code_blocks = code.to_delayed()
+    value_blocks = values.to_delayed() if values is not None else None
+    data_blocks = padded.to_delayed()
+    for i, j in np.ndindex(len(grown[0]), len(grown[1])):
+        pads = (halo if i > 0 else 0, halo if j > 0 else 0)
+        tasks.append(dask.delayed(_tile_candidates)(
+            data_blocks[0, i, j], code_blocks[i, j], None if value_blocks is None else value_blocks[i, j],
+            int(starts[0][i]), int(starts[1][j]), pads, spec, list(used), cutoff, seed))
+    parts = []
+    batch = 4 * _threads()
+    for start in range(0, len(tasks), batch):
+        parts.extend(p for p in dask.compute(*tasks[start:start + batch]) if p is not None)
+    if not parts:
+        n_features = len(spec.feature_names(list(used)))
+        return {"X": np.zeros((0, n_features), np.float32), "code": np.zeros(0, np.int64), "key": np.zeros(0),
+                "row": np.zeros(0, np.int64), "col": np.zeros(0, np.int64), "value": np.zeros(0, np.float32)}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _tile_candidates(block, code, values, row0, col0, pads, spec, used, cutoff, seed):
+    height, width = code.shape
+    keys = uniform_keys(seed, _KEY_STREAM, row0, col0, height, width)
+    limit = np.zeros(code.shape)
+    eligible = code >= 0
+    limit[eligible] = cutoff[code[eligible] // 2, code[eligible] % 2]
+    mask = eligible & (keys < limit)
+    if not mask.any():
+        return None
+    feats = features_for_block(block, spec, used)
+    feats = feats[:, pads[0]:pads[0] + height, pads[1]:pads[1] + width]
+    ys, xs = np.nonzero(mask)
+    X = feats[:, ys, xs].T
+    finite = np.isfinite(X).all(axis=1)
+    ys, xs, X = ys[finite], xs[finite], X[finite]
+    return {"X": np.ascontiguousarray(X, np.float32), "code": code[ys, xs], "key": keys[ys, xs],
+            "row": (ys + row0).astype(np.int64), "col": (xs + col0).astype(np.int64),
+            "value": (values[ys, xs] if values is not None else np.full(ys.size, np.nan)).astype(np.float32)}
+
+
+def _threads() -> int:
+    from rastercore.tiles import _worker_threads
+
+    return _worker_threads()
+
+
+def _assemble(rows, quotas, spec, used, class_names, regression, split, seed, stack, per_class) -> SampleTable:
+    grid = grid_of(stack)
+    classes = rows["code"] // 2
+    block_size = split.block_size
+    blocks_per_row = math.ceil(grid.width / block_size)
+    attrs = {
+        "feature_spec": spec.to_dict(),
+        "bands": list(used),
+        "seed": seed,
+        "per_class": per_class if isinstance(per_class, str) else {str(k): int(v) for k, v in per_class.items()},
+        "quotas": quotas.tolist(),
+        "task": "regression" if regression else "classification",
+        "crs": grid.crs.to_wkt() if grid.crs else None,
+        "transform": list(grid.transform)[:6],
+        "shape": [grid.height, grid.width],
+        "block_size": block_size,
+    }
+    y = rows["value"] if regression else classes.astype(np.int32)
+    value = None if regression or np.isnan(rows["value"]).all() else rows["value"]
+    if class_names is None and not regression:
+        class_names = [str(c) for c in range(quotas.shape[0])]
+    return SampleTable(
+        X=rows["X"], y=y, value=value, row=rows["row"], col=rows["col"],
+        block=(rows["row"] // block_size) * blocks_per_row + rows["col"] // block_size,
+        split=(rows["code"] % 2).astype(np.int8), feature_names=spec.feature_names(list(used)),
+        class_names=None if regression else list(class_names), attrs=attrs,
+    )
+
+
+_OFFSET = re.compile(r"^(?P<prefix>.+)/dy=(?P<dy>-?\d+),dx=(?P<dx>-?\d+)$")
+
+
+def augment_windows(table: SampleTable) -> SampleTable:
+    """Eight rows per row: the flips and rotations of every raw ``window`` feature.
+
+    Columns of ``window`` features (named ``.../dy=a,dx=b``) are permuted as
+    the neighbourhood would be by each of the 8 symmetries of the square;
+    other columns are repeated unchanged.  The first of each 8 rows is the
+    original.
+    """
+    names = table.feature_names
+    index = {name: i for i, name in enumerate(names)}
+    perms = []
+    for transform in _dihedral():
+        perm = np.arange(len(names))
+        for i, name in enumerate(names):
+            m = _OFFSET.match(name)
+            if m:
+                dy, dx = transform(int(m["dy"]), int(m["dx"]))
+                perm[index[f"{m['prefix']}/dy={dy},dx={dx}"]] = i
+        perms.append(perm)
+    X = np.asarray(table.X)
+    stacked = np.stack([X[:, p] for p in perms], axis=1).reshape(-1, X.shape[1])
+
+    def repeat(a):
+        return None if a is None else np.repeat(np.asarray(a), 8, axis=0)
+
+    return SampleTable(X=stacked, y=repeat(table.y), value=repeat(table.value), row=repeat(table.row),
+                       col=repeat(table.col), block=repeat(table.block), split=repeat(table.split),
+                       feature_names=names, class_names=table.class_names,
+                       attrs={**table.attrs, "augmented": "dihedral-8"})
+
+
+def _dihedral():
+    return [lambda y, x: (y, x), lambda y, x: (x, -y), lambda y, x: (-y, -x), lambda y, x: (-x, y),
+            lambda y, x: (y, -x), lambda y, x: (-y, x), lambda y, x: (x, y), lambda y, x: (-x, -y)]
+
+
+# --- storage: HDF5 (buffered writer) or zarr ----------------------------------------
+
+_ROWS_PER_WRITE = 65_536
+
+
+def write_table(table: SampleTable, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write a sample table to ``.h5`` (HDF5) or ``.zarr``, atomically.
+
+    Rows go out in buffered slices of 65,536; the file appears under its
+    name only once complete.
+    """
+    import json
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise StoreExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it.")
+    partial = path.with_name(path.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
+    columns = {name: np.asarray(getattr(table, name)) for name in SampleTable.COLUMNS if getattr(table, name) is not None}
+    meta = {"feature_names": table.feature_names, "class_names": table.class_names,
+            "attrs": table.attrs, "rastercore_sample_version": 1}
+    writer = _write_h5 if path.suffix in (".h5", ".hdf5") else _write_zarr
+    writer(partial, columns, json.dumps(meta))
+    if path.exists():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    os.replace(partial, path)
+    return path
+
+
+def _write_h5(path: Path, columns: dict, meta: str) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        for name, values in columns.items():
+            dset = f.create_dataset(name, shape=(0, *values.shape[1:]), maxshape=(None, *values.shape[1:]),
+                                    dtype=values.dtype, chunks=(min(max(len(values), 1), 8192), *values.shape[1:]),
+                                    compression="gzip", compression_opts=1)
+            for start in range(0, len(values), _ROWS_PER_WRITE):
+                part = values[start:start + _ROWS_PER_WRITE]
+                dset.resize(start + len(part), axis=0)
+                dset[start:start + len(part)] = part
+        f.attrs["rastercore"] = meta
+
+
+def _write_zarr(path: Path, columns: dict, meta: str) -> None:
+    import zarr
+
+    group = zarr.open_group(str(path), mode="w")
+    for name, values in columns.items():
+        arr = group.create_array(name, shape=values.shape, dtype=values.dtype,
+                                 chunks=(min(max(len(values), 1), 8192), *values.shape[1:]))
+        for start in range(0, len(values), _ROWS_PER_WRITE):
+            arr[start:start + _ROWS_PER_WRITE] = values[start:start + _ROWS_PER_WRITE]
+    group.attrs["rastercore"] = meta
+
+
+def read_table(path: str | os.PathLike) -> SampleTable:
+    """Open a sample table lazily: columns are dask arrays read in row chunks."""
+    import json
+
+    path = Path(path)
+    if not path.exists():
+        raise SamplingError(f"sample table {path} does not exist; draw one with `rastercore sample`.")
+    if path.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            meta = json.loads(f.attrs["rastercore"])
+            shapes = {name: (f[name].shape, f[name].dtype) for name in f}
+        columns = {name: da.from_array(_H5Column(str(path), name, *shapes[name]),
+                                       chunks=(65_536, *shapes[name][0][1:])) for name in shapes}
+    else:
+        import zarr
+
+        group = zarr.open_group(str(path), mode="r")
+        meta = json.loads(group.attrs["rastercore"])
+        columns = {name: da.from_zarr(str(path), component=name) for name in group.array_keys()}
+    return SampleTable(**{k: columns.get(k) for k in SampleTable.COLUMNS}, feature_names=meta["feature_names"],
+                       class_names=meta["class_names"], attrs=meta["attrs"])
+
+
+class _H5Column:
+    """An HDF5 dataset as a picklable array-like that opens the file per read."""
+
+    def __init__(self, path: str, name: str, shape, dtype):
+        self.path, self.name, self.shape, self.dtype, self.ndim = path, name, shape, dtype, len(shape)
+
+    def __getitem__(self, key):
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            return f[self.name][key]

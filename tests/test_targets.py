@@ -1,0 +1,137 @@
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.features import rasterize
+from rasterio.warp import Resampling, reproject, transform_geom
+
+from rastercore import ingest
+from rastercore.errors import TargetError
+from rastercore.targets import IGNORE, multilabel_from_thresholds, rasterize_polygons, target_on_grid, threshold_classes
+from tests.conftest import TRANSFORM, UTM, write_tif
+
+
+@pytest.fixture
+def stack(tmp_path, rng):
+    path = write_tif(tmp_path / "b.tif", rng.random((120, 90), dtype=np.float32))
+    return ingest(path, tmp_path / "s.zarr", tile_size=32, progress="none")
+
+
+def test_class_raster_on_the_same_grid(tmp_path, rng, stack):
+    classes = rng.integers(0, 4, (120, 90)).astype(np.uint8)
+    path = write_tif(tmp_path / "cls.tif", classes, nodata=3)
+    target = target_on_grid(path, stack)
+    assert target.dtype == np.int32 and target.chunks == stack.chunks[1:]
+    np.testing.assert_array_equal(target.values, np.where(classes == 3, IGNORE, classes.astype(np.int32)))
+    np.testing.assert_array_equal(target.x, stack.x)
+
+
+def test_coarser_class_raster_is_resampled_nearest(tmp_path, rng, stack):
+    coarse = rng.integers(0, 3, (60, 45)).astype(np.uint8)
+    coarse_transform = TRANSFORM * Affine.scale(2)
+    path = write_tif(tmp_path / "coarse.tif", coarse, transform=coarse_transform)
+    expected = np.zeros((120, 90), np.uint8)
+    reproject(coarse, expected, src_transform=coarse_transform, src_crs=UTM, dst_transform=TRANSFORM,
+              dst_crs=UTM, resampling=Resampling.nearest)
+    np.testing.assert_array_equal(target_on_grid(path, stack).values, expected)
+    np.testing.assert_array_equal(expected, np.repeat(np.repeat(coarse, 2, 0), 2, 1))
+
+
+def test_finer_continuous_raster_is_averaged(tmp_path, rng, stack):
+    fine = rng.random((240, 180)).astype(np.float32)
+    path = write_tif(tmp_path / "fine.tif", fine, transform=TRANSFORM * Affine.scale(0.5))
+    values = target_on_grid(path, stack, kind="continuous").values
+    np.testing.assert_allclose(values, fine.reshape(120, 2, 90, 2).mean(axis=(1, 3)), rtol=1e-6)
+
+
+def test_target_in_another_crs_matches_a_whole_image_warp(tmp_path, rng, stack):
+    src_crs = CRS.from_epsg(4326)
+    west, north = rasterio.warp.transform(UTM, src_crs, [TRANSFORM.c - 200], [TRANSFORM.f + 200])
+    src_transform = Affine(0.0002, 0, west[0], 0, -0.0002, north[0])
+    data = rng.integers(0, 5, (30, 30)).astype(np.int16)  # about 540 x 660 m: part of the stack only
+    path = write_tif(tmp_path / "geo.tif", data, crs=src_crs, transform=src_transform, nodata=-9)
+    expected = np.full((120, 90), -9, np.int16)
+    reproject(data, expected, src_transform=src_transform, src_crs=src_crs, src_nodata=-9, dst_transform=TRANSFORM,
+              dst_crs=UTM, dst_nodata=-9, resampling=Resampling.nearest)
+    got = target_on_grid(path, stack).values
+    np.testing.assert_array_equal(got, np.where(expected == -9, IGNORE, expected))
+    assert (got == IGNORE).any() and (got >= 0).any()  # partly outside the target's extent
+
+
+def test_array_target_must_match(stack):
+    with pytest.raises(TargetError, match="10 x 10 px but the stack is 120 x 90"):
+        target_on_grid(stack.isel(band=0, y=slice(10), x=slice(10)), stack)
+
+
+def test_threshold_classes_are_ordinal(stack):
+    values = stack.isel(band=0).astype(np.float32)
+    values = values.where(values < 0.95)  # some NaN
+    classes = threshold_classes(values, [0.3, 0.6])
+    raw = values.values
+    expected = np.where(np.isnan(raw), IGNORE, np.searchsorted([0.3, 0.6], raw, side="right"))
+    np.testing.assert_array_equal(classes.values, expected)
+    assert classes.attrs["class_names"] == ["< 0.3", "0.3..0.6", ">= 0.6"]
+    assert (classes.values[raw == 0.3] == 1).all() if (raw == 0.3).any() else True
+    with pytest.raises(TargetError, match="increasing"):
+        threshold_classes(values, [0.6, 0.3])
+
+
+def test_multilabel_layers(stack):
+    values = stack.isel(band=0)
+    labels = multilabel_from_thresholds(values, [0.25, 0.5, 0.75])
+    assert labels.dims == ("label", "y", "x") and labels.sizes["label"] == 3
+    np.testing.assert_array_equal(labels.values[1], (values.values >= 0.5).astype(np.int8))
+
+
+def _polygons_geojson(path, crs_out=4326):
+    squares = [((500_100, 3_999_900), (500_400, 3_999_500), "water"),
+               ((500_300, 3_999_300), (500_800, 3_998_900), "forest"),
+               ((500_700, 3_999_800), (500_890, 3_999_000), "water")]
+    features = []
+    for (x0, y0), (x1, y1), label in squares:
+        ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+        geom = transform_geom(UTM, f"EPSG:{crs_out}", {"type": "Polygon", "coordinates": [ring]})
+        features.append({"type": "Feature", "geometry": geom, "properties": {"landcover": label}})
+    collection = {"type": "FeatureCollection", "features": features}
+    if crs_out != 4326:  # RFC 7946 GeoJSON is WGS 84; others name their CRS
+        collection["crs"] = {"type": "name", "properties": {"name": f"EPSG:{crs_out}"}}
+    path.write_text(json.dumps(collection))
+    return path
+
+
+def test_geojson_polygons_are_burned_like_a_whole_image_rasterize(tmp_path, stack):
+    path = _polygons_geojson(tmp_path / "p.geojson")
+    target = rasterize_polygons(path, stack, attribute="landcover")
+    assert target.attrs["class_names"] == ["forest", "water"]
+    collection = json.loads(path.read_text())
+    shapes = [(transform_geom("EPSG:4326", UTM, f["geometry"]), {"forest": 0, "water": 1}[f["properties"]["landcover"]])
+              for f in collection["features"]]
+    expected = rasterize(shapes, out_shape=(120, 90), transform=TRANSFORM, fill=IGNORE, dtype=np.int32)
+    np.testing.assert_array_equal(target.values, expected)
+    assert set(np.unique(expected)) == {IGNORE, 0, 1}
+
+
+def test_polygon_errors(tmp_path, stack):
+    path = _polygons_geojson(tmp_path / "p.geojson")
+    with pytest.raises(TargetError, match="no 'class' property.*landcover"):
+        rasterize_polygons(path, stack)
+    (tmp_path / "bad.geojson").write_text("{not json")
+    with pytest.raises(TargetError, match="not valid GeoJSON"):
+        rasterize_polygons(tmp_path / "bad.geojson", stack)
+
+
+def test_geopackage_through_pyogrio_equals_geojson(tmp_path, stack):
+    pyogrio = pytest.importorskip("pyogrio")
+    shapely = pytest.importorskip("shapely")
+    path = _polygons_geojson(tmp_path / "p.geojson", crs_out=32633)
+    features = json.loads(path.read_text())["features"]
+    geometry = np.array([shapely.to_wkb(shapely.geometry.shape(f["geometry"])) for f in features], dtype=object)
+    labels = np.array([f["properties"]["landcover"] for f in features], dtype=object)
+    pyogrio.raw.write(tmp_path / "p.gpkg", geometry, field_data=[labels], fields=["landcover"], crs="EPSG:32633",
+                      geometry_type="Polygon", driver="GPKG")
+    from_gpkg = rasterize_polygons(tmp_path / "p.gpkg", stack, attribute="landcover")
+    from_json = rasterize_polygons(path, stack, attribute="landcover")
+    np.testing.assert_array_equal(from_gpkg.values, from_json.values)
