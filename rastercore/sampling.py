@@ -41,7 +41,7 @@ from rastercore.features import FeatureSpec, features_for_block
 from rastercore.grid import grid_of
 from rastercore.targets import IGNORE
 
-__all__ = ["SpatialSplit", "SampleTable", "draw_sample", "write_table", "read_table", "augment_windows",
+__all__ = ["SpatialSplit", "SampleTable", "PixelPlan", "plan_pixels", "draw_sample", "write_table", "read_table", "augment_windows",
            "TRAIN", "VALIDATION"]
 
 TRAIN, VALIDATION, EXCLUDED = 0, 1, -1
@@ -203,6 +203,50 @@ def draw_sample(
     -------
     SampleTable
     """
+    plan = plan_pixels(stack, target, spec, split=split, thresholds=thresholds, seed=seed)
+    counts, class_names, regression, split = plan.counts, plan.class_names, plan.regression, plan.split
+    if not regression and np.count_nonzero(counts.sum(axis=1)) < 2:
+        present = [_name(c, class_names) for c in np.flatnonzero(counts.sum(axis=1))]
+        raise SamplingError(f"the target holds only class {', '.join(present) or 'none'} where the inputs are valid; "
+                            "a classifier needs at least two. Check the target, its nodata value or the thresholds.")
+    fraction = split.validation_fraction if split.regions is None else counts[:, 1].sum() / max(counts.sum(), 1)
+    if n_validation is None:
+        n_validation = round(n * fraction / (1 - fraction)) if fraction < 1 else n
+    quotas = np.stack([_quotas(counts[:, s], total, per_class, regression, allow_short, class_names, name)
+                       for s, (total, name) in enumerate([(n, "training"), (n_validation, "validation")])], axis=1)
+    rows = _select(plan, quotas)
+    table = _assemble(rows, quotas, plan, stack, per_class)
+    table.attrs["counts"] = counts.tolist()
+    return table
+
+
+@dataclass
+class PixelPlan:
+    """Everything needed to visit the eligible pixels of a stack tile by tile.
+
+    ``code`` is ``class * 2 + split`` for eligible pixels (labelled, valid
+    input, not in a gap) and -1 elsewhere; ``counts[class, split]`` counts them.
+    """
+
+    data: da.Array
+    code: da.Array
+    values: da.Array | None
+    spec: FeatureSpec
+    bands: list[str]
+    class_names: list[str] | None
+    regression: bool
+    split: SpatialSplit
+    seed: int
+    counts: np.ndarray
+
+    def tile_tasks(self, cutoff: np.ndarray) -> list:
+        """One delayed task per tile returning the rows (dict of arrays) of pixels below ``cutoff``."""
+        return _tile_tasks(self, cutoff)
+
+
+def plan_pixels(stack: xr.DataArray, target: xr.DataArray, spec, *, split: SpatialSplit | None = None,
+                thresholds=None, seed: int = 0) -> PixelPlan:
+    """Prepare the lazy features/target/split of ``stack`` and count eligible pixels (one pass)."""
     spec = FeatureSpec.coerce(spec)
     split = split or SpatialSplit()
     band_names = [str(b) for b in stack["band"].values]
@@ -213,21 +257,7 @@ def draw_sample(
     labels = split.labels(stack, seed=seed, halo=spec.halo).rechunk(chunks)
     valid = da.all(da.isfinite(data), axis=0)
     code = da.where(valid & (strata >= 0) & (labels >= 0), strata * 2 + labels, -1).astype(np.int64)
-
-    counts = _count(code)  # (n_classes, 2)
-    if not regression and np.count_nonzero(counts.sum(axis=1)) < 2:
-        present = [class_names[c] if class_names else str(c) for c in np.flatnonzero(counts.sum(axis=1))]
-        raise SamplingError(f"the target holds only class {', '.join(present) or 'none'} where the inputs are valid; "
-                            "a classifier needs at least two. Check the target, its nodata value or the thresholds.")
-    fraction = split.validation_fraction if split.regions is None else counts[:, 1].sum() / max(counts.sum(), 1)
-    if n_validation is None:
-        n_validation = round(n * fraction / (1 - fraction)) if fraction < 1 else n
-    quotas = np.stack([_quotas(counts[:, s], total, per_class, regression, allow_short, class_names, name)
-                       for s, (total, name) in enumerate([(n, "training"), (n_validation, "validation")])], axis=1)
-    rows = _select(data, code, values, spec, used, quotas, counts, seed)
-    table = _assemble(rows, quotas, spec, used, class_names, regression, split, seed, stack, per_class)
-    table.attrs["counts"] = counts.tolist()
-    return table
+    return PixelPlan(data, code, values, spec, list(used), class_names, regression, split, seed, _count(code))
 
 
 def _float_bands(stack: xr.DataArray, idx: list[int]) -> da.Array:
@@ -309,11 +339,12 @@ def _largest_remainder(shares: np.ndarray) -> np.ndarray:
     return floor
 
 
-def _select(data, code, values, spec, used, quotas, counts, seed):
+def _select(plan: PixelPlan, quotas):
     """Exact selection: candidates below a key cut-off, then the smallest keys per stratum."""
+    counts = plan.counts
     cutoff = np.where(counts > 0, np.minimum(1.0, (quotas + 6 * np.sqrt(quotas) + 16) / np.maximum(counts, 1)), 0.0)
     for _ in range(4):
-        rows = _candidates(data, code, values, spec, used, cutoff, seed)
+        rows = _candidates(plan, cutoff)
         chosen, short = _smallest_keys(rows, quotas)
         if not short.any():
             return {k: v[chosen] for k, v in rows.items()}
@@ -341,31 +372,34 @@ def _smallest_keys(rows, quotas):
     return chosen, short
 
 
-def _candidates(data, code, values, spec, used, cutoff, seed):
-    """Features, target and position of every pixel whose key is below its stratum's cut-off."""
-    halo = spec.halo
-    data = data.rechunk({0: -1})
+def _tile_tasks(plan: PixelPlan, cutoff: np.ndarray) -> list:
+    halo = plan.spec.halo
+    data = plan.data.rechunk({0: -1})
     grown = [da.overlap.ensure_minimum_chunksize(max(halo, 1), c) for c in data.chunks[1:]]
     data = data.rechunk((data.chunks[0], *grown))
-    code = code.rechunk(grown)
-    values = values.rechunk(grown) if values is not None else None
+    code_blocks = plan.code.rechunk(grown).to_delayed()
+    value_blocks = plan.values.rechunk(grown).to_delayed() if plan.values is not None else None
     padded = da.overlap.overlap(data, depth={0: 0, 1: halo, 2: halo}, boundary="none") if halo else data
+    data_blocks = padded.to_delayed()
     starts = [np.concatenate([[0], np.cumsum(c)[:-1]]) for c in grown]
     tasks = []
-    code_blocks = code.to_delayed()
-    value_blocks = values.to_delayed() if values is not None else None
-    data_blocks = padded.to_delayed()
     for i, j in np.ndindex(len(grown[0]), len(grown[1])):
         pads = (halo if i > 0 else 0, halo if j > 0 else 0)
         tasks.append(dask.delayed(_tile_candidates)(
             data_blocks[0, i, j], code_blocks[i, j], None if value_blocks is None else value_blocks[i, j],
-            int(starts[0][i]), int(starts[1][j]), pads, spec, list(used), cutoff, seed))
+            int(starts[0][i]), int(starts[1][j]), pads, plan.spec, plan.bands, cutoff, plan.seed))
+    return tasks
+
+
+def _candidates(plan: PixelPlan, cutoff: np.ndarray) -> dict:
+    """Rows (features, target, position, key) of every eligible pixel whose key is below its cut-off."""
+    tasks = plan.tile_tasks(cutoff)
     parts = []
     batch = 4 * _threads()
     for start in range(0, len(tasks), batch):
         parts.extend(p for p in dask.compute(*tasks[start:start + batch]) if p is not None)
     if not parts:
-        n_features = len(spec.feature_names(list(used)))
+        n_features = len(plan.spec.feature_names(plan.bands))
         return {"X": np.zeros((0, n_features), np.float32), "code": np.zeros(0, np.int64), "key": np.zeros(0),
                 "row": np.zeros(0, np.int64), "col": np.zeros(0, np.int64), "value": np.zeros(0, np.float32)}
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -397,7 +431,9 @@ def _threads() -> int:
     return _worker_threads()
 
 
-def _assemble(rows, quotas, spec, used, class_names, regression, split, seed, stack, per_class) -> SampleTable:
+def _assemble(rows, quotas, plan: PixelPlan, stack, per_class) -> SampleTable:
+    spec, used, class_names, regression, split, seed = (plan.spec, plan.bands, plan.class_names, plan.regression,
+                                                       plan.split, plan.seed)
     grid = grid_of(stack)
     classes = rows["code"] // 2
     block_size = split.block_size

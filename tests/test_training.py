@@ -1,0 +1,87 @@
+import json
+
+import numpy as np
+import pytest
+from sklearn.linear_model import SGDClassifier, SGDRegressor
+
+from rastercore.datasets import SYNTHETIC_THRESHOLD, synthetic_scene
+from rastercore.errors import SamplingError
+from rastercore.sampling import TRAIN, VALIDATION, SpatialSplit, draw_sample, plan_pixels
+from rastercore.training import pixel_arrays, train_incremental
+
+SPEC = [{"name": "box_mean", "size": 9}, {"name": "ratio", "a": "HV", "b": "HH"}]
+SPLIT = SpatialSplit(block_size=64)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    ds = synthetic_scene((320, 320), seed=1, chunks=128)
+    return np.log(ds["sar"]), ds["target"]
+
+
+class Recorder:
+    """A partial_fit estimator that remembers what it was fed."""
+
+    def __init__(self):
+        self.batches = []
+
+    def partial_fit(self, X, y, classes=None):
+        self.batches.append((X.copy(), y.copy(), classes))
+        return self
+
+
+def test_every_training_pixel_is_seen_once_per_epoch(scene):
+    sar, target = scene
+    recorder = train_incremental(Recorder(), sar, target, SPEC, thresholds=SYNTHETIC_THRESHOLD, split=SPLIT,
+                                 epochs=2, progress="none")
+    plan = plan_pixels(sar, target, SPEC, thresholds=SYNTHETIC_THRESHOLD, split=SPLIT)
+    per_epoch = plan.counts[:, TRAIN].sum()
+    assert recorder.n_pixels_seen_ == 2 * per_epoch
+    assert all(list(c) == [0, 1] for _, _, c in recorder.batches)
+    X, y, classes = pixel_arrays(sar, target, SPEC, thresholds=SYNTHETIC_THRESHOLD, split=SPLIT)
+    X, y = X.compute(), y.compute()
+    assert len(y) == per_epoch and classes.tolist() == [0, 1]
+    fed = np.concatenate([b[0] for b in recorder.batches])[: len(y) * 2]
+    assert np.isclose(np.sort(fed[:, 0]), np.sort(np.concatenate([X[:, 0], X[:, 0]]))).all()
+
+
+def test_streaming_fit_equals_the_in_memory_fit_and_generalises(scene):
+    """GaussianNB's partial_fit is exact: streamed tile by tile == fitted on all pixels at once."""
+    from sklearn.naive_bayes import GaussianNB
+
+    sar, target = scene
+    streamed = train_incremental(GaussianNB(), sar, target, SPEC, thresholds=0.45, split=SPLIT, epochs=1,
+                                 progress="none")
+    X, y, _ = pixel_arrays(sar, target, SPEC, thresholds=0.45, split=SPLIT)
+    reference = GaussianNB().fit(X.compute(), y.compute())
+    np.testing.assert_allclose(streamed.theta_, reference.theta_, rtol=1e-5)
+    np.testing.assert_allclose(streamed.var_, reference.var_, rtol=1e-4)
+    np.testing.assert_allclose(streamed.class_count_, reference.class_count_)
+    val = draw_sample(sar, target, SPEC, n=0, per_class={0: 1, 1: 1}, n_validation=2000, thresholds=0.45,
+                      split=SPLIT)
+    X_val, y_val = val.subset(VALIDATION)
+    assert len(y_val) == 2000 and streamed.score(X_val, y_val) > 0.85
+
+
+def test_regression_and_progress(scene, capsys):
+    sar, target = scene
+    model = train_incremental(SGDRegressor(random_state=0), sar, target, SPEC, split=SPLIT, epochs=1,
+                              progress="json")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert lines[-1]["done"] == lines[-1]["total"] == 9  # 3 x 3 tiles, one epoch
+    assert model.n_pixels_seen_ > 0 and np.isfinite(model.coef_).all()
+
+
+def test_dask_ml_incremental_accepts_the_pixel_arrays(scene):
+    from dask_ml.wrappers import Incremental
+
+    sar, target = scene
+    X, y, classes = pixel_arrays(sar, target, SPEC, thresholds=SYNTHETIC_THRESHOLD, split=SPLIT)
+    model = Incremental(SGDClassifier(random_state=0)).fit(X, y, classes=classes)
+    assert set(model.estimator_.classes_) == {0, 1}
+
+
+def test_one_class_is_a_clear_error(scene):
+    sar, target = scene
+    with pytest.raises(SamplingError, match="at least two"):
+        train_incremental(SGDClassifier(), sar, target, SPEC, thresholds=1.5, split=SPLIT, progress="none")
