@@ -208,9 +208,9 @@ def _burn_block(geometries, codes, boxes, grid: Grid, all_touched, block_info=No
     from rasterio.features import rasterize
 
     (r0, r1), (c0, c1) = block_info[None]["array-location"]
-    transform = grid.transform * Affine.translation(c0, r0)
+    transform = grid.transform @ Affine.translation(c0, r0)
     left, top = transform.c, transform.f
-    right, bottom = transform * (c1 - c0, r1 - r0)
+    right, bottom = transform @ (c1 - c0, r1 - r0)
     xmin, xmax, ymin, ymax = min(left, right), max(left, right), min(top, bottom), max(top, bottom)
     hit = (boxes[:, 0] <= xmax) & (boxes[:, 2] >= xmin) & (boxes[:, 1] <= ymax) & (boxes[:, 3] >= ymin)
     shapes = [(geometries[i], int(codes[i])) for i in np.flatnonzero(hit)]

@@ -65,7 +65,7 @@ def test_band_name_errors(tmp_path, hh_hv):
     "kwargs,reason",
     [
         ({"shape": (301, 200)}, r"301 x 200 px"),
-        ({"transform": TRANSFORM * Affine.translation(1, 0)}, "another grid"),
+        ({"transform": TRANSFORM @ Affine.translation(1, 0)}, "another grid"),
         ({"crs": "EPSG:32634"}, "EPSG:32634"),
     ],
 )

@@ -31,7 +31,7 @@ def test_class_raster_on_the_same_grid(tmp_path, rng, stack):
 
 def test_coarser_class_raster_is_resampled_nearest(tmp_path, rng, stack):
     coarse = rng.integers(0, 3, (60, 45)).astype(np.uint8)
-    coarse_transform = TRANSFORM * Affine.scale(2)
+    coarse_transform = TRANSFORM @ Affine.scale(2)
     path = write_tif(tmp_path / "coarse.tif", coarse, transform=coarse_transform)
     expected = np.zeros((120, 90), np.uint8)
     reproject(coarse, expected, src_transform=coarse_transform, src_crs=UTM, dst_transform=TRANSFORM,
@@ -42,7 +42,7 @@ def test_coarser_class_raster_is_resampled_nearest(tmp_path, rng, stack):
 
 def test_finer_continuous_raster_is_averaged(tmp_path, rng, stack):
     fine = rng.random((240, 180)).astype(np.float32)
-    path = write_tif(tmp_path / "fine.tif", fine, transform=TRANSFORM * Affine.scale(0.5))
+    path = write_tif(tmp_path / "fine.tif", fine, transform=TRANSFORM @ Affine.scale(0.5))
     values = target_on_grid(path, stack, kind="continuous").values
     np.testing.assert_allclose(values, fine.reshape(120, 2, 90, 2).mean(axis=(1, 3)), rtol=1e-6)
 
