@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+from sklearn.svm import SVC
+
+from rastercore.models._fast_rbf import FastRBF
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 4])
+@pytest.mark.parametrize("shape", ["ovr", "ovo"])
+def test_matches_scikit_learn(n_classes, shape):
+    rng = np.random.default_rng(n_classes)
+    X = rng.normal(size=(600, 6))
+    y = np.digitize(X[:, 0] + 0.5 * X[:, 1] ** 2, np.quantile(X[:, 0] + 0.5 * X[:, 1] ** 2, np.linspace(0, 1, n_classes + 1)[1:-1]))
+    svc = SVC(C=5.0, gamma="scale", decision_function_shape=shape).fit(X, y)
+    fast = FastRBF(svc)
+    X_test = rng.normal(size=(2000, 6))
+    reference = svc.decision_function(X_test)
+    got = fast.decision_function(X_test)
+    assert got.shape == reference.shape
+    np.testing.assert_allclose(got, reference, atol=1e-4 * max(1.0, np.abs(reference).max()))
+    np.testing.assert_array_equal(fast.predict(X_test), svc.predict(X_test))
+
+
+def test_string_labels_and_float32_input():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3)).astype(np.float32)
+    y = np.where(X[:, 0] * X[:, 1] > 0, "water", "land")
+    svc = SVC().fit(X, y)
+    np.testing.assert_array_equal(FastRBF(svc).predict(X), svc.predict(X))
+
+
+def test_refuses_other_kernels():
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match="kernel='rbf'"):
+        FastRBF(SVC(kernel="linear").fit(X, X[:, 0] > 0))
