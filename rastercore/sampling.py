@@ -261,9 +261,9 @@ def plan_pixels(stack: xr.DataArray, target: xr.DataArray, spec, *, split: Spati
 
 
 def _float_bands(stack: xr.DataArray, idx: list[int]) -> da.Array:
-    from rastercore.features._tiling import as_float_nan
+    from rastercore.stack import as_float
 
-    return as_float_nan(stack)[idx]
+    return as_float(stack)[idx]
 
 
 def _strata(target: xr.DataArray, thresholds, chunks):

@@ -1,0 +1,134 @@
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import rasterio
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.svm import SVC
+
+import rastercore.tiles
+from rastercore import ingest
+from rastercore.datasets import SYNTHETIC_THRESHOLD, synthetic_scene
+from rastercore.errors import IncompleteStoreError
+from rastercore.features import compute_features
+from rastercore.models import save_model
+from rastercore.predict import predict, predict_lazy
+from rastercore.sampling import TRAIN, draw_sample
+from rastercore.stack import open_stack
+from rastercore.tiles import partial_path
+
+SPEC = [{"name": "box_mean", "size": 7}, {"name": "gaussian", "sigma": 1.5, "bands": ["HV"]}]
+
+
+@pytest.fixture(scope="module")
+def scene():
+    ds = synthetic_scene((200, 230), seed=0, chunks=64)  # 39 % class 1
+    sar = np.log(ds["sar"])
+    table = draw_sample(sar, ds["target"], SPEC, n=400, thresholds=SYNTHETIC_THRESHOLD, seed=0)
+    X, y = table.subset(TRAIN)
+    return sar, ds["target"], table, X, y
+
+
+def _whole_image_X(sar):
+    feats = compute_features(sar, SPEC).values  # independent reference: the whole feature stack
+    return feats.reshape(feats.shape[0], -1).T
+
+
+@pytest.mark.parametrize("chunks", [64, (37, 90)])
+def test_svc_mosaic_equals_scikit_learn_on_the_whole_image(scene, chunks):
+    sar, _, table, X, y = scene
+    svc = SVC(random_state=0).fit(X, y)
+    mosaic = predict_lazy(svc, sar.chunk({"y": chunks if isinstance(chunks, int) else chunks[0],
+                                          "x": chunks if isinstance(chunks, int) else chunks[1]}), SPEC,
+                          class_names=table.class_names)
+    assert list(mosaic.band.values) == ["class"]  # no probability=True: no probability layers
+    expected = svc.predict(_whole_image_X(sar)).reshape(200, 230)
+    np.testing.assert_array_equal(mosaic.sel(band="class").values, expected)
+    assert mosaic.rio.crs == sar.rio.crs and mosaic.rio.transform() == sar.rio.transform()
+
+
+def test_forest_probabilities_and_nodata(scene):
+    sar, _, table, X, y = scene
+    forest = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y)
+    holey = sar.where((sar.y > sar.y[120]) | (sar.x < sar.x[100]))  # rows >= 120, cols >= 100: nodata
+    holey = holey.where(sar.y > sar.y[140])  # ...and every row from 140
+    mosaic = predict_lazy(forest, holey.chunk({"y": 64, "x": 64}), SPEC, class_names=table.class_names).values
+    assert mosaic.shape == (3, 200, 230)
+    X_all = _whole_image_X(holey)
+    valid = np.isfinite(X_all).all(axis=1)
+    proba = np.full((len(X_all), 2), np.nan, np.float32)
+    proba[valid] = forest.predict_proba(X_all[valid])
+    np.testing.assert_allclose(mosaic[1:].reshape(2, -1).T, proba, atol=1e-6)
+    assert np.isnan(mosaic[:, 120:, 100:]).all() and np.isnan(mosaic[:, 140:, :]).all()
+    assert np.isfinite(mosaic[:, :110, :90]).all()  # clear of the nodata by more than the halo
+
+
+CALLS = []
+
+
+class CountingForest(RandomForestRegressor):
+    def predict(self, X):
+        CALLS.append(len(X))
+        return super().predict(X)
+
+
+def test_all_nodata_tiles_are_not_computed(scene):
+    sar, _, _, X, y = scene
+    CALLS.clear()
+    calls = CALLS
+    model = CountingForest(n_estimators=3, random_state=0).fit(X, y.astype(float))
+    empty_rows = sar.where(sar.y <= sar.y[64]).chunk({"y": 64, "x": 64})  # first tile row all NaN
+    mosaic = predict_lazy(model, empty_rows, SPEC)
+    assert list(mosaic.band.values) == ["value"]
+    values = mosaic.values
+    assert np.isnan(values[0, :64]).all() and len(calls) == 4 * 3  # 4 x 4 tiles, 1 row skipped
+
+
+def test_model_file_mosaic_cog_and_resume_after_kill_9(scene, tmp_path, monkeypatch):
+    sar, _, table, X, y = scene
+    model = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
+    model_path = save_model(model, tmp_path / "m.skops",
+                            metadata={"feature_spec": table.attrs["feature_spec"], "class_names": table.class_names})
+    stack_path = tmp_path / "s.zarr"
+    from rastercore.tiles import write_tiles
+
+    write_tiles(sar.chunk({"y": 40, "x": 40}).astype(np.float32), stack_path, progress="none")
+    out = tmp_path / "pred.zarr"
+    script = f"""
+import time, dask
+import rastercore.tiles as tiles
+original = tiles._store_block
+def slow(*a):
+    time.sleep(0.1)
+    return original(*a)
+tiles._store_block = slow
+dask.config.set(scheduler="synchronous")
+from rastercore.predict import predict
+from rastercore.stack import open_stack
+predict({str(model_path)!r}, open_stack({str(stack_path)!r}), {str(out)!r}, progress="none")
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    ledger = partial_path(out) / rastercore.tiles.LEDGER_DIR
+    deadline = time.monotonic() + 120
+    while len(list(ledger.glob("*.done"))) < 5:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    done = len(list(ledger.glob("*.done")))
+    with pytest.raises(IncompleteStoreError):
+        open_stack(out)
+    written = []
+    original = rastercore.tiles._store_block
+    monkeypatch.setattr(rastercore.tiles, "_store_block", lambda *a: written.append(1) or original(*a))
+    resumed = predict(model_path, open_stack(stack_path), out, resume=True, cog=tmp_path / "pred.tif",
+                      progress="none")
+    assert len(written) == 30 - done  # 5 x 6 tiles of 40 px
+    clean = predict(model_path, open_stack(stack_path), tmp_path / "clean.zarr", progress="none")
+    np.testing.assert_array_equal(resumed.values, clean.values)
+    assert resumed.attrs.get("class_names") == table.class_names or list(resumed.band.values)[1] == "p[< 0.6]"
+    with rasterio.open(tmp_path / "pred.tif") as src:
+        assert src.count == 3 and src.crs == sar.rio.crs
+        np.testing.assert_array_equal(src.read(), clean.values)
