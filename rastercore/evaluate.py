@@ -1,0 +1,183 @@
+"""Out-of-core evaluation of a prediction mosaic against a target.
+
+One pass over the tiles accumulates a confusion matrix (classes) or sums of
+errors (regression); every metric is derived from those totals, so memory
+does not depend on scene size.  The tests check each metric against
+scikit-learn on whole (small) images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from rastercore.errors import TargetError
+from rastercore.targets import IGNORE
+
+__all__ = ["evaluate_classes", "evaluate_values", "write_metrics", "region_mask"]
+
+
+def region_mask(like: xr.DataArray, *, split=None, which: int | None = None, seed: int = 0, halo: int = 0,
+                bounds: tuple[float, float, float, float] | None = None) -> da.Array:
+    """Lazy boolean ``(y, x)``: the pixels to evaluate.
+
+    Parameters
+    ----------
+    like : xarray.DataArray
+        Stack or mosaic giving the grid and tiles.
+    split : rastercore.sampling.SpatialSplit, optional
+        With ``which`` (TRAIN or VALIDATION): only that split's pixels (gaps excluded).
+    seed, halo : int
+        Seed and feature halo the split was drawn with.
+    bounds : (left, bottom, right, top), optional
+        Only pixels whose centre lies inside, in the grid's CRS.
+    """
+    chunks = like.chunks[-2:]
+    mask = da.ones((like.sizes["y"], like.sizes["x"]), dtype=bool, chunks=chunks)
+    if split is not None and which is not None:
+        mask &= split.labels(like, seed=seed, halo=halo).rechunk(chunks) == which
+    if bounds is not None:
+        left, bottom, right, top = bounds
+        xs = da.from_array(like.x.values, chunks=chunks[1])
+        ys = da.from_array(like.y.values, chunks=chunks[0])
+        mask &= ((ys >= bottom) & (ys <= top))[:, None] & ((xs >= left) & (xs <= right))[None, :]
+    return mask
+
+
+def _aligned(prediction: xr.DataArray, target: xr.DataArray, mask) -> tuple[da.Array, da.Array, da.Array]:
+    if prediction.shape != target.shape:
+        raise TargetError(f"the prediction is {prediction.shape} but the target is {target.shape}; "
+                          "put the target on the prediction's grid with rastercore.targets.target_on_grid.")
+    chunks = prediction.chunks or ((prediction.sizes["y"],), (prediction.sizes["x"],))
+    pred = da.asarray(prediction.data).rechunk(chunks)
+    truth = da.asarray(target.data).rechunk(chunks)
+    if mask is None:
+        mask = da.ones(pred.shape, dtype=bool, chunks=chunks)
+    return pred, truth, da.asarray(mask).rechunk(chunks)
+
+
+def evaluate_classes(prediction: xr.DataArray, target: xr.DataArray, *, class_names=None, mask=None) -> dict:
+    """Classification metrics of a class map against a class target, out of core.
+
+    Parameters
+    ----------
+    prediction : xarray.DataArray
+        ``(y, x)`` class indices (NaN or negative for nodata), e.g.
+        ``mosaic.sel(band="class")``.
+    target : xarray.DataArray
+        ``(y, x)`` int classes on the same grid, ``IGNORE`` (-1) unlabelled.
+    class_names : list of str, optional
+        Names of classes 0, 1, ...
+    mask : dask or numpy bool array, optional
+        Only these pixels (see :func:`region_mask`).
+
+    Returns
+    -------
+    dict
+        ``confusion_matrix`` (rows: truth, columns: prediction), ``pixels``,
+        ``overall_accuracy``, ``kappa``, ``mean_iou`` and per class
+        ``precision``, ``recall``, ``f1``, ``iou``, ``support``.
+    """
+    pred, truth, mask = _aligned(prediction, target, mask)
+    parts = [dask.delayed(_confusion_block)(p, t, m) for p, t, m in
+             zip(pred.to_delayed().ravel(), truth.to_delayed().ravel(), mask.to_delayed().ravel())]
+    blocks = dask.compute(*parts)
+    size = max([b.shape[0] for b in blocks] + [len(class_names or [])])
+    matrix = np.zeros((size, size), np.int64)
+    for b in blocks:
+        matrix[: b.shape[0], : b.shape[1]] += b
+    return classification_metrics(matrix, class_names)
+
+
+def _confusion_block(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    pred = np.where(np.isfinite(pred), pred, -1).astype(np.int64) if pred.dtype.kind == "f" else pred.astype(np.int64)
+    valid = mask & (truth != IGNORE) & (truth >= 0) & (pred >= 0)
+    p, t = pred[valid], truth[valid].astype(np.int64)
+    size = int(max(p.max(initial=-1), t.max(initial=-1)) + 1)
+    return np.bincount(t * size + p, minlength=size * size).reshape(size, size)
+
+
+def classification_metrics(matrix: np.ndarray, class_names=None) -> dict:
+    """Every classification metric rastercore reports, from a confusion matrix."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    total = int(matrix.sum())
+    diag = np.diag(matrix).astype(float)
+    truth_sums, pred_sums = matrix.sum(axis=1).astype(float), matrix.sum(axis=0).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(pred_sums > 0, diag / pred_sums, 0.0)
+        recall = np.where(truth_sums > 0, diag / truth_sums, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+        union = truth_sums + pred_sums - diag
+        iou = np.where(union > 0, diag / union, 0.0)
+    accuracy = diag.sum() / total if total else float("nan")
+    expected = (truth_sums * pred_sums).sum() / total**2 if total else float("nan")
+    kappa = (accuracy - expected) / (1 - expected) if total and expected < 1 else float("nan")
+    names = list(class_names) if class_names else [str(i) for i in range(len(matrix))]
+    names += [str(i) for i in range(len(names), len(matrix))]
+    present = truth_sums > 0
+    return {
+        "task": "classification",
+        "pixels": total,
+        "classes": names,
+        "confusion_matrix": matrix.tolist(),
+        "overall_accuracy": float(accuracy),
+        "kappa": float(kappa),
+        "mean_iou": float(iou[present].mean()) if present.any() else float("nan"),
+        "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                             "iou": float(iou[i]), "support": int(truth_sums[i])} for i, name in enumerate(names)},
+    }
+
+
+def evaluate_values(prediction: xr.DataArray, target: xr.DataArray, *, mask=None) -> dict:
+    """Regression metrics (RMSE, MAE, R², bias) of a value map against a continuous target, out of core."""
+    pred, truth, mask = _aligned(prediction, target, mask)
+    parts = [dask.delayed(_error_sums)(p, t, m) for p, t, m in
+             zip(pred.to_delayed().ravel(), truth.to_delayed().ravel(), mask.to_delayed().ravel())]
+    n, err, abs_err, sq_err, y, y2 = np.sum(dask.compute(*parts), axis=0)
+    if n == 0:
+        raise TargetError("no pixel has both a prediction and a target value in the evaluated region.")
+    ss_tot = y2 - y * y / n
+    return {"task": "regression", "pixels": int(n), "rmse": float(np.sqrt(sq_err / n)), "mae": float(abs_err / n),
+            "bias": float(err / n), "r2": float(1 - sq_err / ss_tot) if ss_tot > 0 else float("nan")}
+
+
+def _error_sums(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    valid = mask & np.isfinite(pred) & np.isfinite(truth)
+    p, t = pred[valid].astype(np.float64), truth[valid].astype(np.float64)
+    e = p - t
+    return np.array([e.size, e.sum(), np.abs(e).sum(), (e * e).sum(), t.sum(), (t * t).sum()])
+
+
+def write_metrics(metrics: dict, path: str | os.PathLike, *, overwrite: bool = False) -> tuple[Path, Path]:
+    """Write ``metrics`` as JSON and a short Markdown table beside it (``.md``)."""
+    from rastercore.errors import StoreExistsError
+
+    path = Path(path)
+    markdown = path.with_suffix(".md")
+    for p in (path, markdown):
+        if p.exists() and not overwrite:
+            raise StoreExistsError(f"{p} already exists; pass overwrite=True (--overwrite) to replace it.")
+    path.write_text(json.dumps(metrics, indent=2))
+    markdown.write_text(metrics_markdown(metrics))
+    return path, markdown
+
+
+def metrics_markdown(metrics: dict) -> str:
+    """A short Markdown report of :func:`evaluate_classes` / :func:`evaluate_values` output."""
+    if metrics["task"] == "regression":
+        return ("| pixels | RMSE | MAE | bias | R² |\n|---|---|---|---|---|\n"
+                f"| {metrics['pixels']} | {metrics['rmse']:.4g} | {metrics['mae']:.4g} | {metrics['bias']:.4g} | "
+                f"{metrics['r2']:.4f} |\n")
+    lines = [f"Overall accuracy **{metrics['overall_accuracy']:.4f}**, Cohen's kappa {metrics['kappa']:.4f}, "
+             f"mean IoU {metrics['mean_iou']:.4f} over {metrics['pixels']} pixels.", "",
+             "| class | precision | recall | F1 | IoU | support |", "|---|---|---|---|---|---|"]
+    for name, m in metrics["per_class"].items():
+        lines.append(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['iou']:.4f} | "
+                     f"{m['support']} |")
+    return "\n".join(lines) + "\n"
