@@ -11,7 +11,7 @@ import xarray as xr
 
 from rastercore.errors import StoreExistsError
 
-__all__ = ["quicklook", "overview"]
+__all__ = ["quicklook", "overview", "class_overview", "comparison_figure", "confusion_figure", "probability_figure"]
 
 
 def overview(data: xr.DataArray, *, max_size: int = 1024) -> xr.DataArray:
@@ -89,3 +89,109 @@ def _stretch(band: np.ndarray) -> np.ndarray:
     low, high = np.percentile(finite, [2, 98])
     scaled = (band - low) / (high - low if high > low else 1.0)
     return np.nan_to_num(np.clip(scaled, 0, 1), nan=0.0).astype(np.float32)
+
+
+def class_overview(classes: xr.DataArray, *, max_size: int = 1024) -> np.ndarray:
+    """Nearest-neighbour (strided) downsampling of a class map: never averages class codes."""
+    factor = max(1, math.ceil(max(classes.sizes["y"], classes.sizes["x"]) / max_size))
+    return np.asarray(classes[::factor, ::factor].values, dtype=np.float32)
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _class_cmap(n: int):
+    plt = _figure()
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap(plt.get_cmap("tab10" if n <= 10 else "tab20").colors[:n])
+
+
+def comparison_figure(prediction: xr.DataArray, target: xr.DataArray, path: str | os.PathLike, *,
+                      class_names=None, max_size: int = 800, overwrite: bool = False) -> Path:
+    """Prediction beside the target, with an error map (wrong pixels red, correct grey, no data white)."""
+    path = _check_new(path, overwrite)
+    plt = _figure()
+    pred = class_overview(prediction, max_size=max_size)
+    truth = class_overview(target, max_size=max_size)
+    truth = np.where(truth < 0, np.nan, truth)
+    n = int(np.nanmax([np.nanmax(pred) if np.isfinite(pred).any() else 0,
+                       np.nanmax(truth) if np.isfinite(truth).any() else 0])) + 1
+    names = list(class_names or [str(i) for i in range(n)])
+    cmap = _class_cmap(max(n, len(names)))
+    error = np.full(pred.shape + (3,), 1.0)
+    both = np.isfinite(pred) & np.isfinite(truth)
+    error[both & (pred == truth)] = (0.75, 0.75, 0.75)
+    error[both & (pred != truth)] = (0.85, 0.1, 0.1)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.5), constrained_layout=True)
+    for ax, image, title in ((axes[0], pred, "prediction"), (axes[1], truth, "target")):
+        ax.imshow(image, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5, interpolation="nearest")
+        ax.set_title(title)
+    wrong = (both & (pred != truth)).sum() / max(both.sum(), 1)
+    axes[2].imshow(error, interpolation="nearest")
+    axes[2].set_title(f"errors ({wrong:.1%} of the overview)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(len(names))]
+    fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 6))
+    for ax in axes:
+        ax.set_axis_off()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def confusion_figure(metrics: dict, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """The confusion matrix of :func:`rastercore.evaluate.evaluate_classes`, row-normalised, with counts."""
+    path = _check_new(path, overwrite)
+    plt = _figure()
+    matrix = np.asarray(metrics["confusion_matrix"], dtype=float)
+    names = metrics["classes"][: len(matrix)]
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 3, 1.2 * len(names) + 2), constrained_layout=True)
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{share[i, j]:.1%}\n{int(matrix[i, j])}", ha="center", va="center",
+                    color="white" if share[i, j] > 0.5 else "black", fontsize=9)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"accuracy {metrics['overall_accuracy']:.3f}, kappa {metrics['kappa']:.3f}")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def probability_figure(mosaic: xr.DataArray, path: str | os.PathLike, *, max_size: int = 600,
+                       overwrite: bool = False) -> Path:
+    """One panel per ``p[...]`` layer of a prediction mosaic (block-averaged overview)."""
+    path = _check_new(path, overwrite)
+    layers = [str(b) for b in mosaic["band"].values if str(b).startswith("p[")]
+    if not layers:
+        raise ValueError("the mosaic has no probability layers (p[...]); predict with a model that has predict_proba")
+    plt = _figure()
+    small = overview(mosaic.sel(band=layers), max_size=max_size).values
+    fig, axes = plt.subplots(1, len(layers), figsize=(5 * len(layers), 5), constrained_layout=True, squeeze=False)
+    for ax, layer, image in zip(axes[0], layers, small):
+        shown = ax.imshow(image, cmap="viridis", vmin=0, vmax=1)
+        ax.set_title(layer)
+        ax.set_axis_off()
+    fig.colorbar(shown, ax=axes[0].tolist(), fraction=0.02)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _check_new(path, overwrite: bool) -> Path:
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise StoreExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

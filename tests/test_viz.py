@@ -26,3 +26,30 @@ def test_quicklook_png_sizes_and_refusal(tmp_path, hh_hv):
     assert np.allclose(grey[..., 0], grey[..., 1])
     with pytest.raises(StoreExistsError, match=r"q\.png"):
         quicklook(stack, tmp_path / "q.png")
+
+
+def test_evaluation_figures(tmp_path):
+    import xarray as xr
+
+    from rastercore.evaluate import evaluate_classes
+    from rastercore.viz import class_overview, comparison_figure, confusion_figure, probability_figure
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, (300, 200)).astype(np.int32)
+    pred = np.where(rng.random(truth.shape) < 0.9, truth, 0).astype(np.float32)
+    prediction = xr.DataArray(pred, dims=("y", "x")).chunk(64)
+    target = xr.DataArray(truth, dims=("y", "x")).chunk(64)
+    small = class_overview(prediction, max_size=100)
+    assert small.shape == (100, 67) and set(np.unique(small)) <= {0.0, 1.0, 2.0}  # codes, never averages
+    metrics = evaluate_classes(prediction, target, class_names=["water", "field", "forest"])
+    for path in (comparison_figure(prediction, target, tmp_path / "cmp.png", class_names=["water", "field", "forest"]),
+                 confusion_figure(metrics, tmp_path / "cm.png")):
+        image = matplotlib.image.imread(path)
+        assert image.ndim == 3 and image[..., :3].std() > 0.05
+    proba = xr.DataArray(rng.random((3, 60, 40)).astype(np.float32), dims=("band", "y", "x"),
+                         coords={"band": ["class", "p[a]", "p[b]"]}).chunk({"y": 30})
+    assert matplotlib.image.imread(probability_figure(proba, tmp_path / "p.png")).shape[1] > 400
+    with pytest.raises(ValueError, match="no probability layers"):
+        probability_figure(proba.sel(band=["class"]), tmp_path / "q.png")
+    with pytest.raises(StoreExistsError):
+        confusion_figure(metrics, tmp_path / "cm.png")
