@@ -217,6 +217,7 @@ def draw_sample(
     rows = _select(plan, quotas)
     table = _assemble(rows, quotas, plan, stack, per_class)
     table.attrs["counts"] = counts.tolist()
+    table.attrs["thresholds"] = None if thresholds is None else np.atleast_1d(thresholds).astype(float).tolist()
     return table
 
 

@@ -1,4 +1,8 @@
-"""Training on every labelled pixel, streamed tile by tile.
+"""Training: model families fitted on a sample table, or on every labelled pixel.
+
+:func:`train_from_table` fits one of :data:`MODEL_FAMILIES` on the training
+rows of a sample table, scores it on the validation rows and saves it with
+everything prediction needs (feature spec, bands, classes, grid).
 
 :func:`train_incremental` computes the features of a batch of tiles in
 parallel on the dask cluster and feeds each tile's labelled pixels to the
@@ -20,7 +24,163 @@ from rastercore.errors import SamplingError
 from rastercore.progress import Progress, ProgressMode
 from rastercore.sampling import TRAIN, PixelPlan, SpatialSplit, plan_pixels
 
-__all__ = ["train_incremental", "pixel_arrays"]
+__all__ = ["train_incremental", "pixel_arrays", "train_from_table", "build_model", "MODEL_FAMILIES"]
+
+MODEL_FAMILIES = {
+    "svm": "RBF SVC on the (balanced) sample, grid search over C and gamma (rastercore.models.SampledSVC)",
+    "cascade-svm": "cascade SVM: shards fitted in parallel, support vectors merged (rastercore.models.CascadeSVC)",
+    "forest": "random forest (scikit-learn)",
+    "sharded-forest": "forest grown on shards in parallel and merged (rastercore.models.ShardedForest*)",
+    "hgb": "histogram gradient boosting (scikit-learn)",
+    "sgd": "kernel map + SGD (rastercore.models.KernelSGD*); also streams over every pixel",
+    "hurdle": "classifier for value >= threshold, regressor below (rastercore.models.HurdleModel)",
+    "multilabel": "one binary model per threshold label, decision thresholds tuned on validation",
+}
+
+
+def build_model(family: str, *, task: str = "classification", seed: int = 0, threshold: float | None = None,
+                **params):
+    """A new, unfitted estimator of one of :data:`MODEL_FAMILIES`.
+
+    Parameters
+    ----------
+    family : str
+        A key of :data:`MODEL_FAMILIES`.
+    task : {"classification", "regression"}
+        Picks the classifier or regressor variant.
+    seed : int
+        ``random_state`` of the estimator.
+    threshold : float, optional
+        The hurdle threshold (family ``"hurdle"``).
+    **params
+        Passed to the estimator.
+    """
+    from sklearn.ensemble import (
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+
+    from rastercore import models
+
+    classify = task == "classification"
+    factories = {
+        "svm": lambda: models.SampledSVC(random_state=seed, **params),
+        "cascade-svm": lambda: models.CascadeSVC(random_state=seed, **params),
+        "forest": lambda: (RandomForestClassifier if classify else RandomForestRegressor)(
+            **{"n_estimators": 100, "n_jobs": -1, "random_state": seed, **params}),
+        "sharded-forest": lambda: (models.ShardedForestClassifier if classify else models.ShardedForestRegressor)(
+            random_state=seed, **params),
+        "hgb": lambda: (HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor)(
+            random_state=seed, **params),
+        "sgd": lambda: (models.KernelSGD if classify else models.KernelSGDRegressor)(random_state=seed, **params),
+        "hurdle": lambda: models.HurdleModel(threshold=threshold, random_state=seed, **params),
+        "multilabel": lambda: models.ThresholdedMultiLabel(random_state=seed, **params),
+    }
+    if family not in factories:
+        raise SamplingError(f"unknown model family {family!r}; choose one of {', '.join(MODEL_FAMILIES)}.")
+    if family == "hurdle" and threshold is None:
+        raise SamplingError("the hurdle model needs the threshold (value >= threshold is class 1).")
+    if family in ("svm", "cascade-svm", "multilabel") and not classify:
+        raise SamplingError(f"{family} is a classifier, but the sample is for regression; draw it with thresholds.")
+    return factories[family]()
+
+
+def train_from_table(table, family: str, *, seed: int = 0, params: dict | None = None,
+                     labels: list[float] | None = None, path=None, overwrite: bool = False):
+    """Fit a model family on the training rows of a sample table; score and save it.
+
+    Parameters
+    ----------
+    table : rastercore.sampling.SampleTable
+        From :func:`rastercore.sampling.draw_sample` or :func:`rastercore.sampling.read_table`.
+    family : str
+        One of :data:`MODEL_FAMILIES`.
+    seed : int
+        Seed of the estimator.
+    params : dict, optional
+        Estimator parameters.
+    labels : list of float, optional
+        For ``"multilabel"``: label i is ``value >= labels[i]``; for
+        ``"hurdle"``: ``[threshold]`` (default the sample's threshold).
+    path : path-like, optional
+        Save the fitted model there (``.skops``), with its metadata.
+    overwrite : bool
+        Replace an existing model file.
+
+    Returns
+    -------
+    model, dict
+        The fitted estimator and its metadata (including ``validation`` scores).
+    """
+    import time
+
+    from rastercore.sampling import VALIDATION
+
+    task = table.attrs.get("task", "classification")
+    split = np.asarray(table.split)
+    X = np.asarray(table.X)
+    y, y_kind = _targets_for(family, table, labels)
+    train, val = split == TRAIN, split == VALIDATION
+    threshold = (labels or table.attrs.get("thresholds") or [None])[0]
+    model = build_model(family, task="regression" if y_kind == "value" else task, seed=seed, threshold=threshold,
+                        **(params or {}))
+    start = time.perf_counter()
+    model.fit(X[train], y[train])
+    if family == "multilabel" and val.any():
+        model.tune_thresholds(X[val], y[val])
+    seconds = time.perf_counter() - start
+    metadata = {
+        "family": family,
+        "params": {k: v for k, v in (params or {}).items()},
+        "task": "regression" if y_kind == "value" and family != "hurdle" else task,
+        "feature_spec": table.attrs["feature_spec"],
+        "bands": table.attrs["bands"],
+        "class_names": (["below", "above"] if family == "hurdle" else
+                        [f">= {t:g}" for t in labels] if family == "multilabel" else table.class_names),
+        "training": {key: table.attrs.get(key) for key in ("crs", "transform", "shape", "seed", "quotas",
+                                                          "per_class", "block_size")},
+        "fit_seconds": round(seconds, 3),
+        "validation": _validation_scores(model, X[val], y[val], family) if val.any() else None,
+    }
+    if path is not None:
+        from rastercore.models import save_model
+
+        save_model(model, path, metadata=metadata, overwrite=overwrite)
+    return model, metadata
+
+
+def _targets_for(family: str, table, labels):
+    """The y a family trains on: class codes, values, or a label matrix."""
+    value = None if table.value is None else np.asarray(table.value)
+    if family == "hurdle":
+        if value is None and table.attrs.get("task") != "regression":
+            raise SamplingError("the hurdle model needs the continuous target: draw the sample from a continuous "
+                                "target (with --threshold, so the value is kept).")
+        return (value if value is not None else np.asarray(table.y)), "value"
+    if family == "multilabel":
+        if value is None or not labels:
+            raise SamplingError("multilabel needs a sample drawn from a continuous target and label thresholds "
+                                "(e.g. --labels 0.3,0.6).")
+        return np.column_stack([(value >= t).astype(int) for t in labels]), "labels"
+    return np.asarray(table.y), "value" if table.attrs.get("task") == "regression" else "class"
+
+
+def _validation_scores(model, X, y, family: str) -> dict:
+    from sklearn import metrics
+
+    if family == "hurdle":
+        value = model.predict_value(X)
+        return {"rmse": float(np.sqrt(metrics.mean_squared_error(y, value))), "rows": int(len(y))}
+    prediction = model.predict(X)
+    if family == "multilabel":
+        return {"f1_per_label": metrics.f1_score(y, prediction, average=None).tolist(), "rows": int(len(y))}
+    if np.issubdtype(np.asarray(y).dtype, np.floating):
+        return {"r2": float(metrics.r2_score(y, prediction)),
+                "rmse": float(np.sqrt(metrics.mean_squared_error(y, prediction))), "rows": int(len(y))}
+    return {"accuracy": float(metrics.accuracy_score(y, prediction)),
+            "balanced_accuracy": float(metrics.balanced_accuracy_score(y, prediction)), "rows": int(len(y))}
 
 
 def _split_cutoff(plan: PixelPlan, which: int) -> np.ndarray:

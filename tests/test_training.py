@@ -85,3 +85,42 @@ def test_one_class_is_a_clear_error(scene):
     sar, target = scene
     with pytest.raises(SamplingError, match="at least two"):
         train_incremental(SGDClassifier(), sar, target, SPEC, thresholds=1.5, split=SPLIT, progress="none")
+
+
+@pytest.fixture(scope="module")
+def table(scene):
+    sar, target = scene
+    return draw_sample(sar, target, SPEC, n=300, thresholds=SYNTHETIC_THRESHOLD, split=SPLIT, seed=0)
+
+
+@pytest.mark.parametrize("family", ["svm", "cascade-svm", "forest", "sharded-forest", "hgb", "sgd", "hurdle",
+                                    "multilabel"])
+def test_every_family_trains_saves_and_loads(table, family, tmp_path):
+    from rastercore.models import load_model
+    from rastercore.training import train_from_table
+
+    params = {"search": False} if family == "svm" else {}
+    labels = [0.4, SYNTHETIC_THRESHOLD] if family == "multilabel" else None
+    model, meta = train_from_table(table, family, params=params, labels=labels, path=tmp_path / "m.skops")
+    loaded, manifest = load_model(tmp_path / "m.skops", return_manifest=True)
+    X_val, _ = table.subset(VALIDATION)
+    np.testing.assert_array_equal(loaded.predict(X_val), model.predict(X_val))
+    saved = manifest["metadata"]
+    assert saved["feature_spec"] == table.attrs["feature_spec"] and saved["bands"] == ["HH", "HV"]
+    assert saved["family"] == family and saved["training"]["crs"] == table.attrs["crs"]
+    scores = saved["validation"]
+    if family == "hurdle":
+        assert scores["rmse"] < 0.25
+    elif family == "multilabel":
+        assert min(scores["f1_per_label"]) > 0.8
+    else:
+        assert scores["accuracy"] > 0.9
+
+
+def test_training_errors(table):
+    from rastercore.training import train_from_table
+
+    with pytest.raises(SamplingError, match="unknown model family 'svn'"):
+        train_from_table(table, "svn")
+    with pytest.raises(SamplingError, match="label thresholds"):
+        train_from_table(table, "multilabel")
