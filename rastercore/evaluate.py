@@ -20,7 +20,7 @@ import xarray as xr
 from rastercore.errors import TargetError
 from rastercore.targets import IGNORE
 
-__all__ = ["evaluate_classes", "evaluate_values", "write_metrics", "region_mask"]
+__all__ = ["evaluate_classes", "evaluate_values", "evaluate_mosaic", "write_metrics", "region_mask"]
 
 
 def region_mask(like: xr.DataArray, *, split=None, which: int | None = None, seed: int = 0, halo: int = 0,
@@ -181,3 +181,110 @@ def metrics_markdown(metrics: dict) -> str:
         lines.append(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['iou']:.4f} | "
                      f"{m['support']} |")
     return "\n".join(lines) + "\n"
+
+
+def evaluate_mosaic(
+    prediction: str | os.PathLike,
+    target,
+    output: str | os.PathLike,
+    *,
+    model: str | os.PathLike | None = None,
+    region: str = "all",
+    thresholds=None,
+    figures: bool = True,
+    overwrite: bool = False,
+) -> dict:
+    """Evaluate a prediction mosaic against a target; write metrics (JSON, Markdown) and figures.
+
+    Parameters
+    ----------
+    prediction : path
+        A mosaic written by :func:`rastercore.predict.predict`.
+    target : path or xarray.DataArray
+        Class raster, or continuous raster (resampled onto the mosaic's grid if needed).
+    output : path
+        ``metrics.json``; ``metrics.md`` and ``metrics_*.png`` go beside it.
+    model : path, optional
+        The model file: gives the thresholds that turned a continuous target
+        into classes and, for ``region="validation"``, the spatial split.
+    region : {"all", "validation", "train"}, default "all"
+        Pixels to score; the splits are those the model was trained with.
+    thresholds : float or list, optional
+        Classes from a continuous target (default: from the model file).
+    figures : bool, default True
+        Write the comparison, confusion-matrix and probability figures.
+    overwrite : bool, default False
+        Replace existing outputs.
+
+    Returns
+    -------
+    dict
+        ``{"classification": ..., "regression": ...}`` (those that apply) and ``region``.
+    """
+    from rastercore.stack import open_stack
+    from rastercore.targets import target_on_grid, threshold_classes
+
+    mosaic = open_stack(prediction)
+    layers = [str(b) for b in mosaic["band"].values]
+    meta = _model_metadata(model)
+    thresholds = thresholds if thresholds is not None else meta.get("thresholds")
+    mask = _region(mosaic, region, meta)
+    result: dict = {"region": region}
+    continuous = target_on_grid(target, mosaic, kind="continuous") if (thresholds or "value" in layers) else None
+    if "class" in layers:
+        classes = (threshold_classes(continuous, thresholds) if thresholds else target_on_grid(target, mosaic))
+        names = meta.get("class_names") or mosaic.attrs.get("class_names")
+        result["classification"] = evaluate_classes(mosaic.sel(band="class"), classes, class_names=names, mask=mask)
+    if "value" in layers:
+        result["regression"] = evaluate_values(mosaic.sel(band="value"), continuous, mask=mask)
+    output = Path(output)
+    _write_report(result, output, overwrite)
+    if figures and "classification" in result:
+        from rastercore.viz import comparison_figure, confusion_figure, probability_figure
+
+        stem = output.with_suffix("")
+        comparison_figure(mosaic.sel(band="class"), classes, f"{stem}_comparison.png",
+                          class_names=result["classification"]["classes"], overwrite=overwrite)
+        confusion_figure(result["classification"], f"{stem}_confusion.png", overwrite=overwrite)
+        if any(layer.startswith("p[") for layer in layers):
+            probability_figure(mosaic, f"{stem}_probabilities.png", overwrite=overwrite)
+    return result
+
+
+def _model_metadata(model) -> dict:
+    if model is None:
+        return {}
+    from rastercore.models import read_manifest
+
+    return read_manifest(model).get("metadata", {})
+
+
+def _region(mosaic: xr.DataArray, region: str, meta: dict):
+    if region == "all":
+        return None
+    from rastercore.sampling import TRAIN, VALIDATION, SpatialSplit
+
+    training = meta.get("training") or {}
+    if not training.get("block_size") or training.get("validation_fraction") is None:
+        raise TargetError(f"region={region!r} needs the model file the mosaic was predicted with "
+                          "(it records the spatial split); pass model=... (--model).")
+    split = SpatialSplit(block_size=training["block_size"], validation_fraction=training["validation_fraction"],
+                         gap=training.get("gap"))
+    which = VALIDATION if region == "validation" else TRAIN
+    return region_mask(mosaic, split=split, which=which, seed=training.get("seed", 0), halo=training.get("gap", 0))
+
+
+def _write_report(result: dict, output: Path, overwrite: bool) -> None:
+    from rastercore.errors import StoreExistsError
+
+    markdown = output.with_suffix(".md")
+    for p in (output, markdown):
+        if p.exists() and not overwrite:
+            raise StoreExistsError(f"{p} already exists; pass overwrite=True (--overwrite) to replace it.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2))
+    parts = [f"# Evaluation ({result['region']} pixels)", ""]
+    for task in ("classification", "regression"):
+        if task in result:
+            parts += [f"## {task.capitalize()}", "", metrics_markdown(result[task])]
+    markdown.write_text("\n".join(parts))

@@ -77,7 +77,60 @@ class ExportStep(_Step):
     resampling: str = "average"
 
 
-Step = Annotated[Union[SynthStep, IngestStep, QuicklookStep, ExportStep], Field(discriminator="kind")]
+class SampleStep(_Step):
+    """Draw a stratified, spatially split sample table (``.h5`` or ``.zarr``)."""
+
+    kind: Literal["sample"]
+    stack: str
+    target: str
+    output: str
+    features: list[dict] | dict
+    thresholds: list[float] | float | None = None
+    n: Annotated[int, Field(ge=0)] = 10_000
+    per_class: str | dict[int, int] = "balanced"
+    n_validation: Annotated[int, Field(ge=0)] | None = None
+    block_size: Annotated[int, Field(ge=8)] = 256
+    validation_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    seed: int = 0
+
+
+class TrainStep(_Step):
+    """Fit a model family on a sample table and save it (``.skops``)."""
+
+    kind: Literal["train"]
+    sample: str
+    output: str
+    family: str = "svm"
+    params: dict = Field(default_factory=dict)
+    labels: list[float] | None = None
+    seed: int = 0
+
+
+class PredictStep(_Step):
+    """Predict every pixel of a stack into a zarr mosaic (and a COG)."""
+
+    kind: Literal["predict"]
+    model: str
+    stack: str
+    output: str
+    cog: str | None = None
+    probabilities: bool = True
+
+
+class EvaluateStep(_Step):
+    """Score a mosaic against a target (whole scene or the validation split); metrics and figures."""
+
+    kind: Literal["evaluate"]
+    prediction: str
+    target: str
+    output: str
+    model: str | None = None
+    region: Literal["all", "validation", "train"] = "all"
+    figures: bool = True
+
+
+Step = Annotated[Union[SynthStep, IngestStep, QuicklookStep, ExportStep, SampleStep, TrainStep, PredictStep,
+                       EvaluateStep], Field(discriminator="kind")]
 
 
 class Pipeline(BaseModel):
@@ -186,17 +239,70 @@ def _run_export(step: ExportStep, out: Path, progress: ProgressMode) -> None:
               resampling=step.resampling, progress=progress)
 
 
+def _run_sample(step: SampleStep, out: Path, progress: ProgressMode) -> None:
+    from rastercore.sampling import SpatialSplit, draw_sample, write_table
+    from rastercore.stack import open_stack
+    from rastercore.targets import target_on_grid
+
+    stack = open_stack(out / step.stack)
+    kind = "continuous" if step.thresholds is not None else "class"
+    target = target_on_grid(_inside(out, step.target), stack, kind=kind)
+    split = SpatialSplit(block_size=step.block_size, validation_fraction=step.validation_fraction)
+    table = draw_sample(stack, target, step.features, n=step.n, per_class=step.per_class,
+                        n_validation=step.n_validation, split=split, thresholds=step.thresholds, seed=step.seed)
+    write_table(table, out / step.output)
+
+
+def _run_train(step: TrainStep, out: Path, progress: ProgressMode) -> None:
+    from rastercore.sampling import read_table
+    from rastercore.training import train_from_table
+
+    train_from_table(read_table(out / step.sample), step.family, seed=step.seed, params=step.params,
+                     labels=step.labels, path=out / step.output)
+
+
+def _run_predict(step: PredictStep, out: Path, progress: ProgressMode) -> None:
+    from rastercore.predict import predict
+    from rastercore.stack import open_stack
+
+    predict(str(out / step.model), open_stack(out / step.stack), out / step.output,
+            cog=None if step.cog is None else out / step.cog, probabilities=step.probabilities, progress=progress)
+
+
+def _run_evaluate(step: EvaluateStep, out: Path, progress: ProgressMode) -> None:
+    from rastercore.evaluate import evaluate_mosaic
+
+    evaluate_mosaic(out / step.prediction, _inside(out, step.target), out / step.output,
+                    model=None if step.model is None else out / step.model, region=step.region,
+                    figures=step.figures)
+
+
 def _inside(out: Path, path: str) -> str:
     """A relative input path is taken inside the output directory; an absolute one as given."""
     return path if Path(path).is_absolute() else str(out / path)
 
 
-_RUNNERS = {"synth": _run_synth, "ingest": _run_ingest, "quicklook": _run_quicklook, "export": _run_export}
+_RUNNERS = {"synth": _run_synth, "ingest": _run_ingest, "quicklook": _run_quicklook, "export": _run_export,
+            "sample": _run_sample, "train": _run_train, "predict": _run_predict, "evaluate": _run_evaluate}
+
+
+DEMO_FEATURES = [
+    {"name": "box_mean", "size": 9},
+    {"name": "gaussian", "sigma": 3.0},
+    {"name": "cv", "size": 9},
+]
 
 
 def demo_pipeline(shape: tuple[int, int] = (2048, 3072), *, seed: int = 0, tile: int = 1024,
                   output_dir: str = "rastercore-demo") -> Pipeline:
-    """The demo: a synthetic scene, ingested, drawn and exported (``pipelines/demo.yaml``)."""
+    """The demo, end to end (``pipelines/demo.yaml``).
+
+    A synthetic SAR scene is ingested, a balanced sample of neighbourhood
+    features is drawn with a spatial split, an RBF SVM is trained with a
+    small search over C and gamma, every pixel is predicted into a zarr
+    mosaic and a COG, and the mosaic is scored on the whole scene and on the
+    validation blocks, with figures.
+    """
     return Pipeline.model_validate({
         "name": "demo",
         "output_dir": output_dir,
@@ -204,10 +310,17 @@ def demo_pipeline(shape: tuple[int, int] = (2048, 3072), *, seed: int = 0, tile:
             {"kind": "synth", "output": "scene", "shape": list(shape), "seed": seed, "tile": tile},
             {"kind": "ingest", "inputs": ["scene/HH.tif", "scene/HV.tif"], "output": "stack.zarr",
              "bands": ["HH", "HV"], "tile_size": tile},
-            {"kind": "ingest", "inputs": ["scene/target.tif"], "output": "target.zarr", "bands": ["target"],
-             "tile_size": tile},
             {"kind": "quicklook", "input": "stack.zarr", "output": "quicklook.png"},
-            {"kind": "quicklook", "input": "target.zarr", "output": "target.png", "band": "target"},
-            {"kind": "export", "input": "stack.zarr", "output": "stack.tif"},
+            {"kind": "sample", "stack": "stack.zarr", "target": "scene/target.tif", "output": "sample.h5",
+             "features": DEMO_FEATURES, "thresholds": [0.6], "n": 2000, "seed": seed},
+            {"kind": "train", "sample": "sample.h5", "output": "model.skops", "family": "svm",
+             "params": {"probability": True}, "seed": seed},
+            {"kind": "predict", "model": "model.skops", "stack": "stack.zarr", "output": "prediction.zarr",
+             "cog": "prediction.tif"},
+            {"kind": "evaluate", "prediction": "prediction.zarr", "target": "scene/target.tif",
+             "output": "metrics.json", "model": "model.skops"},
+            {"kind": "evaluate", "prediction": "prediction.zarr", "target": "scene/target.tif",
+             "output": "metrics_validation.json", "model": "model.skops", "region": "validation",
+             "figures": False},
         ],
     })

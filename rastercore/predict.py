@@ -61,16 +61,6 @@ def _has_proba(model) -> bool:
         return False
 
 
-def _rbf_svc(model):
-    """The fitted RBF ``SVC`` a model predicts with, or None."""
-    from sklearn.svm import SVC
-
-    for candidate in (model, getattr(model, "svc_", None), getattr(model, "best_estimator_", None)):
-        if isinstance(candidate, SVC) and candidate.kernel == "rbf":
-            return candidate
-    return None
-
-
 class _TileModel:
     """Features + model on one (tile + halo) block; picklable, light to tokenise."""
 
@@ -78,12 +68,9 @@ class _TileModel:
                  token: str):
         self.model, self.spec, self.bands, self.layers, self.halo = model, spec, bands, layers, halo
         self.token = token
-        svc = _rbf_svc(model) if fast else None
-        self.fast = None
-        if svc is not None and (svc is model or _delegates_predict(model)):
-            from rastercore.models._fast_rbf import FastRBF
+        from rastercore.models._fast_rbf import fast_classifier
 
-            self.fast = FastRBF(svc)
+        self.fast = fast_classifier(model) if fast else None
 
     def __dask_tokenize__(self):
         return self.token
@@ -112,17 +99,17 @@ class _TileModel:
         if self.layers[0].startswith("label["):
             return np.asarray(model.predict(X), dtype=np.float32)
         if self.layers[0] == "class":
-            labels = self.fast.predict(X) if self.fast is not None else model.predict(X)
+            with_proba = len(self.layers) > 1
+            if self.fast is not None and (not with_proba or self.fast.has_proba):
+                labels, proba = self.fast.predict_with_proba(X) if with_proba else (self.fast.predict(X), None)
+            else:
+                labels = model.predict(X)
+                proba = model.predict_proba(X) if with_proba else None
             columns = [np.searchsorted(model.classes_, labels)]
-            if len(self.layers) > 1:
-                columns += list(np.asarray(model.predict_proba(X)).T)
+            if with_proba:
+                columns += list(np.asarray(proba).T)
             return np.column_stack(columns).astype(np.float32)
         return np.asarray(model.predict(X), dtype=np.float32).reshape(-1, 1)
-
-
-def _delegates_predict(model) -> bool:
-    """True for wrappers whose predict is their inner SVC's predict (no extra logic)."""
-    return type(model).__name__ in ("SampledSVC", "CascadeSVC")
 
 
 def predict_lazy(

@@ -450,6 +450,8 @@ def _assemble(rows, quotas, plan: PixelPlan, stack, per_class) -> SampleTable:
         "transform": list(grid.transform)[:6],
         "shape": [grid.height, grid.width],
         "block_size": block_size,
+        "validation_fraction": split.validation_fraction if split.regions is None else None,
+        "gap": spec.halo if split.gap is None else split.gap,
     }
     y = rows["value"] if regression else classes.astype(np.int32)
     value = None if regression or np.isnan(rows["value"]).all() else rows["value"]

@@ -139,8 +139,9 @@ def train_from_table(table, family: str, *, seed: int = 0, params: dict | None =
         "bands": table.attrs["bands"],
         "class_names": (["below", "above"] if family == "hurdle" else
                         [f">= {t:g}" for t in labels] if family == "multilabel" else table.class_names),
+        "thresholds": table.attrs.get("thresholds"),
         "training": {key: table.attrs.get(key) for key in ("crs", "transform", "shape", "seed", "quotas",
-                                                          "per_class", "block_size")},
+                                                          "per_class", "block_size", "validation_fraction", "gap")},
         "fit_seconds": round(seconds, 3),
         "validation": _validation_scores(model, X[val], y[val], family) if val.any() else None,
     }

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["FastRBF"]
+__all__ = ["FastRBF", "fast_classifier"]
 
 _LOG2E = np.float32(1.4426950408889634)
 _LN2 = np.float32(0.6931471805599453)
@@ -107,6 +107,67 @@ def _vote(decisions, n_classes):
     return winners
 
 
+@njit(cache=True, nogil=True)
+def _sigmoid(dec, a, b):
+    """libsvm's Platt sigmoid, written to avoid overflow."""
+    f = dec * a + b
+    if f >= 0:
+        return np.exp(-f) / (1.0 + np.exp(-f))
+    return 1.0 / (1.0 + np.exp(f))
+
+
+@njit(cache=True, nogil=True)
+def _coupled_probabilities(decisions, prob_a, prob_b, n_classes):
+    """Pairwise Platt probabilities coupled as in Wu, Lin & Weng (2004), like scikit-learn's libsvm (two classes too)."""
+    n = decisions.shape[0]
+    out = np.empty((n, n_classes))
+    r = np.empty((n_classes, n_classes))
+    q = np.empty((n_classes, n_classes))
+    qp = np.empty(n_classes)
+    p = np.empty(n_classes)
+    min_prob = 1e-7
+    eps = 0.005 / n_classes
+    max_iter = max(100, n_classes)
+    for i in range(n):
+        k = 0
+        for a in range(n_classes):
+            for b in range(a + 1, n_classes):
+                v = min(max(_sigmoid(decisions[i, k], prob_a[k], prob_b[k]), min_prob), 1 - min_prob)
+                r[a, b] = v
+                r[b, a] = 1 - v
+                k += 1
+        for t in range(n_classes):
+            p[t] = 1.0 / n_classes
+            q[t, t] = 0.0
+            for j in range(t):
+                q[t, t] += r[j, t] * r[j, t]
+                q[t, j] = q[j, t]
+            for j in range(t + 1, n_classes):
+                q[t, t] += r[j, t] * r[j, t]
+                q[t, j] = -r[j, t] * r[t, j]
+        for _ in range(max_iter):
+            pqp = 0.0
+            for t in range(n_classes):
+                qp[t] = 0.0
+                for j in range(n_classes):
+                    qp[t] += q[t, j] * p[j]
+                pqp += p[t] * qp[t]
+            max_error = 0.0
+            for t in range(n_classes):
+                max_error = max(max_error, abs(qp[t] - pqp))
+            if max_error < eps:
+                break
+            for t in range(n_classes):
+                diff = (-qp[t] + pqp) / q[t, t]
+                p[t] += diff
+                pqp = (pqp + diff * (diff * q[t, t] + 2 * qp[t])) / (1 + diff) / (1 + diff)
+                for j in range(n_classes):
+                    qp[j] = (qp[j] + diff * q[t, j]) / (1 + diff)
+                    p[j] /= 1 + diff
+        out[i, :] = p
+    return out
+
+
 class FastRBF:
     """A fitted RBF ``SVC`` compiled for fast float32 inference.
 
@@ -133,7 +194,13 @@ class FastRBF:
         self.counts = np.ascontiguousarray(svc.n_support_, dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
         self.decision_function_shape = svc.decision_function_shape
+        import warnings
 
+        with warnings.catch_warnings():  # SVC(probability=True): deprecated in scikit-learn 1.9
+            warnings.simplefilter("ignore", FutureWarning)
+            self.prob_a = np.ascontiguousarray(getattr(svc, "probA_", ()), dtype=np.float64)
+            self.prob_b = np.ascontiguousarray(getattr(svc, "probB_", ()), dtype=np.float64)
+        self.has_proba = self.prob_a.size > 0
     def _ovo(self, X) -> np.ndarray:
         X = np.ascontiguousarray(X, dtype=np.float32)
         return _ovo_decisions(X, self.support_vectors_t, self.gamma, self.dual_coef, self.intercept,
@@ -143,9 +210,30 @@ class FastRBF:
         """Class labels, as ``SVC.predict``."""
         return self.classes_[_vote(self._ovo(X), len(self.classes_))]
 
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, as ``SVC.predict_proba`` (needs ``probability=True``)."""
+        if not self.has_proba:
+            raise AttributeError("the SVC was fitted without probability=True")
+        return _coupled_probabilities(self._ovo(X), self.prob_a, self.prob_b, len(self.classes_))
+
+    def predict_with_proba(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and probabilities from one kernel evaluation."""
+        if not self.has_proba:
+            raise AttributeError("the SVC was fitted without probability=True")
+        dec = self._ovo(X)
+        labels = self.classes_[_vote(dec, len(self.classes_))]
+        return labels, _coupled_probabilities(dec, self.prob_a, self.prob_b, len(self.classes_))
+
+    def predict_with_decision(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and ``SVC.decision_function`` values from one kernel evaluation."""
+        dec = self._ovo(X)
+        return self.classes_[_vote(dec, len(self.classes_))], self._shaped(dec)
+
     def decision_function(self, X) -> np.ndarray:
         """Decision values shaped as ``SVC.decision_function``."""
-        dec = self._ovo(X)
+        return self._shaped(self._ovo(X))
+
+    def _shaped(self, dec: np.ndarray) -> np.ndarray:
         n_classes = len(self.classes_)
         if n_classes == 2:
             return -dec[:, 0]  # scikit-learn flips libsvm's binary sign
@@ -167,3 +255,59 @@ def _ovr_from_ovo(dec: np.ndarray, n_classes: int) -> np.ndarray:
             confidence[:, b] -= dec[:, p]
             p += 1
     return votes + confidence / (3 * (np.abs(confidence) + 1))
+
+
+class _FastCalibrated:
+    """An SVC + sigmoid calibration (``CalibratedClassifierCV(ensemble=False)``) on the fast kernel."""
+
+    def __init__(self, svc, calibrator):
+        self.rbf = FastRBF(svc)
+        self.calibrated = calibrator.calibrated_classifiers_[0]
+        self.classes_ = self.rbf.classes_
+        self.has_proba = True
+
+    def predict(self, X):
+        return self.rbf.predict(X)
+
+    def predict_with_proba(self, X):
+        labels, dec = self.rbf.predict_with_decision(X)
+        return labels, calibrated_proba(self.calibrated, dec)
+
+
+def calibrated_proba(calibrated, decision: np.ndarray) -> np.ndarray:
+    """Probabilities of a fitted ``_CalibratedClassifier`` from precomputed decision values.
+
+    The fitted calibrators map each decision column (``calibrator.predict``);
+    the classes are combined as scikit-learn does (binary: ``1 - p``;
+    multiclass: normalised to sum to one).
+    """
+    columns = decision.reshape(len(decision), -1)
+    n_classes = len(calibrated.classes)
+    proba = np.zeros((len(columns), n_classes))
+    for index, (values, calibrator) in enumerate(zip(columns.T, calibrated.calibrators)):
+        proba[:, index + 1 if n_classes == 2 else index] = calibrator.predict(values)
+    if n_classes == 2:
+        proba[:, 0] = 1.0 - proba[:, 1]
+    else:
+        total = proba.sum(axis=1, keepdims=True)
+        proba = np.divide(proba, total, out=np.full_like(proba, 1 / n_classes), where=total != 0)
+    return np.clip(proba, 0.0, 1.0)
+
+
+def fast_classifier(model):
+    """A fast stand-in for ``model``'s ``predict`` / ``predict_proba``, or None.
+
+    Covers a plain RBF ``SVC`` and rastercore's ``SampledSVC`` / ``CascadeSVC``
+    (whose ``predict`` is their ``svc_``'s, and whose probabilities are a sigmoid
+    calibration of it).  The stand-in has ``predict(X)``, ``has_proba`` and,
+    when ``has_proba``, ``predict_with_proba(X) -> (labels, proba)``.
+    """
+    from sklearn.svm import SVC
+
+    if isinstance(model, SVC):
+        return FastRBF(model) if model.kernel == "rbf" else None
+    svc = getattr(model, "svc_", None)
+    if type(model).__name__ not in ("SampledSVC", "CascadeSVC") or not isinstance(svc, SVC) or svc.kernel != "rbf":
+        return None
+    calibrator = getattr(model, "calibrator_", None)
+    return _FastCalibrated(svc, calibrator) if calibrator is not None else FastRBF(svc)

@@ -33,3 +33,38 @@ def test_refuses_other_kernels():
     X = np.random.default_rng(0).normal(size=(50, 2))
     with pytest.raises(ValueError, match="kernel='rbf'"):
         FastRBF(SVC(kernel="linear").fit(X, X[:, 0] > 0))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 5])
+def test_probabilities_match_scikit_learn(n_classes):
+    rng = np.random.default_rng(10 + n_classes)
+    X = rng.normal(size=(400, 4))
+    score = X[:, 0] + np.sin(2 * X[:, 1])
+    y = np.digitize(score, np.quantile(score, np.linspace(0, 1, n_classes + 1)[1:-1]))
+    svc = SVC(probability=True, random_state=0).fit(X, y)
+    fast = FastRBF(svc)
+    X_test = rng.normal(size=(1000, 4))
+    np.testing.assert_allclose(fast.predict_proba(X_test), svc.predict_proba(X_test), atol=2e-5)
+    labels, proba = fast.predict_with_proba(X_test)
+    np.testing.assert_array_equal(labels, svc.predict(X_test))
+    with pytest.raises(AttributeError, match="probability=True"):
+        FastRBF(SVC().fit(X, y)).predict_proba(X_test)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_fast_stand_in_for_calibrated_sampled_svc(n_classes):
+    from rastercore.models import SampledSVC
+    from rastercore.models._fast_rbf import fast_classifier
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 3))
+    y = np.digitize(X[:, 0] + X[:, 1] ** 2, [0.5, 1.5][: n_classes - 1])
+    model = SampledSVC(search=False, probability=True, random_state=0).fit(X, y)
+    fast = fast_classifier(model)
+    X_test = rng.normal(size=(800, 3))
+    labels, proba = fast.predict_with_proba(X_test)
+    np.testing.assert_array_equal(labels, model.predict(X_test))
+    np.testing.assert_allclose(proba, model.predict_proba(X_test), atol=1e-4)
+    plain = fast_classifier(SampledSVC(search=False, random_state=0).fit(X, y))
+    assert not plain.has_proba
+    np.testing.assert_array_equal(plain.predict(X_test), model.predict(X_test))
