@@ -163,9 +163,23 @@ def write_metrics(metrics: dict, path: str | os.PathLike, *, overwrite: bool = F
     for p in (path, markdown):
         if p.exists() and not overwrite:
             raise StoreExistsError(f"{p} already exists; pass overwrite=True (--overwrite) to replace it.")
-    path.write_text(json.dumps(metrics, indent=2))
+    path.write_text(_json(metrics))
     markdown.write_text(metrics_markdown(metrics))
     return path, markdown
+
+
+def _json(value) -> str:
+    """Strict JSON: NaN (e.g. accuracy over zero pixels) is written as null."""
+    def clean(v):
+        if isinstance(v, float) and not np.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), indent=2, allow_nan=False)
 
 
 def metrics_markdown(metrics: dict) -> str:
@@ -282,7 +296,7 @@ def _write_report(result: dict, output: Path, overwrite: bool) -> None:
         if p.exists() and not overwrite:
             raise StoreExistsError(f"{p} already exists; pass overwrite=True (--overwrite) to replace it.")
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2))
+    output.write_text(_json(result))
     parts = [f"# Evaluation ({result['region']} pixels)", ""]
     for task in ("classification", "regression"):
         if task in result:

@@ -82,6 +82,14 @@ def test_write_metrics_json_and_markdown(maps, tmp_path):
         write_metrics(metrics, tmp_path / "metrics.json")
 
 
+def test_metrics_over_no_pixels_are_valid_json(maps, tmp_path):
+    prediction, target, _, _ = maps
+    empty = evaluate_classes(prediction, target, mask=np.zeros(prediction.shape, bool))
+    assert empty["pixels"] == 0
+    path, _ = write_metrics(empty, tmp_path / "m.json")
+    assert json.loads(path.read_text())["overall_accuracy"] is None
+
+
 def test_shape_mismatch(maps):
     prediction, target, _, _ = maps
     with pytest.raises(TargetError, match="target_on_grid"):

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,17 @@ def test_every_pipeline_file_validates():
 
 
 def test_run_a_small_pipeline(tmp_path):
-    pipeline = demo_pipeline((128, 192), tile=64, output_dir=str(tmp_path / "out"))
+    pipeline = demo_pipeline((256, 320), tile=128, output_dir=str(tmp_path / "out"))
+    pipeline.steps[3].n = 400
     result = run_pipeline(pipeline, progress="none")
-    assert set(result["outputs"]) == {"scene", "stack.zarr", "target.zarr", "quicklook.png", "target.png", "stack.tif"}
+    assert set(result["outputs"]) == {"scene", "stack.zarr", "quicklook.png", "sample.h5", "model.skops",
+                                      "prediction.zarr", "metrics.json", "metrics_validation.json"}
     stack = open_stack(tmp_path / "out" / "stack.zarr")
-    assert stack.shape == (2, 128, 192) and stack.chunks[1] == (64, 64)
+    assert stack.shape == (2, 256, 320) and stack.chunks[1] == (128, 128)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["classification"]
+    assert metrics["pixels"] == 256 * 320 and metrics["overall_accuracy"] > 0.9
+    for figure in ("metrics_comparison.png", "metrics_confusion.png", "metrics_probabilities.png", "prediction.tif"):
+        assert (tmp_path / "out" / figure).exists()
 
 
 @pytest.mark.parametrize(
@@ -45,7 +52,8 @@ def test_bad_pipeline_names_the_field(tmp_path, text, message):
 
 
 def test_cli_run(tmp_path, capsys):
-    yaml_text = DEMO_YAML.read_text().replace("[2048, 3072]", "[96, 64]").replace("1024", "64")
+    yaml_text = (DEMO_YAML.read_text().replace("[2048, 3072]", "[256, 256]").replace("1024", "128")
+                 .replace("n: 2000", "n: 300"))
     (tmp_path / "p.yaml").write_text(yaml_text)
     code = main(["run", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "o"), "--scheduler", "sync",
                  "--progress", "none"])
