@@ -31,7 +31,7 @@ import xarray as xr
 from dask.base import tokenize
 from sklearn.base import is_classifier
 
-from rastercore.errors import ModelMetadataError
+from rastercore.errors import FeatureSpecError, ModelFileError
 from rastercore.features import FeatureSpec, features_for_block
 from rastercore.progress import ProgressMode
 
@@ -250,14 +250,16 @@ def _resolve_model(model, spec, class_names):
 
         from rastercore.models import load_model
 
-        model_id = hashlib.sha256(Path(model).read_bytes()).hexdigest()
-        model, manifest = load_model(model, return_manifest=True)
+        path = Path(model)
+        model_id = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+        model, manifest = load_model(path, return_manifest=True)
         meta = manifest.get("metadata", {})
         if spec is None:
             if "feature_spec" not in meta:
-                raise ModelMetadataError("the model file records no feature spec; pass spec= explicitly.")
+                raise ModelFileError(f"{path} records no feature spec (not saved by rastercore train?); "
+                                     "pass spec= explicitly.")
             spec = meta["feature_spec"]
         class_names = class_names or meta.get("class_names")
     if spec is None:
-        raise ModelMetadataError("predict needs the feature spec the model was trained with (spec=...).")
+        raise FeatureSpecError("predict needs the feature spec the model was trained with (spec=...).")
     return model, spec, class_names, model_id

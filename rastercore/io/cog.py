@@ -23,6 +23,9 @@ from rastercore.progress import Progress, ProgressMode
 __all__ = ["write_cog", "write_geotiff"]
 
 GDAL_CACHE_MB = 256
+# The COG driver reads the temporary file several times (overviews, then layout):
+# leaving it uncompressed halves the export time; above this size, disk space wins.
+RAW_TEMPORARY_LIMIT = 16 * 2**30
 
 
 def write_cog(data: xr.DataArray, path: str | os.PathLike, **options) -> Path:
@@ -91,7 +94,8 @@ def write_geotiff(
     tmp = path.with_name(path.name + ".tiled.tmp") if cog else partial
     profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=data.sizes["band"],
                    dtype=data.dtype.name, crs=grid.crs, transform=grid.transform, nodata=data.rio.nodata,
-                   tiled=True, blockxsize=blocksize, blockysize=blocksize, compress="ZSTD" if cog else compress, BIGTIFF="IF_SAFER")
+                   tiled=True, blockxsize=blocksize, blockysize=blocksize, compress=_temporary_compression(data, cog, compress),
+                   BIGTIFF="IF_SAFER")
     regions = list(_block_regions(data))
     batch = 2 * _worker_threads()
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(tmp, "w", **profile) as dst:
@@ -108,7 +112,14 @@ def write_geotiff(
     if cog:
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
             rasterio.shutil.copy(tmp, partial, driver="COG", COMPRESS=compress, BLOCKSIZE=blocksize,
-                                 OVERVIEW_RESAMPLING=resampling.upper(), BIGTIFF="IF_SAFER")
+                                 OVERVIEW_RESAMPLING=resampling.upper(), BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
         tmp.unlink()
     os.replace(partial, path)
     return path
+
+
+def _temporary_compression(data: xr.DataArray, cog: bool, compress: str) -> str:
+    """Compression of the file written window by window (final file, or the COG's temporary)."""
+    if not cog:
+        return compress
+    return "NONE" if data.size * data.dtype.itemsize <= RAW_TEMPORARY_LIMIT else "ZSTD"

@@ -1,0 +1,41 @@
+"""Estimators for pixel-wise training on samples of large rasters, and their safe persistence.
+
+All are scikit-learn estimators (they pass ``check_estimator``):
+
+- :class:`SampledSVC` -- RBF SVC on a class-balanced sample, optional grid search over C and gamma;
+- :class:`CascadeSVC` -- the cascade SVM of Graf et al. (2004), shards fitted in parallel;
+- :class:`KernelSGD`, :class:`KernelSGDRegressor` -- approximate kernel map + SGD, with
+  ``partial_fit`` for ``dask_ml.wrappers.Incremental``;
+- :class:`ShardedForestClassifier`, :class:`ShardedForestRegressor` -- forests grown on shards in
+  parallel, merged into one scikit-learn forest;
+- :class:`HurdleModel` -- a classifier for ``y >= threshold`` and a regressor below it;
+- :class:`ThresholdedMultiLabel` -- one binary estimator per label with tuned thresholds.
+
+Work is parallel on the active ``distributed.Client`` when there is one.
+:func:`save_model` / :func:`load_model` store a model with a JSON manifest
+in a skops file, which loads without running code from the file.
+"""
+
+from ._cascade import CascadeSVC
+from ._forest import ShardedForestClassifier, ShardedForestRegressor
+from ._hurdle import HurdleModel
+from ._kernel_sgd import KernelSGD, KernelSGDRegressor
+from ._multilabel import ThresholdedMultiLabel
+from ._persist import MODEL_FORMAT_VERSION, load_model, read_manifest, save_model, trusted_types
+from ._svm import SampledSVC
+
+__all__ = [
+    "SampledSVC",
+    "CascadeSVC",
+    "KernelSGD",
+    "KernelSGDRegressor",
+    "ShardedForestClassifier",
+    "ShardedForestRegressor",
+    "HurdleModel",
+    "ThresholdedMultiLabel",
+    "save_model",
+    "load_model",
+    "read_manifest",
+    "trusted_types",
+    "MODEL_FORMAT_VERSION",
+]

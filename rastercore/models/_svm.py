@@ -1,0 +1,236 @@
+"""SampledSVC: an RBF support vector classifier fitted on a (class-balanced) sample."""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.svm import SVC
+from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from rastercore.errors import TrainingDataError
+
+from ._common import active_client, class_sample, fit_svc, require_two_classes, resolve_gamma, seeds
+
+__all__ = ["SampledSVC", "DEFAULT_C_GRID", "DEFAULT_GAMMA_FACTORS"]
+
+#: C values searched when ``search=True`` and no ``param_grid`` is given.
+DEFAULT_C_GRID = (0.1, 1.0, 10.0, 100.0)
+#: gamma values searched by default, as multiples of the ``"scale"`` value 1 / (n_features * X.var()).
+DEFAULT_GAMMA_FACTORS = (0.1, 1.0, 10.0)
+
+
+def _plain_cv_results(cv_results: dict) -> dict:
+    """``GridSearchCV.cv_results_`` without masked arrays: numbers as arrays, parameters as lists."""
+    out = {}
+    for key, value in cv_results.items():
+        if isinstance(value, np.ma.MaskedArray):
+            out[key] = value.tolist()
+        elif key == "params":
+            out[key] = [dict(p) for p in value]
+        else:
+            out[key] = np.asarray(value)
+    return out
+
+
+def _has_probability(est) -> bool:
+    return bool(est.probability)
+
+
+class SampledSVC(ClassifierMixin, BaseEstimator):
+    """RBF support vector classifier fitted on a class-balanced sample, with an optional grid search.
+
+    A kernel SVM costs between O(n²) and O(n³) to train, so it is fitted on a
+    random sample of at most ``n_samples`` rows (equal rows per class when
+    ``balance=True``).  With ``search=True`` the sample is first used by
+    scikit-learn's :class:`~sklearn.model_selection.GridSearchCV` to choose
+    ``C`` and ``gamma`` (stratified ``cv``-fold cross-validation); when a
+    ``distributed.Client`` is active the search runs on the cluster through
+    joblib's dask backend.  The final :class:`~sklearn.svm.SVC` is refitted on
+    the whole sample with the best parameters.
+
+    Parameters
+    ----------
+    C : float, default 1.0
+        Regularisation of the RBF SVC, used when ``search=False`` (and as the fallback grid
+        value when ``param_grid`` names no ``C``).
+    gamma : {"scale", "auto"} or float, default "scale"
+        RBF kernel width, as in :class:`~sklearn.svm.SVC`, used when
+        ``search=False`` (and when ``param_grid`` names no ``gamma``).
+    n_samples : int or None, default 10_000
+        Largest training sample; ``None`` uses every row.
+    balance : bool, default True
+        Draw equal numbers of rows per class (a class with too few rows gives
+        all it has); ``False`` draws in proportion to the classes.
+    search : bool, default True
+        Choose ``C`` and ``gamma`` by cross-validated grid search.
+    param_grid : dict or list of dict, optional
+        Grid for the search, keys any :class:`~sklearn.svm.SVC` parameters.
+        Default: ``C`` in :data:`DEFAULT_C_GRID` times ``gamma`` in
+        :data:`DEFAULT_GAMMA_FACTORS` multiples of the sample's ``"scale"`` value.
+    cv : int or cross-validation splitter, default 3
+        Folds of the search; an int means seeded, shuffled stratified folds.
+    scoring : str or callable, optional
+        Search score (default: accuracy).
+    probability : bool, default False
+        Also fit a sigmoid calibration of the final SVC's decision values
+        (scikit-learn's ``CalibratedClassifierCV(SVC(), ensemble=False)``, the
+        replacement of the deprecated ``SVC(probability=True)``), so
+        :meth:`predict_proba` is available; :meth:`predict` still follows the
+        SVC's decision, so it can disagree with the argmax of the probabilities
+        near the boundary.
+    class_weight : dict or "balanced", optional
+        Passed to :class:`~sklearn.svm.SVC`.
+    cache_size : float, default 500
+        Kernel cache of libsvm, in MiB.
+    n_jobs : int, optional
+        Parallel fits of the search when no dask client is active.
+    random_state : int, RandomState or None
+        Seeds the sample and the search folds.
+
+    Attributes
+    ----------
+    svc_ : sklearn.svm.SVC
+        The final fitted SVC (``svc_.support_vectors_``, ``svc_.dual_coef_``...).
+    calibrator_ : sklearn.calibration.CalibratedClassifierCV or None
+        The probability calibration of ``svc_`` (``probability=True``), else None.
+    classes_ : ndarray
+        Class labels.
+    best_params_ : dict
+        ``C`` and ``gamma`` of the final SVC (the search's best, or the given ones).
+    best_score_ : float or None
+        Best mean cross-validated score (``None`` without a search).
+    cv_results_ : dict or None
+        The search's ``cv_results_`` (parameter columns as plain lists).
+    sample_indices_ : ndarray
+        Rows of the training set that formed the sample.
+    n_features_in_ : int
+        Number of features seen in fit.
+    """
+
+    def __init__(self, *, C=1.0, gamma="scale", n_samples=10_000, balance=True, search=True,
+                 param_grid=None, cv=3, scoring=None, probability=False, class_weight=None,
+                 cache_size=500, n_jobs=None, random_state=None):
+        self.C = C
+        self.gamma = gamma
+        self.n_samples = n_samples
+        self.balance = balance
+        self.search = search
+        self.param_grid = param_grid
+        self.cv = cv
+        self.scoring = scoring
+        self.probability = probability
+        self.class_weight = class_weight
+        self.cache_size = cache_size
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        """Draw the sample, search ``C`` and ``gamma`` if asked, and fit the final SVC.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels; at least two classes.
+
+        Returns
+        -------
+        self
+        """
+        X, y = validate_data(self, X, y)
+        check_classification_targets(y)
+        if self.n_samples is not None and (not isinstance(self.n_samples, numbers.Integral)
+                                           or self.n_samples < 2):
+            raise ValueError(f"n_samples must be an integer >= 2 or None, got {self.n_samples!r}.")
+        self.classes_ = require_two_classes(y, who="SampledSVC")
+        rng = check_random_state(self.random_state)
+        sample_seed, fold_seed = seeds(rng, 2)
+        self.sample_indices_ = class_sample(y, self.n_samples, balance=self.balance,
+                                            rng=np.random.RandomState(sample_seed))
+        Xs, ys = X[self.sample_indices_], y[self.sample_indices_]
+        params = {"C": self.C, "gamma": self.gamma}
+        self.cv_results_, self.best_score_ = None, None
+        if self.search:
+            search = self._run_search(Xs, ys, fold_seed=fold_seed)
+            params.update(search.best_params_)
+            self.cv_results_ = _plain_cv_results(search.cv_results_)
+            self.best_score_ = float(search.best_score_)
+        self.best_params_ = params
+        self.svc_, self.calibrator_ = fit_svc(self._svc_params(params), Xs, ys,
+                                              probability=self.probability, who="SampledSVC")
+        return self
+
+    def _svc_params(self, params=None) -> dict:
+        kwargs = dict(kernel="rbf", C=self.C, gamma=self.gamma, class_weight=self.class_weight,
+                      cache_size=self.cache_size)
+        kwargs.update(params or {})
+        return kwargs
+
+    def _grid(self, X):
+        if self.param_grid is not None:
+            return self.param_grid
+        scale = resolve_gamma("scale", X)
+        return {"C": list(DEFAULT_C_GRID), "gamma": [f * scale for f in DEFAULT_GAMMA_FACTORS]}
+
+    def _run_search(self, X, y, *, fold_seed) -> GridSearchCV:
+        cv = self.cv
+        if isinstance(cv, numbers.Integral):
+            smallest = int(np.unique(y, return_counts=True)[1].min())
+            if smallest < cv:
+                raise TrainingDataError(
+                    f"SampledSVC: the search over C and gamma needs at least cv={cv} rows of every "
+                    f"class, but the sample holds only {smallest} of one class -- sample a larger "
+                    f"area, lower cv, or set search=False."
+                )
+            cv = StratifiedKFold(n_splits=cv, shuffle=True, random_state=fold_seed)
+        search = GridSearchCV(SVC(**self._svc_params()), self._grid(X), cv=cv,
+                              scoring=self.scoring, refit=False, error_score="raise",
+                              n_jobs=self.n_jobs)
+        client = active_client()
+        if client is not None:
+            import joblib
+
+            search.set_params(n_jobs=-1)
+            backend = joblib.parallel_config(backend="dask")
+        else:
+            backend = contextlib.nullcontext()
+        with backend:
+            search.fit(X, y)
+        return search
+
+    @property
+    def support_vectors_(self):
+        """Support vectors of the final SVC (``svc_.support_vectors_``)."""
+        check_is_fitted(self)
+        return self.svc_.support_vectors_
+
+    def decision_function(self, X):
+        """Signed distance to the separating surface, as :meth:`sklearn.svm.SVC.decision_function`."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        return self.svc_.decision_function(X)
+
+    def predict(self, X):
+        """Class labels for the rows of ``X``."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        return self.svc_.predict(X)
+
+    @available_if(_has_probability)
+    def predict_proba(self, X):
+        """Class probabilities (sigmoid-calibrated decision values); needs ``probability=True``."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        return self.calibrator_.predict_proba(X)
+
+    @available_if(_has_probability)
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`; needs ``probability=True``."""
+        return np.log(self.predict_proba(X))
