@@ -132,3 +132,19 @@ predict({str(model_path)!r}, open_stack({str(stack_path)!r}), {str(out)!r}, prog
     with rasterio.open(tmp_path / "pred.tif") as src:
         assert src.count == 3 and src.crs == sar.rio.crs
         np.testing.assert_array_equal(src.read(), clean.values)
+
+
+def test_prediction_on_a_distributed_cluster_equals_the_local_one(scene, tmp_path):
+    from distributed import Client, LocalCluster, get_task_stream
+
+    sar, _, table, X, y = scene
+    from rastercore.models import SampledSVC
+
+    model = SampledSVC(search=False, probability=True, random_state=0).fit(X, y)
+    local = predict_lazy(model, sar, SPEC).values
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster) as client, get_task_stream(client) as stream:
+        mosaic = predict(model, sar, tmp_path / "p.zarr", spec=SPEC, progress="none")
+        values = mosaic.values
+    assert any("predict" in str(task["key"]) for task in stream.data)
+    np.testing.assert_array_equal(values, local)
