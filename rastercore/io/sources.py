@@ -266,18 +266,7 @@ def _open_hdf5(spec: str, file_part: str, inner: str, band_axis: int) -> Source:
             )
         dset = f[inner]
         shape, dtype, attrs = dset.shape, dset.dtype, dict(dset.attrs)
-    count, height, width, band_axis = _band_layout(spec, shape, band_axis)
-    grid = Grid(height, width, *_georef_from_attrs(attrs))
-    if not grid.is_georeferenced:
-        _warn_no_georef(spec)
-    return Source(
-        path=spec,
-        count=count,
-        dtype=np.dtype(dtype),
-        grid=grid,
-        nodata=_scalar_attr(attrs, "nodata", "_FillValue"),
-        options={"kind": "hdf5", "file": file_part, "dataset": inner, "band_axis": band_axis},
-    )
+    return _array_source(spec, shape, dtype, attrs, band_axis, {"kind": "hdf5", "file": file_part, "dataset": inner})
 
 
 def _hdf5_datasets(f) -> list[str]:
@@ -342,19 +331,8 @@ def _open_zarr(spec: str, file_part: str, inner: str, band_axis: int) -> Source:
         arr = zarr.open_array(store=file_part, path=inner.strip("/"), mode="r")
     except (FileNotFoundError, KeyError, ValueError) as err:
         raise SourceNotFoundError(f"{file_part} has no zarr array {inner}: {err}") from err
-    count, height, width, band_axis = _band_layout(spec, arr.shape, band_axis)
-    attrs = dict(arr.attrs)
-    grid = Grid(height, width, *_georef_from_attrs(attrs))
-    if not grid.is_georeferenced:
-        _warn_no_georef(spec)
-    return Source(
-        path=spec,
-        count=count,
-        dtype=np.dtype(arr.dtype),
-        grid=grid,
-        nodata=_scalar_attr(attrs, "nodata", "_FillValue"),
-        options={"kind": "zarr", "file": file_part, "array": inner.strip("/"), "band_axis": band_axis},
-    )
+    options = {"kind": "zarr", "file": file_part, "array": inner.strip("/")}
+    return _array_source(spec, arr.shape, arr.dtype, dict(arr.attrs), band_axis, options)
 
 
 def _read_zarr(source: Source, window: Window) -> np.ndarray:
@@ -365,6 +343,16 @@ def _read_zarr(source: Source, window: Window) -> np.ndarray:
 
 
 # --- shared helpers ------------------------------------------------------------------
+
+
+def _array_source(spec: str, shape, dtype, attrs: dict, band_axis: int, options: dict) -> Source:
+    """A Source for an HDF5 dataset or zarr array: layout from its shape, georeferencing from its attributes."""
+    count, height, width, band_axis = _band_layout(spec, shape, band_axis)
+    grid = Grid(height, width, *_georef_from_attrs(attrs))
+    if not grid.is_georeferenced:
+        _warn_no_georef(spec)
+    return Source(path=spec, count=count, dtype=np.dtype(dtype), grid=grid,
+                  nodata=_scalar_attr(attrs, "nodata", "_FillValue"), options={**options, "band_axis": band_axis})
 
 
 def _band_layout(spec: str, shape: tuple[int, ...], band_axis: int) -> tuple[int, int, int, int]:
