@@ -157,8 +157,8 @@ def demo(
     _print_result(result)
 
 
-@app.command()
-def run(
+@app.command("run")
+def run_pipeline_file(
     pipeline: Annotated[Path, typer.Argument(help="A pipeline YAML file, e.g. pipelines/demo.yaml.")],
     out: Annotated[Optional[Path], typer.Option("--out", help="Output directory (default: the file's output_dir).")] = None,
     overwrite: OverwriteOpt = False,
@@ -173,6 +173,245 @@ def run(
     with client(scheduler):
         result = run_pipeline(spec, output_dir=out, overwrite=overwrite, progress=progress)
     _print_result(result)
+
+
+@app.command()
+def features(
+    stack: Annotated[Optional[Path], typer.Argument(help="The .zarr stack to compute features of.")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="The .zarr feature store to write.")] = None,
+    spec: Annotated[Optional[Path], typer.Option(
+        "--spec", help="Feature spec, YAML or JSON: a list of features, or a mapping with 'features' "
+                       "(and optionally 'normalize').")] = None,
+    normalize: Annotated[Optional[str], typer.Option(
+        "--normalize", help="Normalise the input bands before the features from global statistics of STACK: "
+                            "zscore, minmax, percentile or zca (saved with the spec in the store).")] = None,
+    tile_size: Annotated[Optional[int], typer.Option(help="Tile side in pixels (default: the stack's, "
+                                                          "smaller if memory needs it).")] = None,
+    overwrite: OverwriteOpt = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of the same job.")] = False,
+    scheduler: SchedulerOpt = None,
+    progress: ProgressOpt = "auto",
+    list_features: Annotated[bool, typer.Option("--list", help="List the available features and their "
+                                                               "parameters, then exit.")] = False,
+) -> None:
+    """Compute neighbourhood features of a stack into a (feature, y, x) zarr store, tile by tile."""
+    if list_features:
+        _print_feature_list()
+        return
+    missing = [name for name, value in (("STACK", stack), ("-o/--output", output), ("--spec", spec))
+               if value is None]
+    if missing:
+        raise typer.BadParameter(f"missing {', '.join(missing)}; e.g. rastercore features stack.zarr "
+                                 "-o features.zarr --spec spec.yaml (or --list)")
+    from rastercore.cluster import client
+    from rastercore.features import FeatureSpec, write_features
+    from rastercore.stack import open_stack
+
+    feature_spec = FeatureSpec.from_file(spec)
+    data = open_stack(stack)
+    with client(scheduler):
+        feats = write_features(data, feature_spec, output, normalize=normalize, tile_size=tile_size,
+                               overwrite=overwrite, resume=resume, progress=progress)
+    names = [str(f) for f in feats["feature"].values]
+    print(f"{output}: {len(names)} features, {feats.shape[1]} x {feats.shape[2]} px, "
+          f"tiles {feats.chunks[1][0]} x {feats.chunks[2][0]}")
+    from rastercore.features import stored_spec
+
+    norm = stored_spec(output).normalizer
+    if norm is not None:
+        print(f"  normalised ({norm.method}) from global statistics of {', '.join(norm.band_names)}")
+    for name in names:
+        print(f"  {name}")
+
+
+def _print_feature_list() -> None:
+    from rastercore.features import available_features
+
+    catalogue = available_features()
+    width = max(map(len, catalogue))
+    for name, info in catalogue.items():
+        print(f"{name:<{width}}  {info['doc']}")
+        params = [f"{p}={'(required)' if v == 'required' else ('(derived)' if v is None else v)}"
+                  for p, v in info["params"].items()]
+        if info["per_band"]:
+            params.append("bands=(all)")
+        print(f"{'':<{width}}  {', '.join(params) if params else '(no parameters)'}")
+
+
+@app.command()
+def stats(
+    stack: Annotated[Path, typer.Argument(help="The .zarr stack (or feature store).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    bins: Annotated[int, typer.Option(help="Histogram bins for the percentiles.")] = 1024,
+    scheduler: SchedulerOpt = None,
+) -> None:
+    """Per-band statistics of a stack, out of core: count, min, max, mean, std, percentiles."""
+    from rastercore.cluster import client
+    from rastercore.preprocess import compute_band_stats
+    from rastercore.stack import open_stack
+
+    data = open_stack(stack)
+    if "feature" in data.dims:
+        data = data.rename(feature="band")
+    with client(scheduler):
+        s = compute_band_stats(data, bins=bins)
+    quantiles = (2, 50, 98)
+    pct = {q: s.percentile(q) for q in quantiles}
+    rows = {b: {"count": int(s.count[i]), "min": float(s.minimum[i]), "max": float(s.maximum[i]),
+                "mean": float(s.mean[i]), "std": float(s.std[i]),
+                **{f"p{q}": float(pct[q][i]) for q in quantiles}}
+            for i, b in enumerate(s.band_names)}
+    if as_json:
+        print(json.dumps({"path": str(stack), "bands": rows}, indent=2))
+        return
+    width = max(4, *map(len, rows))
+    keys = ["count", "min", "max", "mean", "std", *(f"p{q}" for q in quantiles)]
+    print(f"{'band':<{width}}" + "".join(f"{k:>12}" for k in keys))
+    for band, row in rows.items():
+        print(f"{band:<{width}}" + "".join(f"{row[k]:>12d}" if k == "count" else f"{row[k]:>12.5g}" for k in keys))
+
+
+def _split_floats(text: Optional[str]) -> Optional[list[float]]:
+    if not text:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"give numbers separated by commas, e.g. 0.3,0.6, not {text!r}") from None
+
+
+def _load_spec(path: Path):
+    from rastercore.features import FeatureSpec
+
+    return FeatureSpec.from_file(path)
+
+
+@app.command()
+def sample(
+    stack: Annotated[Path, typer.Argument(help="The .zarr stack.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Sample table to write (.h5 or .zarr).")],
+    spec: Annotated[Path, typer.Option("--spec", help="Feature spec (YAML or JSON).")],
+    target: Annotated[Optional[str], typer.Option(help="Target raster (any grid; resampled onto the stack).")] = None,
+    polygons: Annotated[Optional[Path], typer.Option(help="Polygons with a class attribute instead of a raster.")] = None,
+    attribute: Annotated[str, typer.Option(help="Class attribute of --polygons.")] = "class",
+    threshold: Annotated[Optional[str], typer.Option(help="Classes from a continuous target: value >= t (t1,t2 for ordinal).")] = None,
+    n: Annotated[int, typer.Option("-n", help="Training rows.")] = 10_000,
+    per_class: Annotated[str, typer.Option(help="'balanced' or 'proportional'.")] = "balanced",
+    n_validation: Annotated[Optional[int], typer.Option(help="Validation rows (default from the split fraction).")] = None,
+    block_size: Annotated[int, typer.Option(help="Side of the spatial-split blocks, pixels.")] = 256,
+    validation: Annotated[float, typer.Option(help="Share of blocks held out for validation.")] = 0.2,
+    augment: Annotated[bool, typer.Option("--augment", help="Add the 8 flips/rotations of raw window features.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the split and the sample.")] = 0,
+    allow_short: Annotated[bool, typer.Option("--allow-short", help="Take all pixels of classes below quota.")] = False,
+    overwrite: OverwriteOpt = False,
+    scheduler: SchedulerOpt = None,
+) -> None:
+    """Draw a stratified, spatially split sample of features and targets, out of core."""
+    from rastercore.cluster import client
+    from rastercore.sampling import SpatialSplit, augment_windows, draw_sample, write_table
+    from rastercore.stack import open_stack
+    from rastercore.targets import rasterize_polygons, target_on_grid
+
+    if (target is None) == (polygons is None):
+        raise typer.BadParameter("give exactly one of --target and --polygons")
+    if output.exists() and not overwrite:
+        from rastercore.errors import StoreExistsError
+
+        raise StoreExistsError(f"{output} already exists; pass --overwrite to replace it.")
+    data = open_stack(stack)
+    thresholds = _split_floats(threshold)
+    if polygons is not None:
+        labels = rasterize_polygons(polygons, data, attribute=attribute)
+    else:
+        labels = target_on_grid(target, data, kind="continuous" if thresholds else "class")
+    with client(scheduler):
+        table = draw_sample(data, labels, _load_spec(spec), n=n, per_class=per_class, n_validation=n_validation,
+                            split=SpatialSplit(block_size=block_size, validation_fraction=validation),
+                            thresholds=thresholds, seed=seed, allow_short=allow_short)
+    if augment:
+        table = augment_windows(table)
+    write_table(table, output, overwrite=overwrite)
+    counts = {name: int((table.y == i).sum()) for i, name in enumerate(table.class_names or [])}
+    print(f"wrote {output}: {len(table)} rows x {len(table.feature_names)} features"
+          + (f", classes {counts}" if counts else ""))
+
+
+@app.command()
+def train(
+    sample_table: Annotated[Path, typer.Argument(metavar="SAMPLE", help="Sample table from `rastercore sample`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Model file to write (.skops).")],
+    model: Annotated[str, typer.Option("--model", help="Model family: svm, cascade-svm, forest, sharded-forest, hgb, sgd, hurdle, multilabel.")] = "svm",
+    params: Annotated[Optional[str], typer.Option(help="Estimator parameters as JSON, e.g. '{\"C\": 10}'.")] = None,
+    labels: Annotated[Optional[str], typer.Option(help="multilabel: label thresholds t1,t2; hurdle: the threshold.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the estimator.")] = 0,
+    overwrite: OverwriteOpt = False,
+    scheduler: SchedulerOpt = None,
+) -> None:
+    """Fit a model family on a sample table, score it on the validation rows and save it."""
+    from rastercore.cluster import client
+    from rastercore.sampling import read_table
+    from rastercore.training import MODEL_FAMILIES, train_from_table
+
+    if model not in MODEL_FAMILIES:
+        raise typer.BadParameter(f"unknown model {model!r}; choose one of {', '.join(MODEL_FAMILIES)}", param_hint="--model")
+    try:
+        estimator_params = json.loads(params) if params else {}
+    except json.JSONDecodeError as err:
+        raise typer.BadParameter(f"--params is not valid JSON: {err}") from None
+    with client(scheduler):
+        _, meta = train_from_table(read_table(sample_table), model, seed=seed, params=estimator_params,
+                                   labels=_split_floats(labels), path=output, overwrite=overwrite)
+    print(f"wrote {output}: {model}, fitted in {meta['fit_seconds']:.2f} s; validation {meta['validation']}")
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="Model file from `rastercore train`.")],
+    stack: Annotated[Path, typer.Argument(help="The .zarr stack to predict.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Mosaic to write (.zarr).")],
+    cog: Annotated[Optional[Path], typer.Option(help="Also write a Cloud-Optimized GeoTIFF.")] = None,
+    probabilities: Annotated[bool, typer.Option(help="Write per-class probability layers.")] = True,
+    overwrite: OverwriteOpt = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted prediction (missing tiles only).")] = False,
+    scheduler: SchedulerOpt = None,
+    progress: ProgressOpt = "auto",
+) -> None:
+    """Predict every pixel of a stack, tile by tile, into a georeferenced mosaic."""
+    from rastercore.cluster import client
+    from rastercore.predict import predict as predict_mosaic
+    from rastercore.stack import open_stack
+
+    with client(scheduler):
+        mosaic = predict_mosaic(model, open_stack(stack), output, cog=cog, probabilities=probabilities,
+                                overwrite=overwrite, resume=resume, progress=progress)
+    print(f"wrote {output}: layers {', '.join(str(b) for b in mosaic['band'].values)}" + (f"; {cog}" if cog else ""))
+
+
+@app.command()
+def evaluate(
+    prediction: Annotated[Path, typer.Argument(help="Mosaic from `rastercore predict`.")],
+    target: Annotated[str, typer.Argument(help="Target raster (any grid; resampled onto the mosaic).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="metrics.json (metrics.md and figures beside it).")],
+    model: Annotated[Optional[Path], typer.Option(help="The model file: thresholds and the spatial split.")] = None,
+    region: Annotated[str, typer.Option(help="'all', 'validation' or 'train' pixels.")] = "all",
+    threshold: Annotated[Optional[str], typer.Option(help="Classes from a continuous target (default: the model's).")] = None,
+    figures: Annotated[bool, typer.Option(help="Write the comparison, confusion and probability figures.")] = True,
+    overwrite: OverwriteOpt = False,
+    scheduler: SchedulerOpt = None,
+) -> None:
+    """Score a mosaic against a target, out of core: metrics (JSON, Markdown) and figures."""
+    from rastercore.cluster import client
+    from rastercore.evaluate import evaluate_mosaic, metrics_markdown
+
+    if region not in ("all", "validation", "train"):
+        raise typer.BadParameter("choose 'all', 'validation' or 'train'", param_hint="--region")
+    with client(scheduler):
+        result = evaluate_mosaic(prediction, target, output, model=model, region=region,
+                                 thresholds=_split_floats(threshold), figures=figures, overwrite=overwrite)
+    for task in ("classification", "regression"):
+        if task in result:
+            print(metrics_markdown(result[task]))
+    print(f"wrote {output} and {output.with_suffix('.md')}")
 
 
 def _print_result(result: dict) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import BandNameError, FeatureSpecError
-from .features._tiling import _band_names, as_float_nan
+from .stack import as_float, band_names
 
 __all__ = ["BandStats", "Normalizer", "compute_band_stats", "NORMALIZE_METHODS"]
 
@@ -171,9 +171,9 @@ def compute_band_stats(stack: xr.DataArray, *, bins: int = 1024) -> BandStats:
     -------
     BandStats
     """
-    names = _band_names(stack)
+    names = band_names(stack)
     nb, bins = len(names), int(bins)
-    data = as_float_nan(stack, np.float64).rechunk({0: -1})
+    data = as_float(stack, np.float64).rechunk({0: -1})
     per_block = _per_block(data, lambda b: _moments(b).ravel(), 5 * nb).compute()
     parts = [per_block[:, i, j].reshape(5, nb) for i in range(per_block.shape[1])
              for j in range(per_block.shape[2])]
@@ -208,17 +208,35 @@ class Normalizer:
     Notes
     -----
     Constant bands (zero range or std) map to 0.  Nodata stays NaN; with
-    ``zca`` a NaN in any band makes the pixel NaN in every band.
+    ``zca`` a NaN in any band makes the pixel NaN in every band.  Arithmetic
+    is float64 on float32 input, result float32, the same pixel by pixel in
+    :meth:`apply` (lazy, whole stack) and :meth:`apply_block` (one NumPy
+    tile), so training and prediction see identical numbers.
     """
 
     def __init__(self, stats: BandStats, method: str = "zscore", *, low: float = 2.0,
                  high: float = 98.0, eps: float = 1e-6):
+        self.check_options(method, low=low, high=high)
+        self.stats, self.method = stats, method
+        self.low, self.high, self.eps = float(low), float(high), float(eps)
+        self._coefficients = None
+
+    @staticmethod
+    def check_options(method: str, *, low: float = 2.0, high: float = 98.0) -> None:
+        """Raise :class:`FeatureSpecError` for an unknown method or bad percentiles."""
         if method not in NORMALIZE_METHODS:
             raise FeatureSpecError(f"unknown normalisation {method!r}; valid: {', '.join(NORMALIZE_METHODS)}")
         if not 0.0 <= low < high <= 100.0:
             raise FeatureSpecError(f"percentiles need 0 <= low < high <= 100, got low={low}, high={high}")
-        self.stats, self.method = stats, method
-        self.low, self.high, self.eps = float(low), float(high), float(eps)
+
+    @property
+    def band_names(self) -> list[str]:
+        """Bands the statistics cover, in their order."""
+        return list(self.stats.band_names)
+
+    def options(self) -> dict:
+        """``{"method", "low", "high", "eps"}`` (everything but the statistics)."""
+        return {"method": self.method, "low": self.low, "high": self.high, "eps": self.eps}
 
     def _shift_scale(self) -> tuple[np.ndarray, np.ndarray, bool]:
         s = self.stats
@@ -238,37 +256,96 @@ class Normalizer:
         reg = self.eps * max(vals.max(initial=0.0), np.finfo(float).tiny)
         return (vecs / np.sqrt(vals + reg)) @ vecs.T
 
+    def _coefs(self):
+        if self._coefficients is None:
+            if self.method == "zca":
+                self._coefficients = (self.zca_matrix(), np.asarray(self.stats.joint_mean, np.float64))
+            else:
+                self._coefficients = self._shift_scale()
+        return self._coefficients
+
+    def apply_block(self, block: np.ndarray, band_names, bands=None) -> np.ndarray:
+        """Normalise one NumPy ``(band, y, x)`` block (NaN for nodata).
+
+        Parameters
+        ----------
+        block : numpy.ndarray
+            Pixels; values are taken as float32, as :meth:`apply` does.
+        band_names : sequence of str
+            Name of each entry along ``block``'s first axis.
+        bands : sequence of str, optional
+            Bands to return (default: all of ``band_names``).  Each needs
+            statistics; ``zca`` needs every band of the statistics in the block.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, ``(len(bands), y, x)``.
+        """
+        names = [str(b) for b in band_names]
+        bands = names if bands is None else [str(b) for b in bands]
+        stats_names = self.band_names
+        if self.method == "zca":
+            need = stats_names
+        else:
+            need = bands
+        missing = [b for b in need if b not in stats_names or b not in names]
+        if missing or not set(bands) <= set(stats_names):
+            raise BandNameError(f"bands {names} differ from the statistics' bands {stats_names} "
+                                f"(no match for {missing or sorted(set(bands) - set(stats_names))}); "
+                                "compute the statistics on this band set")
+        block = np.asarray(block)
+        out = np.empty((len(bands),) + block.shape[1:], np.float32)
+        if self.method == "zca":
+            w, centre = self._coefs()
+            x = np.stack([block[names.index(b)] for b in stats_names]).astype(np.float32)
+            white = _whiten_block(x, w, centre)
+            for k, b in enumerate(bands):
+                out[k] = white[stats_names.index(b)]
+            return out
+        shift, scale, clip = self._coefs()
+        for k, b in enumerate(bands):
+            i = stats_names.index(b)
+            plane = (block[names.index(b)].astype(np.float32).astype(np.float64) - shift[i]) * scale[i]
+            if clip:
+                np.clip(plane, 0.0, 1.0, out=plane)
+            out[k] = plane
+        return out
+
     def apply(self, stack: xr.DataArray) -> xr.DataArray:
         """Normalise ``stack`` lazily; same dims and coords, float32."""
-        names = _band_names(stack)
-        if names != list(self.stats.band_names):
+        names = band_names(stack)
+        if names != self.band_names:
             raise BandNameError(f"stack bands {names} differ from the statistics' bands "
-                                f"{list(self.stats.band_names)}; compute stats on this band set")
-        data = as_float_nan(stack)
-        if self.method == "zca":
-            out = data.rechunk({0: -1}).map_blocks(
-                _whiten_block, self.zca_matrix(), self.stats.joint_mean,
-                dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
-        else:
-            shift, scale, clip = self._shift_scale()
-            col = (slice(None), None, None)
-            out = (data - shift[col]) * scale[col]
-            if clip:
-                out = da.clip(out, 0.0, 1.0)
-            out = out.astype(np.float32)
+                                f"{self.band_names}; compute stats on this band set")
+        data = as_float(stack).rechunk({0: -1})
+        out = data.map_blocks(_normalise_block, self, names, dtype=np.float32,
+                              meta=np.empty((0, 0, 0), np.float32))
         attrs = {k: v for k, v in stack.attrs.items() if k != "_FillValue"}
         return xr.DataArray(out, dims=stack.dims, coords=stack.coords, attrs=attrs, name=stack.name)
 
     def to_dict(self) -> dict:
-        """Plain form including the statistics."""
-        return {"method": self.method, "low": self.low, "high": self.high, "eps": self.eps,
-                "stats": self.stats.to_dict()}
+        """Plain (JSON-serialisable) form including the statistics."""
+        return {**self.options(), "stats": self.stats.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Normalizer":
         """Inverse of :meth:`to_dict`."""
-        return cls(BandStats.from_dict(data["stats"]), data["method"], low=data["low"],
-                   high=data["high"], eps=data["eps"])
+        return cls(BandStats.from_dict(data["stats"]), data["method"], low=data.get("low", 2.0),
+                   high=data.get("high", 98.0), eps=data.get("eps", 1e-6))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Normalizer) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"Normalizer({self.method!r}, bands={self.band_names})"
+
+    def __dask_tokenize__(self):
+        return ("rastercore-normalizer", repr(self.to_dict()))
+
+
+def _normalise_block(block: np.ndarray, normalizer: Normalizer, names: list[str]) -> np.ndarray:
+    return normalizer.apply_block(block, names)
 
 
 def _whiten_block(block: np.ndarray, w: np.ndarray, centre: np.ndarray) -> np.ndarray:

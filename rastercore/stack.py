@@ -31,7 +31,7 @@ from rastercore.io.sources import Source, open_source
 from rastercore.progress import ProgressMode
 from rastercore.tiles import COMPLETE_ATTR, DATA_VAR, choose_tile_size, partial_path, write_tiles
 
-__all__ = ["ingest", "open_stack", "describe", "lazy_stack"]
+__all__ = ["ingest", "open_stack", "describe", "lazy_stack", "band_names", "as_float"]
 
 
 def ingest(
@@ -212,8 +212,8 @@ def open_stack(path: str | os.PathLike, *, chunks: dict | None = None) -> xr.Dat
     Returns
     -------
     xarray.DataArray
-        Dims ``(band, y, x)`` (or ``(y, x)`` for single-layer outputs), raw
-        stored values (no masking: the nodata value is ``.rio.nodata``).
+        Dims ``(band, y, x)`` (``(feature, y, x)`` for a feature store,
+        ``(y, x)`` for single-layer outputs), raw stored values (no masking: the nodata value is ``.rio.nodata``).
 
     Raises
     ------
@@ -241,9 +241,52 @@ def open_stack(path: str | os.PathLike, *, chunks: dict | None = None) -> xr.Dat
     if not ds.attrs.get(COMPLETE_ATTR, False):
         raise IncompleteStoreError(f"{path} is not marked complete; rerun the command that made it with --overwrite.")
     stack = ds[DATA_VAR]
-    if "band" in stack.dims:
-        stack = stack.assign_coords(band=np.array([str(b) for b in stack["band"].values], dtype=object))
+    for dim in ("band", "feature"):  # names as str, whatever zarr's string type
+        if dim in stack.dims:
+            stack = stack.assign_coords({dim: np.array([str(b) for b in stack[dim].values], dtype=object)})
+    _OPENED[stack.data.name] = str(path)
     return stack
+
+
+_OPENED: dict[str, str] = {}
+"""Dask name of every array :func:`open_stack` returned -> its store.
+
+Lets the feature engine read tile-plus-halo windows straight from the store
+when it is given such an array unchanged (any change renames the array)."""
+
+
+def _store_of(stack: xr.DataArray) -> str | None:
+    """The store ``stack`` was opened from, if it is an unchanged :func:`open_stack` result."""
+    name = getattr(stack.data, "name", None)
+    return _OPENED.get(name) if isinstance(name, str) else None
+
+
+def band_names(stack: xr.DataArray) -> list[str]:
+    """Band names of a ``(band, y, x)`` stack, as str.
+
+    Raises
+    ------
+    BandNameError
+        ``stack`` is not ``(band, y, x)`` with a ``band`` coordinate of names.
+    """
+    if tuple(stack.dims) != ("band", "y", "x") or "band" not in stack.coords:
+        raise BandNameError(f"expected a stack with dims ('band', 'y', 'x') and a 'band' "
+                            f"coordinate of names, got dims {tuple(stack.dims)}")
+    return [str(b) for b in stack.coords["band"].values]
+
+
+def as_float(stack: xr.DataArray, dtype=np.float32) -> da.Array:
+    """Stack data as a float (``dtype``) dask array, with nodata as NaN.
+
+    Nodata is ``attrs["_FillValue"]`` (or the encoding's) and +/-inf.  NumPy
+    data is wrapped with dask's default chunks.
+    """
+    data = stack.data if isinstance(stack.data, da.Array) else da.from_array(np.asarray(stack.data))
+    fill = stack.attrs.get("_FillValue", stack.encoding.get("_FillValue"))
+    if fill is not None and not np.isnan(fill):
+        data = da.where(data == fill, np.nan, data)
+    data = data.astype(dtype)
+    return da.where(da.isinf(data), np.dtype(dtype).type(np.nan), data)
 
 
 def describe(path: str | os.PathLike) -> dict:

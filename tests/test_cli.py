@@ -9,7 +9,7 @@ import rasterio
 from rastercore.cli import app, main
 from tests.conftest import write_tif
 
-COMMANDS = ["ingest", "info", "export", "quicklook", "synth", "demo", "run"]
+COMMANDS = ["ingest", "info", "export", "quicklook", "synth", "demo", "run", "features", "stats", "sample", "train", "predict", "evaluate"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -88,3 +88,138 @@ def test_synth_writes_scene(tmp_path, capsys):
     with rasterio.open(tmp_path / "scene" / "HH.tif") as src:
         assert src.shape == (64, 96)
     assert main(["synth", str(tmp_path / "x"), "--size", "64by96"]) == 2
+
+
+SPEC_YAML = """\
+normalize: zscore
+features:
+  - {name: gaussian, sigma: 1.5}
+  - {name: box_std, size: 5, bands: [HV]}
+  - {name: ratio, a: HV, b: HH}
+"""
+
+
+@pytest.fixture
+def small_stack(tmp_path, hh_hv):
+    (hh, hv), _ = hh_hv
+    path = str(tmp_path / "s.zarr")
+    assert main(["ingest", hh, hv, "-o", path, "--bands", "HH,HV", "--tile-size", "128",
+                 "--scheduler", "sync", "--progress", "none"]) == 0
+    return path
+
+
+def test_features_writes_store_equal_to_compute_features(tmp_path, small_stack, capsys):
+    from rastercore import open_stack
+    from rastercore.features import SPEC_ATTR, FeatureSpec, compute_features, stored_spec
+
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(SPEC_YAML)
+    out = str(tmp_path / "f.zarr")
+    capsys.readouterr()
+    assert main(["features", small_stack, "-o", out, "--spec", str(spec_file), "--scheduler", "sync",
+                 "--progress", "none"]) == 0
+    printed = capsys.readouterr().out
+    assert "4 features" in printed and "zscore" in printed and "ratio(a=HV,b=HH)" in printed
+    feats = open_stack(out)
+    assert feats.dims == ("feature", "y", "x") and feats.dtype == np.float32
+    assert feats.chunks[1][0] == feats.chunks[2][0] == 128
+    assert feats.rio.crs == open_stack(small_stack).rio.crs
+    saved = json.loads(feats.attrs[SPEC_ATTR])
+    assert saved["normalize"]["method"] == "zscore" and saved["normalize"]["stats"]["band_names"] == ["HH", "HV"]
+    stack = open_stack(small_stack)
+    expected = compute_features(stack, FeatureSpec.from_file(spec_file).fit_normalizer(stack))
+    assert list(feats["feature"].values) == list(expected["feature"].values)
+    np.testing.assert_array_equal(feats.values, expected.values)
+    assert stored_spec(out) == FeatureSpec.from_dict(saved)
+    # the saved spec, reused on the same stack, gives the same store (no refit)
+    (tmp_path / "fitted.json").write_text(feats.attrs[SPEC_ATTR])
+    again = str(tmp_path / "g.zarr")
+    assert main(["features", small_stack, "-o", again, "--spec", str(tmp_path / "fitted.json"),
+                 "--tile-size", "256", "--scheduler", "sync", "--progress", "none"]) == 0
+    np.testing.assert_array_equal(open_stack(again).values, feats.values)
+    assert open_stack(again).chunks[1][0] == 256
+
+
+def test_features_resume_writes_only_missing_tiles(tmp_path, small_stack, monkeypatch):
+    import rastercore.tiles
+    from rastercore import open_stack
+    from rastercore.tiles import partial_path
+
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(SPEC_YAML)
+    out = tmp_path / "f.zarr"
+    argv = ["features", small_stack, "-o", str(out), "--spec", str(spec_file), "--tile-size", "128",
+            "--scheduler", "sync", "--progress", "none"]
+    original = rastercore.tiles._store_block
+    calls = []
+
+    def failing(*args):
+        calls.append(args[2])
+        if len(calls) > 3:
+            raise OSError("disk full")
+        return original(*args)
+
+    monkeypatch.setattr(rastercore.tiles, "_store_block", failing)
+    with pytest.raises(OSError):
+        main(argv)
+    assert partial_path(out).exists() and not out.exists()
+    written = []
+    monkeypatch.setattr(rastercore.tiles, "_store_block", lambda *a: written.append(a[2]) or original(*a))
+    assert main(argv + ["--resume"]) == 0
+    assert len(written) == 6 - 3  # 3 x 2 tiles in all
+    monkeypatch.undo()
+    assert main(argv[:3] + [str(tmp_path / "whole.zarr")] + argv[4:]) == 0
+    np.testing.assert_array_equal(open_stack(out).values, open_stack(tmp_path / "whole.zarr").values)
+
+
+def test_features_list(capsys):
+    assert main(["features", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "multiscale_basic" in out and "sigma=(required)" in out and "size=3" in out
+
+
+def test_stats_matches_numpy(small_stack, hh_hv, capsys):
+    _, expected = hh_hv
+    capsys.readouterr()
+    assert main(["stats", small_stack, "--json", "--scheduler", "sync"]) == 0
+    got = json.loads(capsys.readouterr().out)["bands"]
+    assert list(got) == ["HH", "HV"]
+    for band, values in zip(got, expected.astype(np.float64)):
+        assert got[band]["count"] == values.size
+        np.testing.assert_allclose([got[band][k] for k in ("min", "max", "mean", "std")],
+                                   [values.min(), values.max(), values.mean(), values.std()], rtol=1e-9)
+        width = (values.max() - values.min()) / 1024
+        assert abs(got[band]["p50"] - np.median(values)) <= 2 * width
+    assert main(["stats", small_stack, "--scheduler", "sync"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["band", "count", "min"] and table[1].startswith("HH")
+
+
+@pytest.mark.parametrize(
+    "spec_text,extra,message",
+    [
+        ("- {name: gausian, sigma: 2}\n", [], "unknown feature 'gausian'; valid feature names: box_max"),
+        ("features: [{name: gaussian, sigma: 2}\n", [], "is not valid YAML at line 2"),
+        ("- {name: gaussian, sigma: 2, bands: [VV]}\n", [], "['VV'] that the stack does not have"),
+        ("- {name: ratio, a: HH, b: VH}\n", [], "available bands: ['HH', 'HV']"),
+        ("- {name: gaussian, sigma: 2}\n", ["--normalize", "l2"], "unknown normalisation 'l2'"),
+        ("- {name: box_mean, size: 4}\n", [], "must be odd"),
+    ],
+)
+def test_features_bad_input_is_one_line_and_exit_2(tmp_path, small_stack, capsys, spec_text, extra, message):
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(spec_text)
+    capsys.readouterr()
+    code = main(["features", small_stack, "-o", str(tmp_path / "f.zarr"), "--spec", str(spec_file),
+                 "--scheduler", "sync", "--progress", "none", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("rastercore: error:") and message in err[0]
+    if "valid feature names" in message:
+        assert all(name in err[0] for name in ("gaussian", "multiscale_basic", "ratio", "window"))
+    assert not (tmp_path / "f.zarr").exists()
+
+
+def test_features_without_output_is_a_usage_error(small_stack, capsys):
+    assert main(["features", small_stack, "--spec", "spec.yaml"]) == 2
+    assert "missing -o/--output" in capsys.readouterr().err

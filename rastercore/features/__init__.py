@@ -10,6 +10,16 @@ Build a spec, then call :func:`compute_features`::
 
 The result is a lazy float32 ``(feature, y, x)`` DataArray whose
 ``feature`` coordinate holds names such as ``gaussian(sigma=2)[HH]``.
+:func:`write_features` stores it tile by tile (atomic, resumable) with the
+spec in the store's attributes.
+
+Normalisation
+    ``FeatureSpec(features, normalize="zscore").fit_normalizer(stack)``
+    (or ``spec.fit_normalizer(stack, "zca")``) computes global band
+    statistics out of core and keeps them in the spec; both
+    :func:`compute_features` and :func:`features_for_block` then normalise
+    the bands from them before every feature, and ``spec.to_dict()``
+    carries them (JSON) to prediction.
 
 Behaviour
 ---------
@@ -33,15 +43,21 @@ NaN (nodata)
 from __future__ import annotations
 
 from ._registry import REGISTRY, REQUIRED
+from ._buffers import release_buffers
 from ._spec import Feature, FeatureSpec
+from ._store import SPEC_ATTR, stored_spec, write_features
 from ._tiling import compute_features, features_for_block
 
 __all__ = [
     "Feature",
     "FeatureSpec",
+    "SPEC_ATTR",
     "available_features",
     "compute_features",
     "features_for_block",
+    "release_buffers",
+    "stored_spec",
+    "write_features",
 ]
 
 

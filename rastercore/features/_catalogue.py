@@ -9,6 +9,8 @@ preset lives in ``_preset``.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..errors import FeatureSpecError
@@ -18,13 +20,70 @@ from ._registry import REQUIRED, FeatureKind, Param, register
 __all__ = ["BlockContext"]
 
 
-class BlockContext:
-    """Bands of one ``(band, y, x)`` block, as C-contiguous float32 planes."""
+_POOL = threading.local()
 
-    def __init__(self, block: np.ndarray, band_names):
+
+def _scratch_planes(shape: tuple[int, int], n: int) -> list[np.ndarray]:
+    """``n`` float32 planes of ``shape`` kept by this thread from block to block.
+
+    Reusing them spares the kernel the page faults of fresh allocations.
+    Only the latest shape is kept.
+    """
+    planes = getattr(_POOL, "planes", None)
+    if planes is None or planes[0] != shape:
+        planes = _POOL.planes = (shape, [])
+    while len(planes[1]) < n:
+        planes[1].append(np.empty(shape, np.float32))
+    return planes[1][:n]
+
+
+class BlockContext:
+    """Bands of one ``(band, y, x)`` block, as C-contiguous float32 planes.
+
+    ``crop`` (top, bottom, left, right) are the halo pixels the caller drops:
+    outputs hold only ``inner``.  Kinds with ``compute_into`` compute each
+    full-size plane into :meth:`dest` and hand it to :meth:`commit`.
+    """
+
+    def __init__(self, block: np.ndarray, band_names, crop=None):
         self._block = block
         self._index = {name: i for i, name in enumerate(band_names)}
         self._memo: dict = {}
+        top, bottom, left, right = crop or (0, 0, 0, 0)
+        ny, nx = block.shape[1:]
+        self.inner = (slice(top, ny - bottom), slice(left, nx - right))
+        self.cropped = bool(top or bottom or left or right)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(y, x) shape of the planes."""
+        return tuple(self._block.shape[1:])
+
+    def uncropped(self) -> "BlockContext":
+        """The same block (and memo) without cropping."""
+        if not self.cropped:
+            return self
+        ctx = BlockContext(self._block, list(self._index))
+        ctx._memo = self._memo
+        return ctx
+
+    def scratch(self, n: int, start: int = 0) -> list[np.ndarray]:
+        """Work planes ``start .. start + n - 1`` (this thread's, reused from block to block).
+
+        Their content does not outlive the feature that asked for them.
+        """
+        return _scratch_planes(self.shape, start + n)[start:]
+
+    def dest(self, out_plane: np.ndarray, i: int) -> np.ndarray:
+        """Full-size plane to compute output ``out_plane`` into: itself, or scratch plane ``i`` when cropping."""
+        return self.scratch(1, i)[0] if self.cropped else out_plane
+
+    def commit(self, out_plane: np.ndarray, full: np.ndarray) -> None:
+        """Store the full-size result ``full`` of ``out_plane`` (its inner part when cropping)."""
+        if self.cropped:
+            out_plane[...] = full[self.inner]
+        elif full is not out_plane:
+            out_plane[...] = full
 
     def plane(self, band: str) -> np.ndarray:
         """The float32 plane of ``band``."""
@@ -34,11 +93,13 @@ class BlockContext:
             self._memo[key] = np.ascontiguousarray(plane, dtype=np.float32)
         return self._memo[key]
 
-    def gaussian(self, band, sigma, order=(0, 0), mode=F.REFLECT) -> np.ndarray:
-        """Memoised :func:`_filters.gaussian` of ``band``."""
+    def gaussian(self, band, sigma, order=(0, 0), mode=F.REFLECT, out=None) -> np.ndarray:
+        """Memoised :func:`_filters.gaussian` of ``band`` (computed into ``out`` if given)."""
         key = ("gaussian", band, float(sigma), tuple(order), mode)
         if key not in self._memo:
-            self._memo[key] = F.gaussian(self.plane(band), sigma, order=order, mode=mode)
+            self._memo[key] = F.gaussian(self.plane(band), sigma, order=order, mode=mode, out=out)
+        elif out is not None:
+            out[...] = self._memo[key]
         return self._memo[key]
 
 
@@ -77,6 +138,8 @@ register(FeatureKind(
 register(FeatureKind(
     "box_mean", (SIZE,), depth=_size_depth, labels=_one(),
     compute=lambda ctx, p, b: [F.box_mean(ctx.plane(b), p["size"])],
+    compute_into=lambda ctx, p, b, out: ctx.commit(
+        out[0], F.box_mean(ctx.plane(b), p["size"], out=ctx.dest(out[0], 0))),
     doc="mean over a size x size window"))
 
 
@@ -108,6 +171,8 @@ register(FeatureKind("cv", (SIZE,), depth=_size_depth, labels=_one(), compute=_c
 register(FeatureKind(
     "gaussian", (_sigma(),), depth=_sigma_depth, labels=_one(),
     compute=lambda ctx, p, b: [ctx.gaussian(b, p["sigma"])],
+    compute_into=lambda ctx, p, b, out: ctx.commit(  # memoised planes must not live in scratch
+        out[0], ctx.gaussian(b, p["sigma"], out=None if ctx.cropped else out[0])),
     doc="Gaussian smoothing (scipy.ndimage.gaussian_filter)"))
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "box_moments",
     "extremum",
     "sobel_magnitude",
+    "hessian_gradient_eig",
     "gradient",
     "eigvals_sym2",
     "window_values",
@@ -66,34 +67,34 @@ def _gaussian_weights(sigma: float, order: int) -> np.ndarray:
     return weights
 
 
-def _separable(img, w0, w1, mode, dtype=np.float32):
-    tmp = np.empty(img.shape, dtype)
-    out = np.empty(img.shape, dtype)
-    K.correlate_cols(img, w0, mode, tmp)
-    K.correlate_rows(tmp, w1, mode, out)
+def _separable(img, w0, w1, mode, dtype=np.float32, *, out=None, tmp=None):
+    """Axis 0 then axis 1, fused row by row (``tmp`` is accepted and unused)."""
+    out = np.empty(img.shape, dtype) if out is None else out
+    K.separable(img, w0, w1, mode, np.dtype(dtype) == np.float32, out)
     return out
 
 
-def gaussian(img, sigma, *, order=(0, 0), mode=REFLECT):
+def gaussian(img, sigma, *, order=(0, 0), mode=REFLECT, out=None, tmp=None):
     """Gaussian smoothing (or derivative, ``order`` per axis) at ``sigma``.
 
     Matches ``scipy.ndimage.gaussian_filter(img, sigma, order, mode=...,
-    truncate=4.0)``.
+    truncate=4.0)``.  ``out`` and ``tmp`` (float32 planes of ``img``'s
+    shape) may be given to avoid allocating.
     """
     sigma = float(sigma)
     w0 = _gaussian_weights(sigma, int(order[0]))
     w1 = _gaussian_weights(sigma, int(order[1]))
-    return _separable(img, w0, w1, mode)
+    return _separable(img, w0, w1, mode, out=out, tmp=tmp)
 
 
 def _uniform(size):
     return np.full(int(size), 1.0 / int(size))
 
 
-def box_mean(img, size, *, mode=REFLECT):
+def box_mean(img, size, *, mode=REFLECT, out=None):
     """Mean over a ``size`` x ``size`` window (``scipy.ndimage.uniform_filter``)."""
     w = _uniform(size)
-    return _separable(img, w, w, mode)
+    return _separable(img, w, w, mode, out=out)
 
 
 def box_moments(img, size, *, mode=REFLECT):
@@ -119,17 +120,24 @@ def extremum(img, size, *, is_max, mode=REFLECT):
     return out
 
 
-_SOBEL_SMOOTH = np.array([1.0, 2.0, 1.0]) / 4.0
-_SOBEL_EDGE = np.array([-1.0, 0.0, 1.0])
+def sobel_magnitude(img, *, mode=REFLECT, out=None):
+    """``skimage.filters.sobel``: ``sqrt((s_0**2 + s_1**2) / 2)``, in one pass."""
+    out = np.empty(img.shape, np.float32) if out is None else out
+    K.sobel_magnitude(img, mode, out)
+    return out
 
 
-def sobel_magnitude(img, *, mode=REFLECT):
-    """``skimage.filters.sobel``: ``sqrt((s_0**2 + s_1**2) / 2)``."""
-    s0 = _separable(img, _SOBEL_EDGE, _SOBEL_SMOOTH, mode)
-    s1 = _separable(img, _SOBEL_SMOOTH, _SOBEL_EDGE, mode)
-    mag = np.sqrt(s0 * s0 + s1 * s1)
-    mag /= np.sqrt(np.float32(2.0))
-    return mag
+def hessian_gradient_eig(img, *, big=None, small=None, scratch=None):
+    """Eigenvalues (largest first) of the Hessian from ``numpy.gradient`` twice.
+
+    scikit-image's ``multiscale_basic_features`` texture channels, in one
+    pass over ``img`` plus one for the first derivative (``scratch``).
+    """
+    big = np.empty(img.shape, np.float32) if big is None else big
+    small = np.empty(img.shape, np.float32) if small is None else small
+    scratch = np.empty(img.shape, np.float32) if scratch is None else scratch
+    K.hessian_gradient_eig(img, scratch, big, small)
+    return big, small
 
 
 def gradient(img, axis):

@@ -38,38 +38,331 @@ def _index(i, n, mode):
 
 
 @njit(**_OPTS)
+def clean_plane(src, fill, use_fill, out):
+    """``out = float32(src)`` with NaN for +/-inf and (if ``use_fill``) ``src == fill``."""
+    ny, nx = src.shape
+    nan = np.float32(np.nan)
+    inf = np.float32(np.inf)
+    for i in range(ny):
+        a = src[i]
+        o = out[i]
+        if use_fill:
+            for j in range(nx):
+                f = np.float32(a[j])
+                bad = (f != f) | (np.abs(f) == inf) | (a[j] == fill)
+                o[j] = nan if bad else f
+        else:
+            for j in range(nx):
+                f = np.float32(a[j])
+                bad = (f != f) | (np.abs(f) == inf)
+                o[j] = nan if bad else f
+
+
+@njit(**_OPTS)
+def all_finite(bits):
+    """Whether float32 data, viewed as uint32 ``bits`` (2-D), holds no NaN or +/-inf."""
+    ny, nx = bits.shape
+    top = np.uint32(0)
+    mask = np.uint32(0x7FFFFFFF)
+    for i in range(ny):
+        a = bits[i]
+        for j in range(nx):
+            top = max(top, a[j] & mask)
+    return top < np.uint32(0x7F800000)
+
+
+@njit(**_OPTS)
+def _pad_row(row, left, right, mode, buf):
+    """``buf`` = ``row`` (as float64) extended by ``left``/``right`` edge values."""
+    n = row.size
+    for j in range(left):
+        buf[j] = row[_index(j - left, n, mode)]
+    mid = buf[left:left + n]
+    for j in range(n):
+        mid[j] = row[j]
+    tail = buf[left + n:left + n + right]
+    for j in range(right):
+        tail[j] = row[_index(n + j, n, mode)]
+
+
+@njit(**_OPTS)
+def _symmetry(weights):
+    """1 if ``weights`` is symmetric, -1 if antisymmetric (odd length), else 0."""
+    nw = weights.size
+    if nw % 2 == 0:
+        return 0
+    r = nw // 2
+    sym = True
+    anti = weights[r] == 0.0
+    for t in range(r):
+        if weights[t] != weights[nw - 1 - t]:
+            sym = False
+        if weights[t] != -weights[nw - 1 - t]:
+            anti = False
+    return 1 if sym else (-1 if anti else 0)
+
+
+@njit(**_OPTS)
+def _taps(buf, weights, kind, n, acc):
+    """``acc[j] = sum_t weights[t] * buf[j + t]`` for ``j < n``, float64.
+
+    Symmetric (``kind`` 1) and antisymmetric (-1) kernels fold the two
+    taps of a pair into one multiply, as scipy.ndimage does.  Every inner
+    loop runs over contiguous slices with no branch, so it vectorises.
+    """
+    nw = weights.size
+    r = nw // 2
+    if kind == 0:
+        for j in range(n):
+            acc[j] = 0.0
+        for t in range(nw):
+            w = weights[t]
+            b = buf[t:t + n]
+            for j in range(n):
+                acc[j] += w * b[j]
+        return
+    wc = weights[r]
+    c = buf[r:r + n]
+    for j in range(n):
+        acc[j] = wc * c[j]
+    for t in range(r):
+        w = weights[t]
+        lo = buf[t:t + n]
+        hi = buf[nw - 1 - t:nw - 1 - t + n]
+        if kind == 1:
+            for j in range(n):
+                acc[j] += w * (lo[j] + hi[j])
+        else:
+            for j in range(n):
+                acc[j] += w * (lo[j] - hi[j])
+
+
+@njit(**_OPTS)
 def correlate_rows(src, weights, mode, out):
     """Correlate every row (axis 1) with centred ``weights``."""
     ny, nx = src.shape
     nw = weights.size
     r = nw // 2
-    buf = np.empty(nx + 2 * r, np.float64)
+    kind = _symmetry(weights)
+    buf = np.empty(nx + nw - 1, np.float64)
+    acc = np.empty(nx, np.float64)
     for i in range(ny):
-        for j in range(nx + 2 * r):
-            buf[j] = src[i, _index(j - r, nx, mode)]
+        _pad_row(src[i], r, nw - 1 - r, mode, buf)
+        _taps(buf, weights, kind, nx, acc)
+        o = out[i]
         for j in range(nx):
-            acc = 0.0
-            for t in range(nw):
-                acc += weights[t] * buf[j + t]
-            out[i, j] = acc
+            o[j] = acc[j]
 
 
 @njit(**_OPTS)
 def correlate_cols(src, weights, mode, out):
-    """Correlate every column (axis 0) with centred ``weights``."""
+    """Correlate every column (axis 0) with centred ``weights``.
+
+    Row by row: each output row is a weighted sum of whole input rows, so
+    the inner loops run along contiguous memory and vectorise.
+    """
     ny, nx = src.shape
     nw = weights.size
     r = nw // 2
+    kind = _symmetry(weights)
     acc = np.empty(nx, np.float64)
     for i in range(ny):
-        acc[:] = 0.0
+        if kind == 0:
+            for j in range(nx):
+                acc[j] = 0.0
+            for t in range(nw):
+                a = src[_index(i + t - r, ny, mode)]
+                w = weights[t]
+                for j in range(nx):
+                    acc[j] += w * a[j]
+        else:
+            c = src[i]
+            wc = weights[r]
+            for j in range(nx):
+                acc[j] = wc * c[j]
+            for t in range(r):
+                a = src[_index(i + t - r, ny, mode)]
+                b = src[_index(i + r - t, ny, mode)]
+                w = weights[t]
+                if kind == 1:
+                    for j in range(nx):
+                        acc[j] += w * (np.float64(a[j]) + np.float64(b[j]))
+                else:
+                    for j in range(nx):
+                        acc[j] += w * (np.float64(a[j]) - np.float64(b[j]))
+        o = out[i]
+        for j in range(nx):
+            o[j] = acc[j]
+
+
+@njit(**_OPTS)
+def _cols_row(src, i, weights, kind, mode, acc):
+    """Row ``i`` of the axis-0 correlation of ``src``, into float64 ``acc``."""
+    ny, nx = src.shape
+    nw = weights.size
+    r = nw // 2
+    if kind == 0:
+        for j in range(nx):
+            acc[j] = 0.0
         for t in range(nw):
-            ii = _index(i + t - r, ny, mode)
+            a = src[_index(i + t - r, ny, mode)]
             w = weights[t]
             for j in range(nx):
-                acc[j] += w * src[ii, j]
+                acc[j] += w * a[j]
+        return
+    c = src[i]
+    wc = weights[r]
+    for j in range(nx):
+        acc[j] = wc * c[j]
+    for t in range(r):
+        a = src[_index(i + t - r, ny, mode)]
+        b = src[_index(i + r - t, ny, mode)]
+        w = weights[t]
+        if kind == 1:
+            for j in range(nx):
+                acc[j] += w * (np.float64(a[j]) + np.float64(b[j]))
+        else:
+            for j in range(nx):
+                acc[j] += w * (np.float64(a[j]) - np.float64(b[j]))
+
+
+@njit(**_OPTS)
+def separable(src, w0, w1, mode, round32, out):
+    """Correlate along axis 0 with ``w0``, then axis 1 with ``w1``, row by row.
+
+    Equal to :func:`correlate_cols` into a temporary plane followed by
+    :func:`correlate_rows` (the intermediate is rounded to float32 when
+    ``round32``, as a float32 temporary would be), without the temporary:
+    each intermediate row lives in a padded float64 buffer.
+    """
+    ny, nx = src.shape
+    k0 = _symmetry(w0)
+    k1 = _symmetry(w1)
+    nw = w1.size
+    left = nw // 2
+    right = nw - 1 - left
+    acc = np.empty(nx, np.float64)
+    buf = np.empty(nx + nw - 1, np.float64)
+    mid = buf[left:left + nx]
+    for i in range(ny):
+        _cols_row(src, i, w0, k0, mode, mid)
+        if round32:
+            for j in range(nx):
+                mid[j] = np.float32(mid[j])
+        for j in range(left):
+            buf[j] = mid[_index(j - left, nx, mode)]
+        for j in range(right):
+            buf[left + nx + j] = mid[_index(nx + j, nx, mode)]
+        _taps(buf, w1, k1, nx, acc)
+        o = out[i]
         for j in range(nx):
-            out[i, j] = acc[j]
+            o[j] = acc[j]
+
+
+@njit(**_OPTS)
+def sobel_magnitude(src, mode, out):
+    """``skimage.filters.sobel`` in one pass: ``sqrt((s0**2 + s1**2) / 2)``.
+
+    ``s0``/``s1`` are the 3x3 Sobel responses along axis 0/1 (summed in
+    float64, rounded to float32 as scipy's ``convolve`` does); squares, sum
+    and root in float32 like scikit-image.
+    """
+    ny, nx = src.shape
+    up = np.empty(nx + 2, np.float64)
+    mid = np.empty(nx + 2, np.float64)
+    dn = np.empty(nx + 2, np.float64)
+    d = np.empty(nx + 2, np.float64)
+    sm = np.empty(nx + 2, np.float64)
+    root2 = np.float32(np.sqrt(np.float32(2.0)))
+    for i in range(ny):
+        _pad_row(src[_index(i - 1, ny, mode)], 1, 1, mode, up)
+        _pad_row(src[i], 1, 1, mode, mid)
+        _pad_row(src[_index(i + 1, ny, mode)], 1, 1, mode, dn)
+        for j in range(nx + 2):
+            d[j] = up[j] - dn[j]
+            sm[j] = 0.25 * up[j] + 0.5 * mid[j] + 0.25 * dn[j]
+        d0 = d[0:nx]
+        d1 = d[1:nx + 1]
+        d2 = d[2:nx + 2]
+        s0 = sm[0:nx]
+        s2 = sm[2:nx + 2]
+        o = out[i]
+        for j in range(nx):
+            g0 = np.float32(0.25 * d0[j] + 0.5 * d1[j] + 0.25 * d2[j])
+            g1 = np.float32(s0[j] - s2[j])
+            o[j] = np.sqrt(g0 * g0 + g1 * g1) / root2
+
+
+@njit(**_OPTS)
+def _gradient_row(row, out):
+    """``numpy.gradient`` of a float32 row, in float32."""
+    n = row.size
+    if n < 2:
+        for j in range(n):
+            out[j] = 0.0
+        return
+    half = np.float32(0.5)
+    out[0] = row[1] - row[0]
+    out[n - 1] = row[n - 1] - row[n - 2]
+    a = row[0:n - 2]
+    b = row[2:n]
+    o = out[1:n - 1]
+    for j in range(n - 2):
+        o[j] = (b[j] - a[j]) * half
+
+
+@njit(**_OPTS)
+def _gradient_rows(src, i):
+    """Rows ``lo``, ``hi`` and the divisor of ``numpy.gradient`` along axis 0 at row ``i``."""
+    n = src.shape[0]
+    lo = i - 1 if i > 0 else 0
+    hi = i + 1 if i < n - 1 else n - 1
+    return lo, hi, np.float32(1.0 if hi - lo == 1 else 0.5)
+
+
+@njit(**_OPTS)
+def hessian_gradient_eig(src, gy, big, small):
+    """Eigenvalues of the Hessian built by ``numpy.gradient`` twice (largest first).
+
+    scikit-image's ``multiscale_basic_features`` texture: ``H_rr =
+    grad0(grad0(g))``, ``H_rc = grad1(grad0(g))``, ``H_cc = grad1(grad1(g))``
+    with one-sided differences at the edges, in float32; eigenvalues in
+    float64.  ``gy`` is a float32 scratch plane of ``src``'s shape.
+    """
+    ny, nx = src.shape
+    if ny < 2:
+        gy[:, :] = 0.0
+    else:
+        for i in range(ny):
+            lo, hi, f = _gradient_rows(src, i)
+            a = src[lo]
+            b = src[hi]
+            g = gy[i]
+            for j in range(nx):
+                g[j] = (b[j] - a[j]) * f
+    gx = np.empty(nx, np.float32)
+    hrc = np.empty(nx, np.float32)
+    hcc = np.empty(nx, np.float32)
+    for i in range(ny):
+        _gradient_row(src[i], gx)
+        _gradient_row(gy[i], hrc)
+        _gradient_row(gx, hcc)
+        lo, hi, f = _gradient_rows(gy, i)
+        a = gy[lo]
+        b = gy[hi]
+        if ny < 2:
+            f = np.float32(0.0)
+        ob = big[i]
+        os = small[i]
+        for j in range(nx):
+            hrr = np.float64((b[j] - a[j]) * f)
+            cc = np.float64(hcc[j])
+            rc = np.float64(hrc[j])
+            mean = 0.5 * (hrr + cc)
+            half = 0.5 * (hrr - cc)
+            h = np.sqrt(rc * rc + half * half)
+            ob[j] = mean + h
+            os[j] = mean - h
 
 
 @njit(**_OPTS)

@@ -51,18 +51,33 @@ def _ms_depth(p):
     return F.radius_for(*multiscale_sigmas(p)) + extra
 
 
-def _multiscale(ctx, p, b):
-    out = []
+def _multiscale_into(ctx, p, b, out):
+    """Write the preset's planes of band ``b`` into ``out`` (through scratch planes when cropping)."""
+    plane = ctx.plane(b)
+    tmp, spare = ctx.scratch(2)
+    k = 0
     for s in multiscale_sigmas(p):
-        g = ctx.gaussian(b, s, mode=F.NEAREST)  # skimage.filters.gaussian default
+        g = ctx.dest(out[k], 2) if p["intensity"] else spare
+        F.gaussian(plane, s, mode=F.NEAREST, out=g, tmp=tmp)  # skimage.filters.gaussian default
         if p["intensity"]:
-            out.append(g)
-        if p["edges"]:
-            out.append(F.sobel_magnitude(g))  # mode='reflect' like skimage.filters.sobel
+            ctx.commit(out[k], g)
+            k += 1
+        if p["edges"]:  # mode='reflect' like skimage.filters.sobel
+            ctx.commit(out[k], F.sobel_magnitude(g, out=ctx.dest(out[k], 3)))
+            k += 1
         if p["texture"]:  # np.gradient twice, as skimage's _texture_filter
-            gy, gx = F.gradient(g, 0), F.gradient(g, 1)
-            out += F.eigvals_sym2(F.gradient(gy, 0), F.gradient(gy, 1), F.gradient(gx, 1))
-    return out
+            big, small = F.hessian_gradient_eig(g, big=ctx.dest(out[k], 4), small=ctx.dest(out[k + 1], 5),
+                                                scratch=tmp)
+            ctx.commit(out[k], big)
+            ctx.commit(out[k + 1], small)
+            k += 2
+
+
+def _multiscale(ctx, p, b):
+    """Full-size planes (the generic ``compute`` form)."""
+    out = np.empty((len(_ms_labels(p)),) + ctx.shape, np.float32)
+    _multiscale_into(ctx.uncropped(), p, b, out)
+    return list(out)
 
 
 register(FeatureKind(
@@ -72,5 +87,6 @@ register(FeatureKind(
      Param("sigma_min", "float", 0.5, minimum=0, strict=True, doc="smallest sigma"),
      Param("sigma_max", "float", 16.0, minimum=0, strict=True, doc="largest sigma"),
      Param("num_sigma", "int", None, minimum=1, doc="number of sigmas (default: powers of 2)")),
-    depth=_ms_depth, labels=_ms_labels, compute=_multiscale, resolve=_ms_resolve,
+    depth=_ms_depth, labels=_ms_labels, compute=_multiscale, compute_into=_multiscale_into,
+    resolve=_ms_resolve,
     doc="skimage.feature.multiscale_basic_features, same numbers and order"))

@@ -102,7 +102,9 @@ class FeatureKind:
     band (``[""]`` for one output).  ``compute(ctx, params, band)`` returns a
     sequence of 2-D float32 arrays, one per label; for kinds that are not
     per-band, ``band`` is ``None``.  ``resolve(params)`` fills derived
-    defaults and checks cross-parameter rules.
+    defaults and checks cross-parameter rules.  ``compute_into(ctx, params,
+    band, out)``, when given, writes the planes straight into ``out``
+    (float32, one plane per label) instead of returning them.
     """
 
     name: str
@@ -113,6 +115,7 @@ class FeatureKind:
     per_band: bool = True
     resolve: Callable[[dict], dict] = field(default=lambda p: p)
     doc: str = ""
+    compute_into: Callable[..., None] | None = None
 
     def param_names(self) -> list[str]:
         """Names of the parameters this kind accepts."""

@@ -1,10 +1,22 @@
 """Declarative feature specs: :class:`Feature` and :class:`FeatureSpec`.
 
-A spec is an ordered list of features.  Its plain form is a list of dicts
-(YAML/JSON friendly), e.g.::
+A spec is an ordered list of features, optionally with a normalisation of
+the input bands.  Its plain form is a list of dicts (YAML/JSON friendly),
+e.g.::
 
     [{"name": "gaussian", "sigma": 2, "bands": ["HH"]},
      {"name": "ratio", "a": "HH", "b": "HV"}]
+
+or, with normalisation, a mapping::
+
+    {"version": 1,
+     "normalize": "zscore",            # asked for, statistics not yet fitted
+     "features": [...]}
+
+Once fitted (:meth:`FeatureSpec.fit_normalizer`), ``normalize`` holds
+:meth:`rastercore.preprocess.Normalizer.to_dict` -- method and global
+statistics -- so the spec stored with a model applies the very same
+transform at prediction.
 
 Output order: spec order, then the feature's bands (in the order given, or
 stack order when ``bands`` is omitted), then the feature's own outputs.
@@ -12,9 +24,14 @@ stack order when ``bands`` is omitted), then the feature's own outputs.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any, Iterable, Mapping, Sequence
 
+import yaml
+
 from ..errors import FeatureSpecError
+from ..preprocess import NORMALIZE_METHODS, Normalizer
 from . import _catalogue, _preset  # noqa: F401  (register the feature kinds)
 from ._registry import get_kind
 
@@ -135,22 +152,93 @@ class Feature:
         return f"Feature({self.name!r}{', ' if args else ''}{args})"
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """YAML loader that also reads ``1e-6`` (no dot) as a float, as YAML 1.2 and JSON do."""
+
+
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+_NORMALIZE_OPTIONS = ("method", "low", "high", "eps")
+
+
+def _normalize_options(value: Any) -> dict:
+    """Check a normalisation request (method name or options mapping, no statistics)."""
+    if isinstance(value, str):
+        value = {"method": value}
+    if not isinstance(value, Mapping) or "method" not in value:
+        raise FeatureSpecError(
+            f"'normalize' must be a method name ({', '.join(NORMALIZE_METHODS)}) or a mapping with "
+            f"'method' (and optionally low, high, eps, stats), got {value!r}")
+    unknown = sorted(set(value) - set(_NORMALIZE_OPTIONS))
+    if unknown:
+        raise FeatureSpecError(f"'normalize' has no option(s) {', '.join(map(repr, unknown))}; "
+                               f"valid: {', '.join(_NORMALIZE_OPTIONS)}, stats")
+    defaults = {"low": 2.0, "high": 98.0, "eps": 1e-6}
+    options = {**defaults, **value}
+    for key in ("low", "high", "eps"):
+        v = options[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise FeatureSpecError(f"'normalize' option {key!r} must be a number, got {v!r}")
+        options[key] = float(v)
+    # validate method and percentiles the way Normalizer does
+    Normalizer.check_options(options["method"], low=options["low"], high=options["high"])
+    return {k: options[k] for k in _NORMALIZE_OPTIONS}
+
+
+def _coerce_normalizer(value: Any) -> tuple[Normalizer | None, dict | None]:
+    """``(fitted normaliser or None, options or None)`` from what a user may pass."""
+    if value is None:
+        return None, None
+    if isinstance(value, Normalizer):
+        return value, value.options()
+    if isinstance(value, Mapping) and "stats" in value:
+        options = _normalize_options({k: v for k, v in value.items() if k != "stats"})
+        try:
+            normalizer = Normalizer.from_dict({**options, "stats": value["stats"]})
+        except (KeyError, TypeError, ValueError) as err:
+            if isinstance(err, FeatureSpecError):
+                raise
+            raise FeatureSpecError(f"'normalize' holds unreadable statistics ({err!r}); "
+                                   "refit them (FeatureSpec.fit_normalizer or rastercore features "
+                                   "--normalize)") from None
+        return normalizer, options
+    return None, _normalize_options(value)
+
+
 class FeatureSpec:
-    """An ordered, validated list of :class:`Feature` entries.
+    """An ordered, validated list of :class:`Feature` entries, with optional normalisation.
 
     Parameters
     ----------
     features : iterable of Feature or dict
         The entries; dicts use the plain form (see module docs).
+    normalize : Normalizer, str or dict, optional
+        Normalisation of the input bands, applied before every feature (in
+        :func:`compute_features` and :func:`features_for_block` alike).  A
+        fitted :class:`rastercore.preprocess.Normalizer` (or its
+        ``to_dict()``), or only a request -- a method name (``"zscore"``,
+        ``"minmax"``, ``"percentile"``, ``"zca"``) or ``{"method": ...,
+        "low": ..., "high": ..., "eps": ...}`` -- to be fitted on a stack
+        with :meth:`fit_normalizer` before features are computed.
+
+    Notes
+    -----
+    With normalisation, features see normalised band values (so e.g.
+    ``glcm``'s ``vmin``/``vmax`` are in normalised units).
     """
 
-    def __init__(self, features: Iterable[Feature | Mapping[str, Any]]):
+    def __init__(self, features: Iterable[Feature | Mapping[str, Any]], *, normalize: Any = None):
         if isinstance(features, (str, bytes, Mapping)):
             raise FeatureSpecError("a feature spec is a list of features, e.g. "
                                    "[{'name': 'gaussian', 'sigma': 2}]")
         self.features = tuple(Feature.from_dict(f) for f in features)
         if not self.features:
             raise FeatureSpecError("the feature spec is empty; give at least one feature")
+        self.normalizer, self.normalize_options = _coerce_normalizer(normalize)
 
     @classmethod
     def coerce(cls, spec: Any) -> "FeatureSpec":
@@ -168,9 +256,37 @@ class FeatureSpec:
         """Largest halo (pixels) any feature needs: the tile overlap depth."""
         return max(f.depth for f in self.features)
 
-    def input_bands(self, band_names: Sequence[str]) -> list[str]:
-        """Bands the spec reads, in stack order."""
+    @property
+    def is_fitted(self) -> bool:
+        """False when normalisation is asked for but its statistics are not fitted yet."""
+        return self.normalize_options is None or self.normalizer is not None
+
+    def feature_bands(self, band_names: Sequence[str]) -> list[str]:
+        """Bands the features themselves use, in stack order."""
         used = {b for f in self.features for b in f.input_bands(band_names)}
+        return [b for b in band_names if b in used]
+
+    def input_bands(self, band_names: Sequence[str]) -> list[str]:
+        """Bands the spec reads, in stack order.
+
+        The bands the features use, plus -- for ZCA whitening, which mixes
+        bands -- every band of the normaliser's statistics.
+        """
+        used = self.feature_bands(band_names)
+        norm = self.normalizer
+        if norm is None:
+            return used
+        stats_bands = list(norm.band_names)
+        uncovered = [b for b in used if b not in stats_bands]
+        absent = [b for b in stats_bands if b not in band_names] if norm.method == "zca" else []
+        if uncovered or absent:
+            problem = (f"the normalisation has no statistics for band(s) {uncovered}" if uncovered
+                       else f"ZCA whitening mixes band(s) {stats_bands} but the stack lacks {absent}")
+            raise FeatureSpecError(
+                f"{problem}; the statistics cover {stats_bands}, the stack has {list(band_names)}. "
+                "Refit them on this band set (FeatureSpec.fit_normalizer).")
+        if norm.method == "zca":
+            used = set(used) | set(stats_bands)
         return [b for b in band_names if b in used]
 
     def feature_names(self, band_names: Sequence[str]) -> list[str]:
@@ -183,17 +299,67 @@ class FeatureSpec:
             raise FeatureSpecError(f"the spec produces duplicate features {dups}; remove repeated entries")
         return names
 
+    def with_normalizer(self, normalize: Any) -> "FeatureSpec":
+        """A copy of this spec with ``normalize`` (a Normalizer, its dict, a request, or None)."""
+        return FeatureSpec(self.features, normalize=normalize)
+
+    def fit_normalizer(self, stack, method: str | None = None, *, low: float | None = None,
+                       high: float | None = None, eps: float | None = None,
+                       bins: int = 1024) -> "FeatureSpec":
+        """A copy of this spec with normalisation statistics fitted on ``stack``.
+
+        The statistics (:func:`rastercore.preprocess.compute_band_stats`,
+        two out-of-core passes) cover exactly the bands the features use.
+
+        Parameters
+        ----------
+        stack : xarray.DataArray
+            ``(band, y, x)`` stack (the training scene).
+        method : {"zscore", "minmax", "percentile", "zca"}, optional
+            Default: the method this spec asks for, else ``"zscore"``.
+        low, high : float, optional
+            Percentiles of ``percentile`` (default: as asked, else 2 and 98).
+        eps : float, optional
+            ZCA regulariser (default: as asked, else 1e-6).
+        bins : int, default 1024
+            Histogram bins (percentile resolution).
+
+        Returns
+        -------
+        FeatureSpec
+        """
+        from ..preprocess import compute_band_stats
+        from ..stack import band_names as names_of
+
+        asked = dict(self.normalize_options or {})
+        given = {"method": method, "low": low, "high": high, "eps": eps}
+        options = _normalize_options({"method": "zscore", **asked,
+                                      **{k: v for k, v in given.items() if v is not None}})
+        bands = self.feature_bands(names_of(stack))
+        stats = compute_band_stats(stack.sel(band=bands), bins=bins)
+        return self.with_normalizer(Normalizer(stats, options["method"], low=options["low"],
+                                               high=options["high"], eps=options["eps"]))
+
     def to_list(self) -> list[dict]:
-        """Plain list-of-dicts form."""
+        """Plain list-of-dicts form of the features (without normalisation)."""
         return [f.to_dict() for f in self.features]
 
     def to_dict(self) -> dict:
-        """``{"version": 1, "features": [...]}``, accepted by :meth:`from_dict`."""
-        return {"version": SPEC_VERSION, "features": self.to_list()}
+        """``{"version": 1, "features": [...]}`` (plus ``"normalize"``), accepted by :meth:`from_dict`.
+
+        JSON-serialisable; a fitted normaliser is stored with its statistics.
+        """
+        out = {"version": SPEC_VERSION, "features": self.to_list()}
+        if self.normalizer is not None:
+            out["normalize"] = self.normalizer.to_dict()
+        elif self.normalize_options is not None:
+            out["normalize"] = dict(self.normalize_options)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> "FeatureSpec":
         """Inverse of :meth:`to_dict`; a bare list of feature dicts is accepted too."""
+        normalize = None
         if isinstance(data, Mapping):
             version = data.get("version", SPEC_VERSION)
             if version != SPEC_VERSION:
@@ -201,8 +367,52 @@ class FeatureSpec:
                                        f"(this rastercore reads version {SPEC_VERSION})")
             if "features" not in data:
                 raise FeatureSpecError("a feature spec mapping needs a 'features' list")
+            unknown = sorted(set(data) - {"version", "features", "normalize"})
+            if unknown:
+                raise FeatureSpecError(f"a feature spec has no key(s) {', '.join(map(repr, unknown))}; "
+                                       "valid keys: version, features, normalize")
+            normalize = data.get("normalize")
             data = data["features"]
-        return cls(data)
+        return cls(data, normalize=normalize)
+
+    @classmethod
+    def from_file(cls, path) -> "FeatureSpec":
+        """Read a spec from a YAML or JSON file (a list of features or a :meth:`to_dict` mapping).
+
+        Raises
+        ------
+        SourceNotFoundError
+            The file does not exist.
+        FeatureSpecError
+            The file is not YAML/JSON or not a valid spec.
+        """
+        from pathlib import Path
+
+        from ..errors import SourceNotFoundError
+
+        path = Path(path)
+        if not path.is_file():
+            raise SourceNotFoundError(f"feature spec {path} does not exist; give a YAML or JSON file "
+                                      "(see `rastercore features --list` for feature names).")
+        try:
+            text = path.read_text()
+            try:
+                data = json.loads(text)
+            except ValueError:
+                data = yaml.load(text, Loader=_SpecLoader)
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+            problem = getattr(err, "problem", None) or "not valid YAML"
+            raise FeatureSpecError(f"feature spec {path} is not valid YAML{at}: {problem}") from None
+        except UnicodeDecodeError:
+            raise FeatureSpecError(f"feature spec {path} is not a text (YAML/JSON) file") from None
+        if data is None:
+            raise FeatureSpecError(f"feature spec {path} is empty; list at least one feature")
+        try:
+            return cls.coerce(data)
+        except FeatureSpecError as err:
+            raise FeatureSpecError(f"feature spec {path}: {err}") from None
 
     def __iter__(self):
         return iter(self.features)
@@ -211,7 +421,12 @@ class FeatureSpec:
         return len(self.features)
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, FeatureSpec) and self.features == other.features
+        return (isinstance(other, FeatureSpec) and self.features == other.features
+                and self.to_dict().get("normalize") == other.to_dict().get("normalize"))
 
     def __repr__(self) -> str:
-        return f"FeatureSpec({list(self.features)!r})"
+        norm = ""
+        if self.normalize_options is not None:
+            state = "fitted" if self.normalizer is not None else "not fitted"
+            norm = f", normalize={self.normalize_options['method']!r} ({state})"
+        return f"FeatureSpec({list(self.features)!r}{norm})"

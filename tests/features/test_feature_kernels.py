@@ -165,3 +165,40 @@ def test_nan_in_multiscale_matches_skimage(holey):
     expected = multiscale_basic_features(holey, sigma_max=2)
     got = features_for_block(holey[None], [{"name": "multiscale_basic", "sigma_max": 2}], ["A"])
     assert_allclose(got, np.moveaxis(expected, -1, 0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("weights", [[0.2, 0.5, 0.3], [1.0, -2.0, 0.5, 0.25, 3.0], [0.5, 0.5], [1.0]])
+@pytest.mark.parametrize("mode,scipy_mode", [(0, "reflect"), (1, "nearest")])
+def test_correlation_kernels_match_scipy_for_any_weights(img, weights, mode, scipy_mode):
+    """Generic (asymmetric, even-length) weights take the unfolded path."""
+    from rastercore.features import _kernels as K
+
+    w = np.asarray(weights, np.float64)
+    for kernel, axis in ((K.correlate_cols, 0), (K.correlate_rows, 1)):
+        out = np.empty_like(img)
+        kernel(img, w, mode, out)
+        expected = ndi.correlate1d(img, w, axis=axis, mode=scipy_mode)
+        assert_allclose(out, expected, rtol=RTOL, atol=ATOL)
+    out = np.empty_like(img)
+    K.separable(img, w, w[::-1].copy(), mode, True, out)
+    tmp = ndi.correlate1d(img, w, axis=0, mode=scipy_mode)
+    assert_allclose(out, ndi.correlate1d(tmp, w[::-1], axis=1, mode=scipy_mode), rtol=RTOL, atol=ATOL)
+
+
+def test_block_cleaning_and_nodata():
+    rng = np.random.default_rng(1)
+    raw = rng.integers(1, 50, (2, 9, 8)).astype(np.uint16)
+    raw[1, 4, 4] = 0
+    spec = [{"name": "box_mean", "size": 3, "bands": ["B"]}]
+    got = features_for_block(raw, spec, ["A", "B"], nodata=0)[0]
+    masked = np.where(raw[1] == 0, np.nan, raw[1]).astype(np.float32)
+    expected = ndi.correlate(masked, np.full((3, 3), 1 / 9), mode="reflect")  # NaN stays in its windows
+    assert_array_equal(np.isnan(got), np.isnan(expected))
+    assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+    floats = rng.random((1, 12, 14)).astype(np.float32)
+    floats[0, 2, 3] = -np.inf
+    got = features_for_block(floats, [{"name": "gaussian", "sigma": 0.7}], ["A"])[0]
+    reference = ndi.gaussian_filter(np.where(np.isinf(floats[0]), np.nan, floats[0]), 0.7)
+    assert np.isnan(got[2, 3]) and np.isfinite(got[11, 0])
+    assert_array_equal(np.isnan(got), np.isnan(reference))
+    assert np.isinf(floats[0, 2, 3])  # the caller's block is never modified

@@ -137,3 +137,141 @@ def test_tiles_equal_whole_image(values, entries, ychunks, xchunks, band_chunk):
     tiled = compute_features(make_stack(values, (band_chunk, ychunks, xchunks)), spec)
     assert_array_equal(tiled.values, whole)
     assert_array_equal(whole, features_for_block(values, spec, ["HH", "HV"]))
+
+
+# -- stored stacks: windows read straight from zarr ------------------------
+
+FILL = -1.0
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory, values):
+    """``values`` written as a rastercore store (4 x 3 tiles of 8 x 12) with a nodata value."""
+    from rastercore.tiles import write_tiles
+
+    raw = np.where(np.isnan(values), FILL, values).astype(np.float32)
+    raw[0, 0, 3] = np.inf
+    path = tmp_path_factory.mktemp("stored") / "s.zarr"
+    write_tiles(make_stack(raw, (2, 8, 12), attrs={"_FillValue": FILL}), path, progress="none")
+    return path, raw
+
+
+@pytest.mark.parametrize("spec", [
+    [{"name": "gaussian", "sigma": 1.5}, {"name": "ratio", "a": "HH", "b": "HV"}],
+    [{"name": "box_mean", "size": 5, "bands": ["HV"]}, {"name": "structure_eig", "sigma": 0.8}],
+    [{"name": "multiscale_basic", "sigma_max": 2}],
+    [{"name": "gaussian", "sigma": 4}],  # halo 16: windows span several tiles
+])
+def test_stored_stack_windows_equal_map_overlap(stored, spec):
+    from rastercore import open_stack
+    from rastercore.features._tiling import _windows_of
+
+    path, raw = stored
+    stack = open_stack(path)
+    assert _windows_of(stack) is not None  # the direct path is taken
+    direct = compute_features(stack, spec)
+    assert direct.chunks[1:] == ((8, 8, 8), (12, 12, 6))
+    in_memory = compute_features(make_stack(raw, (2, 8, 12), attrs={"_FillValue": FILL}), spec)
+    assert_array_equal(direct.values, in_memory.values)
+    assert_array_equal(direct.values, features_for_block(raw, spec, ["HH", "HV"], nodata=FILL))
+    assert np.isnan(direct.values[:, 0, 3]).any()  # inf is nodata (in HH)
+    rechunked = open_stack(path, chunks={"band": 1, "y": 5, "x": 7})
+    assert _windows_of(rechunked) is not None
+    assert_array_equal(compute_features(rechunked, spec).values, in_memory.values)
+    changed = stack.sel(band=["HV", "HH"])
+    assert _windows_of(changed) is None  # any change falls back to map_overlap
+    assert_array_equal(compute_features(changed, spec).values,
+                       features_for_block(raw[::-1], spec, ["HV", "HH"], nodata=FILL))
+
+
+def test_write_features_any_tile_size(stored, tmp_path):
+    from rastercore import open_stack
+    from rastercore.features import write_features
+
+    path, raw = stored
+    spec = [{"name": "gaussian", "sigma": 1.0}, {"name": "box_max", "size": 3}]
+    expected = features_for_block(raw, spec, ["HH", "HV"], nodata=FILL)
+    for i, (stack, tile) in enumerate([(open_stack(path), 16), (open_stack(path), None),
+                                       (open_stack(path).sel(band=["HH", "HV"]) * 1, 10)]):
+        out = write_features(stack, spec, tmp_path / f"f{i}.zarr", tile_size=tile, progress="none")
+        assert out.dims == ("feature", "y", "x")
+        assert out.chunks[1][0] == (tile or 12)  # default: the stored tile width
+        assert_array_equal(out.values, expected)
+
+
+def test_chunk_cache_budgets_and_single_reads():
+    import threading
+
+    from rastercore.features._windows import ChunkCache
+
+    cache = ChunkCache(budget=10 * 8)
+    reads = []
+
+    def reader(key, n=1):
+        return lambda: reads.append(key) or np.zeros(n)
+
+    for k in range(12):
+        cache.get(("a", 0, k), reader(k))
+    assert cache.nbytes == 80 and len(reads) == 12
+    cache.get(("a", 0, 11), reader("again"))
+    cache.get(("a", 0, 0), reader("evicted"))
+    assert reads[-1] == "evicted"
+    for k in range(3):
+        cache.get(("b", 0, k), reader(("b", k)), group_budget=16)  # group held to 2 entries
+    assert sum(1 for key in cache._items if key[0] == "b") == 2
+    cache.drop(("a",))
+    assert all(key[0] == "b" for key in cache._items)
+    cache.get(("c", 0, 0), reader("big", 100))  # larger than the budget: returned, not kept
+    assert ("c", 0, 0) not in cache._items
+
+    gate, slow_reads = threading.Event(), []
+
+    def slow():
+        slow_reads.append(1)
+        gate.wait(5)
+        return np.ones(1)
+
+    threads = [threading.Thread(target=cache.get, args=(("d", 0, 0), slow)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join()
+    assert len(slow_reads) == 1
+
+
+def test_stack_helpers():
+    from rastercore.stack import as_float, band_names
+
+    raw = np.array([[[1, 0], [np.inf, 3]]], np.float64)
+    stack = xr.DataArray(raw, dims=("band", "y", "x"), coords={"band": ["A"]}, attrs={"_FillValue": 0})
+    assert band_names(stack) == ["A"]
+    out = as_float(stack).compute()
+    assert out.dtype == np.float32 and np.isnan(out[0, 0, 1]) and np.isnan(out[0, 1, 0]) and out[0, 1, 1] == 3
+    with pytest.raises(BandNameError):
+        band_names(stack[0])
+
+
+def test_crop_equals_slicing_and_buffers_are_reused_only_when_free(values):
+    from rastercore.features import release_buffers
+
+    spec = [{"name": "multiscale_basic", "sigma_max": 1}, {"name": "gaussian", "sigma": 1.0},
+            {"name": "structure_eig", "sigma": 0.7}]
+    whole = features_for_block(values, spec, ["HH", "HV"]).copy()
+    crop = (3, 2, 0, 5)
+    got = features_for_block(values, spec, ["HH", "HV"], crop=crop)
+    assert got.flags.c_contiguous
+    assert_array_equal(got, whole[:, 3:NY - 2, 0:NX - 5])
+    with pytest.raises(ValueError, match="crop"):
+        features_for_block(values, spec, ["HH", "HV"], crop=(NY, 0, 0, 0))
+    # a result still referenced is never handed out again; a dropped one may be
+    first = features_for_block(values, spec, ["HH", "HV"], crop=crop)
+    second = features_for_block(values, spec, ["HH", "HV"], crop=crop)
+    assert not np.shares_memory(first, second)
+    assert_array_equal(first, second)
+    del first
+    third = features_for_block(values, spec, ["HH", "HV"], crop=crop)
+    assert not np.shares_memory(third, second)
+    assert_array_equal(third, whole[:, 3:NY - 2, 0:NX - 5])
+    assert_array_equal(second, whole[:, 3:NY - 2, 0:NX - 5])  # untouched by the later calls
+    release_buffers()

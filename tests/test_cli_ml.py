@@ -1,0 +1,79 @@
+"""The machine-learning commands, end to end: sample, train, predict, evaluate."""
+
+import json
+import os
+
+import dgsamples
+import numpy as np
+import pytest
+import rasterio
+
+from rastercore.cli import main
+
+
+def run(*argv):
+    return main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli_ml")
+    assert run("synth", tmp / "scene", "--size", "384x384", "--scheduler", "sync", "--progress", "none") == 0
+    assert run("ingest", tmp / "scene" / "HH.tif", tmp / "scene" / "HV.tif", "-o", tmp / "s.zarr", "--bands", "HH,HV",
+               "--tile-size", "128", "--scheduler", "sync", "--progress", "none") == 0
+    (tmp / "spec.yaml").write_text("- {name: box_mean, size: 9}\n- {name: cv, size: 9}\n")
+    return tmp
+
+
+def test_sample_train_predict_evaluate(workspace, capsys):
+    tmp = workspace
+    assert run("sample", tmp / "s.zarr", "-o", tmp / "sample.h5", "--spec", tmp / "spec.yaml",
+               "--target", tmp / "scene" / "target.tif", "--threshold", "0.6", "-n", "400", "--block-size", "64",
+               "--scheduler", "sync") == 0
+    assert "rows x 4 features" in capsys.readouterr().out
+    assert run("train", tmp / "sample.h5", "-o", tmp / "m.skops", "--model", "svm",
+               "--params", '{"search": false, "probability": true}', "--scheduler", "sync") == 0
+    assert "validation" in capsys.readouterr().out
+    assert run("predict", tmp / "m.skops", tmp / "s.zarr", "-o", tmp / "p.zarr", "--cog", tmp / "p.tif",
+               "--scheduler", "sync", "--progress", "none") == 0
+    assert "layers class, p[< 0.6], p[>= 0.6]" in capsys.readouterr().out
+    with rasterio.open(tmp / "p.tif") as src:
+        assert src.count == 3 and src.crs.to_epsg() == 32633
+    assert run("evaluate", tmp / "p.zarr", tmp / "scene" / "target.tif", "-o", tmp / "val.json",
+               "--model", tmp / "m.skops", "--region", "validation", "--scheduler", "sync") == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((tmp / "val.json").read_text())
+    assert metrics["region"] == "validation" and metrics["classification"]["overall_accuracy"] > 0.95
+    assert "Overall accuracy" in out and (tmp / "val_confusion.png").exists()
+
+
+def test_sample_from_polygons_on_real_imagery(tmp_path, capsys):
+    bands = "coastal,blue,green,yellow,red,rededge,nir1,nir2"
+    assert run("ingest", dgsamples.wv2_longmont_1k.ms, "-o", tmp_path / "wv2.zarr", "--bands", bands,
+               "--scheduler", "sync", "--progress", "none") == 0
+    (tmp_path / "spec.yaml").write_text("- {name: box_mean, size: 3, bands: [red, nir1]}\n")
+    polygons = os.path.join(os.path.dirname(dgsamples.__file__), "wv2_longmont_1k_vectors", "wv2_1k_poly_4326.geojson")
+    assert run("sample", tmp_path / "wv2.zarr", "-o", tmp_path / "s.zarr", "--spec", tmp_path / "spec.yaml",
+               "--polygons", polygons, "--attribute", "teststr", "-n", "100", "--validation", "0",
+               "--scheduler", "sync") == 0
+    assert "classes {'test1': 50, 'test2': 50}" in capsys.readouterr().out
+    assert run("train", tmp_path / "s.zarr", "-o", tmp_path / "m.skops", "--model", "hgb", "--scheduler", "sync") == 0
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "{tmp}/sample.h5", "-o", "{tmp}/x.skops", "--model", "svn"], "unknown model 'svn'"),
+        (["train", "{tmp}/sample.h5", "-o", "{tmp}/x.skops", "--params", "{{C: 1"], "not valid JSON"),
+        (["sample", "{tmp}/s.zarr", "-o", "{tmp}/x.h5", "--spec", "{tmp}/spec.yaml"], "exactly one of --target"),
+        (["train", "{tmp}/missing.h5", "-o", "{tmp}/x.skops"], "missing.h5 does not exist"),
+        (["predict", "{tmp}/spec.yaml", "{tmp}/s.zarr", "-o", "{tmp}/x.zarr"], "spec.yaml"),
+    ],
+)
+def test_ml_command_errors_are_one_line(workspace, capsys, argv, message):
+    if not (workspace / "sample.h5").exists():
+        pytest.skip("needs the sample of test_sample_train_predict_evaluate")
+    assert run(*[a.format(tmp=workspace) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    # Our errors are one line; usage errors are click's usage block (usage, hint, error), still no traceback.
+    assert len(err) <= 4 and message in " ".join(err) and "Traceback" not in " ".join(err)
