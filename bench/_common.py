@@ -29,10 +29,13 @@ def run_measured(code: str, *args: str) -> dict:
         "result['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "print(json.dumps(result))\n"
     )
+    load_before = os.getloadavg()[0]
     proc = subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"benchmark job failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["load_average_before"] = round(load_before, 2)  # > ~0.5 means something else was running
+    return result
 
 
 def machine() -> dict:

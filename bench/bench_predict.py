@@ -48,7 +48,8 @@ model = load_model(model_path); spec = read_manifest(model_path)["metadata"]["fe
 crop = open_stack(stack_path)[:, :2048, :2048]
 px = crop.sizes["y"] * crop.sizes["x"] / 1e6
 t = time.perf_counter(); predict_lazy(model, crop, spec, probabilities=False).compute(); rc = time.perf_counter() - t
-X = compute_features(crop, spec).values.reshape(len(spec) * 2, -1).T[:200_000]
+feats = compute_features(crop, spec).values
+X = feats.reshape(feats.shape[0], -1).T[:200_000]
 t = time.perf_counter(); model.svc_.predict(X); sk = time.perf_counter() - t
 result["rastercore_predict_mpx_s"] = round(px / rc, 3)
 result["sklearn_svc_predict_mpx_s"] = round(0.2 / sk, 3)

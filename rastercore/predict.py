@@ -35,7 +35,7 @@ from rastercore.errors import FeatureSpecError, ModelFileError
 from rastercore.features import FeatureSpec, features_for_block
 from rastercore.progress import ProgressMode
 
-__all__ = ["predict", "predict_lazy", "prediction_layers"]
+__all__ = ["predict", "predict_lazy", "prediction_layers", "cog_layers"]
 
 
 def prediction_layers(model, *, class_names=None, probabilities: bool = True) -> list[str]:
@@ -213,7 +213,8 @@ def predict(
     probabilities : bool, default True
         Write per-class probability layers when the model gives them.
     cog : path-like, optional
-        Also write the mosaic as a Cloud-Optimized GeoTIFF.
+        Also write a Cloud-Optimized GeoTIFF: the class map as uint8 (nodata
+        255) for classifiers, every layer (float32) otherwise; see :func:`cog_layers`.
     overwrite, resume : bool, default False
         As in :func:`rastercore.tiles.write_tiles`: replace an existing
         mosaic; finish an interrupted one (only missing tiles are computed).
@@ -238,8 +239,23 @@ def predict(
     if cog is not None:
         from rastercore.io import write_cog
 
-        write_cog(result, cog, overwrite=overwrite, resampling="nearest", progress=progress)
+        write_cog(cog_layers(result), cog, overwrite=overwrite, resampling="nearest", progress=progress)
     return result
+
+
+def cog_layers(mosaic: xr.DataArray) -> xr.DataArray:
+    """What the COG of a mosaic holds: the class map as uint8 (nodata 255), else every layer.
+
+    A class map is what a GIS user opens; the probability layers stay in the
+    zarr mosaic (``rastercore export`` writes any layer set as a float COG).
+    """
+    layers = [str(b) for b in mosaic["band"].values]
+    if "class" not in layers or "value" in layers or len(mosaic.attrs.get("class_names") or []) > 254:
+        return mosaic
+    classes = mosaic.sel(band=["class"])
+    coded = xr.where(classes.notnull(), classes, 255).astype(np.uint8)
+    coded = coded.assign_attrs({k: v for k, v in classes.attrs.items() if k != "_FillValue"})
+    return coded.rio.write_nodata(255, encoded=False)
 
 
 def _resolve_model(model, spec, class_names):

@@ -38,7 +38,7 @@ def test_sample_train_predict_evaluate(workspace, capsys):
                "--scheduler", "sync", "--progress", "none") == 0
     assert "layers class, p[< 0.6], p[>= 0.6]" in capsys.readouterr().out
     with rasterio.open(tmp / "p.tif") as src:
-        assert src.count == 3 and src.crs.to_epsg() == 32633
+        assert src.count == 1 and src.dtypes[0] == "uint8" and src.crs.to_epsg() == 32633
     assert run("evaluate", tmp / "p.zarr", tmp / "scene" / "target.tif", "-o", tmp / "val.json",
                "--model", tmp / "m.skops", "--region", "validation", "--scheduler", "sync") == 0
     out = capsys.readouterr().out

@@ -18,8 +18,8 @@ def test_demo_writes_every_output(tmp_path):
     np.testing.assert_array_equal(stack.values, synthetic_scene((384, 384))["sar"].values)
     demo = Path(out["prediction.zarr"]).parent
     with rasterio.open(demo / "prediction.tif") as src:
-        assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and src.count == 3
-        assert src.descriptions == ("class", "p[< 0.6]", "p[>= 0.6]")
+        assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and src.count == 1
+        assert src.descriptions == ("class",) and src.dtypes[0] == "uint8"
     assert open(out["quicklook.png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     steps = [label.split()[1] for label in result["seconds"]]
     assert steps == ["synth", "ingest", "quicklook", "sample", "train", "predict", "evaluate", "evaluate"]

@@ -129,9 +129,10 @@ predict({str(model_path)!r}, open_stack({str(stack_path)!r}), {str(out)!r}, prog
     clean = predict(model_path, open_stack(stack_path), tmp_path / "clean.zarr", progress="none")
     np.testing.assert_array_equal(resumed.values, clean.values)
     assert resumed.attrs.get("class_names") == table.class_names or list(resumed.band.values)[1] == "p[< 0.6]"
-    with rasterio.open(tmp_path / "pred.tif") as src:
-        assert src.count == 3 and src.crs == sar.rio.crs
-        np.testing.assert_array_equal(src.read(), clean.values)
+    with rasterio.open(tmp_path / "pred.tif") as src:  # the class map, compact
+        assert src.count == 1 and src.dtypes[0] == "uint8" and src.nodata == 255 and src.crs == sar.rio.crs
+        classes = clean.sel(band="class").values
+        np.testing.assert_array_equal(src.read(1), np.where(np.isnan(classes), 255, classes))
 
 
 def test_prediction_on_a_distributed_cluster_equals_the_local_one(scene, tmp_path):
