@@ -11,10 +11,12 @@ Three measurements, each job in a fresh process (peak RSS is that process's
    model fused per tile, FastRBF) against scikit-learn's ``SVC.predict`` on
    the same features, and against ``skimage.future.predict_segmenter`` with
    the same random forest on the same multi-scale features.
-3. ``--memory``: predict-only peak RSS on a 100-Mpx and a ~1-Gpx synthetic
+3. ``--kernel``: FastRBF against ``SVC.predict`` on the same rows, one core
+   each (goal: at least 10x).
+4. ``--memory``: predict-only peak RSS on a 100-Mpx and a ~1-Gpx synthetic
    scene (generated tile by tile, never on disk). Goal: ratio under 1.5.
 
-    python bench/bench_predict.py --end-to-end --throughput --memory
+    python bench/bench_predict.py --end-to-end --throughput --kernel --memory
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_measured, save  # noqa: E402
+from _common import RESULTS, run_measured, save  # noqa: E402
 
 END_TO_END = """
 import sys, dask
@@ -76,6 +78,22 @@ result["rastercore_same_forest_mpx_s"] = round(1.048576 / rc_seg, 3)
 result["agreement_with_skimage"] = float((clf.classes_[ours.astype(int)] == ref).mean())
 """
 
+KERNEL = """
+import time, numpy as np
+from sklearn.svm import SVC
+from rastercore.models import FastRBF
+rng = np.random.default_rng(0)
+X = rng.normal(size=(4000, 6)); y = (np.sin(X[:, 0]) + X[:, 1] * X[:, 2] > 0).astype(int)
+svc = SVC(C=10).fit(X, y)
+X_test = rng.normal(size=(200_000, 6)).astype(np.float32)
+fast = FastRBF(svc); fast.predict(X_test[:10])
+t = time.perf_counter(); ours = fast.predict(X_test); t_fast = time.perf_counter() - t
+t = time.perf_counter(); ref = svc.predict(X_test); t_sk = time.perf_counter() - t
+result.update(support_vectors=int(len(svc.support_)), rows=len(X_test), fastrbf_s=round(t_fast, 3), svc_predict_s=round(t_sk, 3),
+              speedup_per_core=round(t_sk / t_fast, 1), labels_identical=bool((ours == ref).all()),
+              note="both single-threaded: numba kernel vs libsvm, same rows")
+"""
+
 MEMORY = """
 import sys, dask, numpy as np
 dask.config.set(scheduler="threads")
@@ -101,6 +119,7 @@ def main() -> None:
     parser.add_argument("--end-to-end", action="store_true")
     parser.add_argument("--throughput", action="store_true")
     parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--kernel", action="store_true", help="FastRBF vs SVC.predict, one core")
     parser.add_argument("--shape", default="8098x11816", help="end-to-end scene")
     parser.add_argument("--sides", default="10240,32768", help="memory: sides of the small and large scene")
     args = parser.parse_args()
@@ -117,6 +136,9 @@ def main() -> None:
         if args.throughput:
             results["throughput"] = run_measured(THROUGHPUT, str(demo / "model.skops"), str(demo / "stack.zarr"))
             print(results["throughput"], flush=True)
+        if args.kernel:
+            results["kernel"] = run_measured(KERNEL)
+            print(results["kernel"], flush=True)
         if args.memory:
             runs = {}
             for side in (int(s) for s in args.sides.split(",")):
@@ -127,6 +149,11 @@ def main() -> None:
             small, large = runs.values()
             results["memory"] = {"runs": runs, "peak_rss_ratio": round(large["peak_rss_mib"] / small["peak_rss_mib"], 2),
                                  "pixel_ratio": round(large["megapixels"] / small["megapixels"], 1)}
+    previous = RESULTS / "predict.json"
+    if previous.exists():  # keep figures of parts not run this time
+        import json
+
+        results = {**{k: v for k, v in json.loads(previous.read_text()).items() if k != "machine"}, **results}
     save("predict", results)
 
 

@@ -9,7 +9,9 @@ All are scikit-learn estimators (they pass ``check_estimator``):
 - :class:`ShardedForestClassifier`, :class:`ShardedForestRegressor` -- forests grown on shards in
   parallel, merged into one scikit-learn forest;
 - :class:`HurdleModel` -- a classifier for ``y >= threshold`` and a regressor below it;
-- :class:`ThresholdedMultiLabel` -- one binary estimator per label with tuned thresholds.
+- :class:`ThresholdedMultiLabel` -- one binary estimator per label with tuned thresholds;
+- :class:`FastRBF` -- numba inference for fitted RBF SVCs (same labels, decisions and
+  probabilities as scikit-learn), used automatically by :func:`rastercore.predict.predict`.
 
 Work is parallel on the active ``distributed.Client`` when there is one.
 :func:`save_model` / :func:`load_model` store a model with a JSON manifest
@@ -17,6 +19,7 @@ in a skops file, which loads without running code from the file.
 """
 
 from ._cascade import CascadeSVC
+from ._fast_rbf import FastRBF, fast_classifier
 from ._forest import ShardedForestClassifier, ShardedForestRegressor
 from ._hurdle import HurdleModel
 from ._kernel_sgd import KernelSGD, KernelSGDRegressor
@@ -25,6 +28,8 @@ from ._persist import MODEL_FORMAT_VERSION, load_model, read_manifest, save_mode
 from ._svm import SampledSVC
 
 __all__ = [
+    "FastRBF",
+    "fast_classifier",
     "SampledSVC",
     "CascadeSVC",
     "KernelSGD",
