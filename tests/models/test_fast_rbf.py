@@ -4,6 +4,9 @@ from sklearn.svm import SVC
 
 from rastercore.models._fast_rbf import FastRBF
 
+# SVC(probability=True) is deprecated in scikit-learn 1.9 but still supported (and used on purpose here).
+pytestmark = pytest.mark.filterwarnings("ignore:The `probability` parameter was deprecated:FutureWarning")
+
 
 @pytest.mark.parametrize("n_classes", [2, 3, 4])
 @pytest.mark.parametrize("shape", ["ovr", "ovo"])
