@@ -19,7 +19,7 @@ in a skops file, which loads without running code from the file.
 """
 
 from ._cascade import CascadeSVC
-from ._fast_rbf import FastRBF, fast_classifier
+from ._fast_rbf import FastKernelLinear, FastRBF, fast_classifier
 from ._forest import ShardedForestClassifier, ShardedForestRegressor
 from ._hurdle import HurdleModel
 from ._kernel_sgd import KernelSGD, KernelSGDRegressor
@@ -29,6 +29,7 @@ from ._svm import SampledSVC
 
 __all__ = [
     "FastRBF",
+    "FastKernelLinear",
     "fast_classifier",
     "SampledSVC",
     "CascadeSVC",

@@ -71,3 +71,25 @@ def test_fast_stand_in_for_calibrated_sampled_svc(n_classes):
     plain = fast_classifier(SampledSVC(search=False, random_state=0).fit(X, y))
     assert not plain.has_proba
     np.testing.assert_array_equal(plain.predict(X_test), model.predict(X_test))
+
+
+@pytest.mark.parametrize("n_classes,loss", [(2, "hinge"), (2, "log_loss"), (3, "log_loss")])
+def test_kernel_sgd_stand_in_matches(n_classes, loss):
+    from rastercore.models import KernelSGD
+    from rastercore.models._fast_rbf import FastKernelLinear, fast_classifier
+
+    rng = np.random.default_rng(n_classes)
+    X = rng.normal(size=(2000, 5)) * [1, 10, 0.1, 1, 3] + [0, 5, 0, 1, 0]
+    score = np.sin(X[:, 0]) + X[:, 1] / 10
+    y = np.digitize(score, np.quantile(score, np.linspace(0, 1, n_classes + 1)[1:-1]))
+    model = KernelSGD(loss=loss, n_components=80, random_state=0).fit(X, y)
+    fast = fast_classifier(model)
+    assert isinstance(fast, FastKernelLinear)
+    X_test = rng.normal(size=(3000, 5)) * [1, 10, 0.1, 1, 3] + [0, 5, 0, 1, 0]
+    reference = model.decision_function(X_test)
+    np.testing.assert_allclose(fast.decision_function(X_test), reference, atol=2e-4 * max(1, np.abs(reference).max()))
+    agree = (fast.predict(X_test) == model.predict(X_test)).mean()
+    assert agree > 0.999  # rows exactly on the boundary may flip in float32
+    if loss == "log_loss":
+        labels, proba = fast.predict_with_proba(X_test)
+        np.testing.assert_allclose(proba, model.predict_proba(X_test), atol=1e-4)
