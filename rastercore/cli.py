@@ -155,6 +155,9 @@ def demo(
     with client(scheduler):
         result = run_demo(out, shape=_size(size), seed=seed, overwrite=overwrite, progress=progress)
     _print_result(result)
+    for name in ("metrics.md", "metrics_validation.md"):
+        print()
+        print((Path(out) / name).read_text().strip())
 
 
 @app.command("run")

@@ -223,3 +223,11 @@ def test_features_bad_input_is_one_line_and_exit_2(tmp_path, small_stack, capsys
 def test_features_without_output_is_a_usage_error(small_stack, capsys):
     assert main(["features", small_stack, "--spec", "spec.yaml"]) == 2
     assert "missing -o/--output" in capsys.readouterr().err
+
+
+def test_demo_prints_outputs_and_metrics(tmp_path, capsys):
+    code = main(["demo", "--out", str(tmp_path / "d"), "--size", "256x256", "--scheduler", "sync", "--progress", "none"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "prediction.zarr" in out and "Evaluation (all pixels)" in out and "Overall accuracy" in out
+    assert "Evaluation (validation pixels)" in out
