@@ -1,12 +1,13 @@
 """Apply a feature spec to one NumPy block, or lazily to a whole stack.
 
 :func:`features_for_block` is the pure per-tile function.
-:func:`compute_features` wraps it in the one ``dask.array.map_overlap``
-call of the package: each tile is extended by ``spec.halo`` pixels taken
-from its neighbours, with ``boundary="none"`` so nothing is invented at the
-scene edge; there the kernels' own edge rule applies (scipy ``'reflect'``),
-exactly as on the whole image.  Tile-by-tile therefore equals whole-image
-for any chunking.
+:func:`compute_features` runs it on every tile extended by ``spec.halo``
+pixels taken from its neighbours -- read straight from the store for a
+stack :func:`rastercore.open_stack` returned (``_windows``), else through
+``dask.array.map_overlap`` with ``boundary="none"`` -- so nothing is
+invented at the scene edge: there the kernels' own edge rule applies (scipy
+``'reflect'``), exactly as on the whole image.  Tile-by-tile therefore
+equals whole-image for any chunking, on either path.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from typing import Any, Sequence
 import dask.array as da
 import numpy as np
 import xarray as xr
-from dask.array.overlap import ensure_minimum_chunksize
-
 from dask.array.core import normalize_chunks
+from dask.array.overlap import ensure_minimum_chunksize
 from dask.base import tokenize
 
 from ..errors import BandNameError, FeatureSpecError
