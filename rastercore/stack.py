@@ -306,7 +306,8 @@ def describe(path: str | os.PathLike) -> dict:
     if Path(spec).suffix == ".zarr" or partial_path(spec).exists():
         stack = open_stack(spec)
         grid, dtype = grid_of(stack), stack.dtype
-        bands = [str(b) for b in stack["band"].values] if "band" in stack.dims else []
+        layer_dim = stack.dims[0] if stack.ndim == 3 else None  # band, or feature for feature stores
+        bands = [str(b) for b in stack[layer_dim].values] if layer_dim in stack.coords else []
         tiles = [int(c[0]) for c in stack.chunks[-2:]]
         nodata, kind = stack.rio.nodata, "rastercore stack"
     else:

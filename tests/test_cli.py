@@ -231,3 +231,17 @@ def test_demo_prints_outputs_and_metrics(tmp_path, capsys):
     assert code == 0
     assert "prediction.zarr" in out and "Evaluation (all pixels)" in out and "Overall accuracy" in out
     assert "Evaluation (validation pixels)" in out
+
+
+def test_feature_store_exports_and_describes(tmp_path, hh_hv, capsys):
+    (hh, hv), _ = hh_hv
+    stack = tmp_path / "s.zarr"
+    assert main(["ingest", hh, hv, "-o", str(stack), "--bands", "HH,HV", "--scheduler", "sync", "--progress", "none"]) == 0
+    (tmp_path / "spec.yaml").write_text("- {name: box_mean, size: 3}\n")
+    feats = tmp_path / "f.zarr"
+    assert main(["features", str(stack), "-o", str(feats), "--spec", str(tmp_path / "spec.yaml"),
+                 "--scheduler", "sync", "--progress", "none"]) == 0
+    assert main(["info", str(feats), "--json"]) == 0
+    assert main(["export", str(feats), str(tmp_path / "f.tif"), "--scheduler", "sync", "--progress", "none"]) == 0
+    with rasterio.open(tmp_path / "f.tif") as src:
+        assert src.count == 2 and src.descriptions == ("box_mean(size=3)[HH]", "box_mean(size=3)[HV]")

@@ -86,6 +86,8 @@ def write_geotiff(
         raise StoreExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it.")
     if data.ndim == 2:
         data = data.expand_dims("band")
+    elif data.dims[0] != "band":  # a feature store (feature, y, x) or any other layered result
+        data = data.rename({data.dims[0]: "band"})
     data = data.chunk({"band": -1}) if data.chunks else data.chunk({"band": -1, "y": 2048, "x": 2048})
     if data.dtype == bool:
         data = data.astype(np.uint8)
