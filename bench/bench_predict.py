@@ -92,6 +92,16 @@ t = time.perf_counter(); ref = svc.predict(X_test); t_sk = time.perf_counter() -
 result.update(support_vectors=int(len(svc.support_)), rows=len(X_test), fastrbf_s=round(t_fast, 3), svc_predict_s=round(t_sk, 3),
               speedup_per_core=round(t_sk / t_fast, 1), labels_identical=bool((ours == ref).all()),
               note="both single-threaded: numba kernel vs libsvm, same rows")
+from threadpoolctl import threadpool_limits
+from rastercore.models import FastKernelLinear, KernelSGD
+sgd = KernelSGD(random_state=0).fit(X, y)
+fast_sgd = FastKernelLinear(sgd); fast_sgd.predict(X_test[:10])
+with threadpool_limits(1):
+    t = time.perf_counter(); ref = sgd.predict(X_test); t_sk = time.perf_counter() - t
+t = time.perf_counter(); ours = fast_sgd.predict(X_test); t_fast = time.perf_counter() - t
+result["kernel_sgd"] = dict(components=int(sgd.kernel_map_[-1].components_.shape[0]), sklearn_s=round(t_sk, 3),
+                            fast_s=round(t_fast, 3), speedup_per_core=round(t_sk / t_fast, 1),
+                            labels_identical=bool((ours == ref).all()))
 """
 
 MEMORY = """

@@ -394,11 +394,9 @@ def _tile_tasks(plan: PixelPlan, cutoff: np.ndarray) -> list:
 
 def _candidates(plan: PixelPlan, cutoff: np.ndarray) -> dict:
     """Rows (features, target, position, key) of every eligible pixel whose key is below its cut-off."""
-    tasks = plan.tile_tasks(cutoff)
-    parts = []
-    batch = 4 * _threads()
-    for start in range(0, len(tasks), batch):
-        parts.extend(p for p in dask.compute(*tasks[start:start + batch]) if p is not None)
+    from rastercore.tiles import compute_in_batches
+
+    parts = [rows for _, rows in compute_in_batches(plan.tile_tasks(cutoff), per_thread=4) if rows is not None]
     if not parts:
         n_features = len(plan.spec.feature_names(plan.bands))
         return {"X": np.zeros((0, n_features), np.float32), "code": np.zeros(0, np.int64), "key": np.zeros(0),
@@ -424,12 +422,6 @@ def _tile_candidates(block, code, values, row0, col0, pads, spec, used, cutoff, 
     return {"X": np.ascontiguousarray(X, np.float32), "code": code[ys, xs], "key": keys[ys, xs],
             "row": (ys + row0).astype(np.int64), "col": (xs + col0).astype(np.int64),
             "value": (values[ys, xs] if values is not None else np.full(ys.size, np.nan)).astype(np.float32)}
-
-
-def _threads() -> int:
-    from rastercore.tiles import _worker_threads
-
-    return _worker_threads()
 
 
 def _assemble(rows, quotas, plan: PixelPlan, stack, per_class) -> SampleTable:

@@ -30,7 +30,7 @@ import xarray as xr
 from rastercore.errors import IncompleteStoreError, StoreExistsError
 from rastercore.progress import Progress, ProgressMode
 
-__all__ = ["choose_tile_size", "write_tiles", "partial_path", "COMPLETE_ATTR", "DATA_VAR"]
+__all__ = ["choose_tile_size", "write_tiles", "compute_in_batches", "partial_path", "COMPLETE_ATTR", "DATA_VAR"]
 
 COMPLETE_ATTR = "rastercore_complete"
 DATA_VAR = "data"
@@ -218,16 +218,39 @@ def _write_blocks(data: xr.DataArray, partial: Path, *, stage: str, progress: Pr
     regions = list(_block_regions(data))
     todo = [(idx, region) for idx, region in regions if not (ledger / _marker_name(idx)).exists()]
     lead = (0,) * (data.ndim - 2)
-    batch_size = 2 * _worker_threads()
     store_block = dask.delayed(_store_block, pure=False)
+
+    def task(item):
+        idx, region = item
+        return store_block(data.data.blocks[lead + idx], str(partial), region, str(ledger / _marker_name(idx)))
+
     with Progress(stage, len(regions), mode=progress, initial=len(regions) - len(todo)) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
-            tasks = [store_block(data.data.blocks[lead + idx], str(partial), region,
-                                 str(ledger / _marker_name(idx)))
-                     for idx, region in batch]
-            dask.compute(*tasks)
-            bar.update(len(batch))
+        for _ in compute_in_batches(todo, task):
+            bar.update()
+
+
+def compute_in_batches(items, make_task=None, *, per_thread: int = 2):
+    """Yield ``(item, result)`` for every item, computing a bounded batch of dask tasks at a time.
+
+    This is what bounds every stage's memory: at most ``per_thread`` tasks per
+    worker thread of the active scheduler are in flight, each computed from
+    its own culled subgraph, whatever the number of tiles.
+
+    Parameters
+    ----------
+    items : iterable
+        Work units, in order.
+    make_task : callable, optional
+        Turns an item into a dask collection or delayed; default: the item is one.
+    per_thread : int, default 2
+        Tasks per worker thread in one batch.
+    """
+    items = list(items)
+    size = max(2, per_thread * _worker_threads())
+    for start in range(0, len(items), size):
+        batch = items[start:start + size]
+        tasks = [make_task(item) if make_task else item for item in batch]
+        yield from zip(batch, dask.compute(*tasks))
 
 
 def _marker_name(idx: tuple[int, int]) -> str:

@@ -23,6 +23,7 @@ import xarray as xr
 from rastercore.errors import SamplingError
 from rastercore.progress import Progress, ProgressMode
 from rastercore.sampling import TRAIN, PixelPlan, SpatialSplit, plan_pixels
+from rastercore.tiles import compute_in_batches
 
 __all__ = ["train_incremental", "pixel_arrays", "train_from_table", "build_model", "MODEL_FAMILIES"]
 
@@ -238,17 +239,14 @@ def train_incremental(
     classes = _classes(plan, which)
     tasks = plan.tile_tasks(_split_cutoff(plan, which))
     rng = np.random.default_rng(seed)
-    batch = max(2, 2 * _threads())
     seen = 0
     with Progress("train", epochs * len(tasks), mode=progress) as bar:
         for _ in range(epochs):
             order = rng.permutation(len(tasks))
-            for start in range(0, len(order), batch):
-                chunk = [tasks[i] for i in order[start:start + batch]]
-                for rows in dask.compute(*chunk):
-                    if rows is not None and len(rows["code"]):
-                        seen += _partial_fit(estimator, rows, plan, classes, rng)
-                bar.update(len(chunk))
+            for _, rows in compute_in_batches([tasks[i] for i in order]):
+                if rows is not None and len(rows["code"]):
+                    seen += _partial_fit(estimator, rows, plan, classes, rng)
+                bar.update()
     estimator.n_pixels_seen_ = seen
     return estimator
 
@@ -304,8 +302,3 @@ def _rows_y(rows, regression):
         return np.zeros(0, np.float32 if regression else np.int32)
     return rows["value"] if regression else (rows["code"] // 2).astype(np.int32)
 
-
-def _threads() -> int:
-    from rastercore.tiles import _worker_threads
-
-    return _worker_threads()

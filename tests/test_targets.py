@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import xarray as xr
 import pytest
 import rasterio
 from affine import Affine
@@ -74,9 +75,14 @@ def test_threshold_classes_are_ordinal(stack):
     expected = np.where(np.isnan(raw), IGNORE, np.searchsorted([0.3, 0.6], raw, side="right"))
     np.testing.assert_array_equal(classes.values, expected)
     assert classes.attrs["class_names"] == ["< 0.3", "0.3..0.6", ">= 0.6"]
-    assert (classes.values[raw == 0.3] == 1).all() if (raw == 0.3).any() else True
     with pytest.raises(TargetError, match="increasing"):
         threshold_classes(values, [0.6, 0.3])
+
+
+def test_a_value_equal_to_a_threshold_is_in_the_upper_class():
+    edges = np.array([[0.3, np.nextafter(0.3, 0), 0.6, np.nextafter(0.6, 1), np.nan]], dtype=np.float64)
+    classes = threshold_classes(xr.DataArray(edges, dims=("y", "x")).chunk(), [0.3, 0.6])
+    np.testing.assert_array_equal(classes.values, [[1, 0, 2, 2, IGNORE]])
 
 
 def test_multilabel_layers(stack):

@@ -186,10 +186,6 @@ class _OverlapFn:
         return self.block_fn(block, crop)
 
 
-# Kept for callers of the old private names; use rastercore.stack.as_float / band_names.
-as_float_nan = as_float
-
-
 def compute_features(stack: xr.DataArray, spec: Any) -> xr.DataArray:
     """Lazy feature stack of ``spec`` on ``stack``.
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import dask
 import numpy as np
 import xarray as xr
 
@@ -79,7 +78,7 @@ def write_geotiff(
     import rasterio
     import rasterio.shutil
 
-    from rastercore.tiles import _block_regions, _worker_threads, partial_path
+    from rastercore.tiles import _block_regions, compute_in_batches, partial_path
 
     path = Path(path)
     if path.exists() and not overwrite:
@@ -99,18 +98,16 @@ def write_geotiff(
                    tiled=True, blockxsize=blocksize, blockysize=blocksize, compress=_temporary_compression(data, cog, compress),
                    BIGTIFF="IF_SAFER")
     regions = list(_block_regions(data))
-    batch = 2 * _worker_threads()
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(tmp, "w", **profile) as dst:
         if "band" in data.coords:
             for i, name in enumerate(data["band"].values, start=1):
                 dst.set_band_description(i, str(name))
         with Progress(path.name, len(regions), mode=progress) as bar:
-            for start in range(0, len(regions), batch):
-                chunk = regions[start:start + batch]
-                blocks = dask.compute(*[data.data.blocks[(0, *idx)] for idx, _ in chunk])
-                for (_, (rows, cols)), block in zip(chunk, blocks):
-                    dst.write(block, window=rasterio.windows.Window.from_slices(rows, cols))
-                bar.update(len(chunk))
+            # Computed in parallel batches, written here: rasterio datasets are not thread-safe.
+            blocks = compute_in_batches(regions, lambda region: data.data.blocks[(0, *region[0])])
+            for (_, (rows, cols)), block in blocks:
+                dst.write(block, window=rasterio.windows.Window.from_slices(rows, cols))
+                bar.update()
     if cog:
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
             rasterio.shutil.copy(tmp, partial, driver="COG", COMPRESS=compress, BLOCKSIZE=blocksize,
