@@ -32,6 +32,8 @@ ProgressOpt = Annotated[str, typer.Option(
     "--progress", help="'bar' (with ETA), 'json' (JSON lines on stderr, for headless runs), "
                        "'none', or 'auto' (bar on a terminal).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
+CodecOpt = Annotated[str, typer.Option(
+    "--codec", help="Compression of the stored tiles: lz4 (fastest), zstd (smaller 8-bit stores) or none.")]
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -52,6 +54,7 @@ def ingest(
     nodata: Annotated[Optional[float], typer.Option(help="Nodata value (default: from the inputs).")] = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted ingest of the same inputs.")] = False,
+    codec: CodecOpt = "lz4",
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = "auto",
 ) -> None:
@@ -63,7 +66,7 @@ def ingest(
     names = [b.strip() for b in bands.split(",")] if bands else None
     with client(scheduler):
         ingest_stack(inputs, output, bands=names, tile_size=tile_size, band_axis=band_axis, nodata=nodata,
-                     overwrite=overwrite, resume=resume, progress=progress)
+                     overwrite=overwrite, resume=resume, progress=progress, codec=codec)
     _print_description(describe(output))
 
 
@@ -192,6 +195,7 @@ def features(
                                                           "smaller if memory needs it).")] = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of the same job.")] = False,
+    codec: CodecOpt = "lz4",
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = "auto",
     list_features: Annotated[bool, typer.Option("--list", help="List the available features and their "
@@ -214,7 +218,7 @@ def features(
     data = open_stack(stack)
     with client(scheduler):
         feats = write_features(data, feature_spec, output, normalize=normalize, tile_size=tile_size,
-                               overwrite=overwrite, resume=resume, progress=progress)
+                               overwrite=overwrite, resume=resume, progress=progress, codec=codec)
     names = [str(f) for f in feats["feature"].values]
     print(f"{output}: {len(names)} features, {feats.shape[1]} x {feats.shape[2]} px, "
           f"tiles {feats.chunks[1][0]} x {feats.chunks[2][0]}")
@@ -376,6 +380,7 @@ def predict(
     probabilities: Annotated[bool, typer.Option(help="Write per-class probability layers.")] = True,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted prediction (missing tiles only).")] = False,
+    codec: CodecOpt = "lz4",
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = "auto",
 ) -> None:
@@ -386,7 +391,7 @@ def predict(
 
     with client(scheduler):
         mosaic = predict_mosaic(model, open_stack(stack), output, cog=cog, probabilities=probabilities,
-                                overwrite=overwrite, resume=resume, progress=progress)
+                                overwrite=overwrite, resume=resume, progress=progress, codec=codec)
     print(f"wrote {output}: layers {', '.join(str(b) for b in mosaic['band'].values)}" + (f"; {cog}" if cog else ""))
 
 

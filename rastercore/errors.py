@@ -16,6 +16,7 @@ __all__ = [
     "MisalignedInputsError",
     "BandNameError",
     "StoreExistsError",
+    "CodecError",
     "IncompleteStoreError",
     "NotAStackError",
     "FeatureSpecError",
@@ -53,6 +54,10 @@ class BandNameError(RasterCoreError, ValueError):
 
 class StoreExistsError(RasterCoreError, FileExistsError):
     """An output already exists and overwriting was not asked for."""
+
+
+class CodecError(RasterCoreError, ValueError):
+    """An unknown compression codec for stored tiles."""
 
 
 class IncompleteStoreError(RasterCoreError, ValueError):

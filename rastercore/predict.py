@@ -194,6 +194,7 @@ def predict(
     overwrite: bool = False,
     resume: bool = False,
     progress: ProgressMode = "auto",
+    codec: str = "lz4",
 ) -> xr.DataArray:
     """Predict every pixel of ``stack`` into a zarr mosaic (and optionally a COG).
 
@@ -220,6 +221,8 @@ def predict(
         mosaic; finish an interrupted one (only missing tiles are computed).
     progress : {"auto", "bar", "json", "none"}
         Progress reporting (bar with ETA).
+    codec : {"lz4", "zstd", "none"}, default "lz4"
+        Compression of the mosaic's tiles (:data:`rastercore.tiles.CODECS`).
 
     Returns
     -------
@@ -234,7 +237,7 @@ def predict(
                           model_id=model_id)
     tile = mosaic.chunks[1][0], mosaic.chunks[2][0]
     write_tiles(mosaic, path, tile_chunks=tile, overwrite=overwrite, resume=resume, progress=progress,
-                stage="predict")
+                stage="predict", codec=codec)
     result = open_stack(path)
     if cog is not None:
         from rastercore.io import write_cog

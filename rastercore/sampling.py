@@ -394,9 +394,9 @@ def _tile_tasks(plan: PixelPlan, cutoff: np.ndarray) -> list:
 
 def _candidates(plan: PixelPlan, cutoff: np.ndarray) -> dict:
     """Rows (features, target, position, key) of every eligible pixel whose key is below its cut-off."""
-    from rastercore.tiles import compute_in_batches
+    from rastercore.tiles import compute_bounded
 
-    parts = [rows for _, rows in compute_in_batches(plan.tile_tasks(cutoff), per_thread=4) if rows is not None]
+    parts = [rows for _, rows in compute_bounded(plan.tile_tasks(cutoff), per_thread=4) if rows is not None]
     if not parts:
         n_features = len(plan.spec.feature_names(plan.bands))
         return {"X": np.zeros((0, n_features), np.float32), "code": np.zeros(0, np.int64), "key": np.zeros(0),

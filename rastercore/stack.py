@@ -29,7 +29,7 @@ from rastercore.errors import (
 from rastercore.grid import Grid, attach_grid, grid_of
 from rastercore.io.sources import Source, open_source
 from rastercore.progress import ProgressMode
-from rastercore.tiles import COMPLETE_ATTR, DATA_VAR, choose_tile_size, partial_path, write_tiles
+from rastercore.tiles import COMPLETE_ATTR, DATA_VAR, DEFAULT_CODEC, choose_tile_size, partial_path, write_tiles
 
 __all__ = ["ingest", "open_stack", "describe", "lazy_stack", "band_names", "as_float"]
 
@@ -45,6 +45,7 @@ def ingest(
     overwrite: bool = False,
     resume: bool = False,
     progress: ProgressMode = "auto",
+    codec: str = DEFAULT_CODEC,
 ) -> xr.DataArray:
     """Ingest co-registered rasters into one zarr-backed stack, tile by tile.
 
@@ -73,6 +74,8 @@ def ingest(
         Continue an interrupted ingest of the same inputs.
     progress : {"auto", "bar", "json", "none"}, default "auto"
         Progress reporting.
+    codec : {"lz4", "zstd", "none"}, default "lz4"
+        Compression of the stored tiles (:data:`rastercore.tiles.CODECS`).
 
     Returns
     -------
@@ -96,7 +99,7 @@ def ingest(
     tile = tile_size or choose_tile_size(sum(s.count for s in sources), dtype)
     stack = lazy_stack(sources, bands=bands, tile_size=tile, nodata=nodata)
     write_tiles(stack, path, tile_chunks=(tile, tile), overwrite=overwrite, resume=resume,
-                progress=progress, stage="ingest")
+                progress=progress, stage="ingest", codec=codec)
     return open_stack(path)
 
 

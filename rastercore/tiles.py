@@ -3,8 +3,8 @@
 :func:`write_tiles` stores a lazy (dask-backed) DataArray into a zarr store
 block by block.  Three guarantees follow from its shape:
 
-* **Bounded memory**: only a batch of blocks (about two per worker thread)
-  is in flight at a time, whatever the scene size.
+* **Bounded memory**: only a few blocks (two per worker thread) are in
+  flight at a time, whatever the scene size (:func:`compute_bounded`).
 * **Nothing half-written looks complete**: the store is built at
   ``<path>.partial`` and renamed to ``<path>`` only after every block is
   written; ``xarray.open_zarr(path)`` cannot open an interrupted run.
@@ -15,27 +15,41 @@ block by block.  Three guarantees follow from its shape:
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+import contextlib
 import itertools
 import json
 import math
 import os
 import shutil
+import sys
+import threading
 import warnings
 from pathlib import Path
 
 import dask
+import dask.local
+import dask.threaded
 import numpy as np
 import xarray as xr
 
-from rastercore.errors import IncompleteStoreError, StoreExistsError
+from rastercore.errors import CodecError, IncompleteStoreError, StoreExistsError
 from rastercore.progress import Progress, ProgressMode
 
-__all__ = ["choose_tile_size", "write_tiles", "compute_in_batches", "partial_path", "COMPLETE_ATTR", "DATA_VAR"]
+__all__ = ["choose_tile_size", "write_tiles", "compute_bounded", "partial_path", "store_codecs", "open_tile_array", "CODECS",
+           "DEFAULT_CODEC", "COMPLETE_ATTR", "DATA_VAR"]
 
 COMPLETE_ATTR = "rastercore_complete"
 DATA_VAR = "data"
 LEDGER_DIR = "_rastercore_ledger"
 MIN_TILE, MAX_TILE, TILE_STEP = 256, 2048, 256
+
+CODECS = ("lz4", "zstd", "none")
+"""Compression of stored tiles.  ``lz4``: Blosc LZ4 with byte shuffle (zarr-python 2's default):
+the fastest to write and read, and on float data as small as zstd.  ``zstd``: Blosc Zstd level 3
+with byte shuffle: about half the size on 8-bit imagery, 1.5-2x slower.  ``none``: raw bytes."""
+DEFAULT_CODEC = "lz4"
 
 
 def choose_tile_size(
@@ -78,6 +92,19 @@ def choose_tile_size(
     return int(min(MAX_TILE, max(MIN_TILE, side)))
 
 
+def store_codecs(codec: str) -> list:
+    """The zarr v3 ``compressors`` list for a name in :data:`CODECS`."""
+    from zarr.codecs import BloscCodec
+
+    if codec == "lz4":
+        return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
+    if codec == "zstd":
+        return [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")]
+    if codec == "none":
+        return []
+    raise CodecError(f"unknown codec {codec!r} for stored tiles; choose one of {', '.join(CODECS)}")
+
+
 def partial_path(path: str | os.PathLike) -> Path:
     """Where :func:`write_tiles` builds ``path`` until it is complete."""
     path = Path(path)
@@ -93,6 +120,7 @@ def write_tiles(
     resume: bool = False,
     progress: ProgressMode = "auto",
     stage: str = "write",
+    codec: str = DEFAULT_CODEC,
 ) -> Path:
     """Store a lazy DataArray into a zarr store, block by block.
 
@@ -115,6 +143,8 @@ def write_tiles(
         How to report progress.
     stage : str, default "write"
         Name shown in progress reports.
+    codec : {"lz4", "zstd", "none"}, default "lz4"
+        Compression of the stored tiles (see :data:`CODECS`).
 
     Returns
     -------
@@ -131,10 +161,11 @@ def write_tiles(
     path, partial = Path(path), partial_path(path)
     if path.exists() and not overwrite:
         raise StoreExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it.")
+    compressors = store_codecs(codec)
     data = data.chunk({dim: -1 for dim in data.dims[:-2]})
     chunks = tile_chunks or (data.chunks[-2][0], data.chunks[-1][0])
     _check_block_alignment(data, chunks)
-    fingerprint = _fingerprint(data, chunks)
+    fingerprint = _fingerprint(data, chunks, codec)
     if partial.exists() and not (resume and _fingerprint_of(partial) == fingerprint):
         if resume:
             raise IncompleteStoreError(
@@ -143,7 +174,7 @@ def write_tiles(
             )
         shutil.rmtree(partial)
     if not partial.exists():
-        _create_store(data, partial, chunks, fingerprint)
+        _create_store(data, partial, chunks, fingerprint, compressors)
     _write_blocks(data, partial, stage=stage, progress=progress)
     missing = [idx for idx, _ in _block_regions(data) if not (partial / LEDGER_DIR / _marker_name(idx)).exists()]
     if missing:
@@ -160,10 +191,10 @@ def _check_block_alignment(data: xr.DataArray, chunks: tuple[int, int]) -> None:
                              f"do not fall on zarr chunk bounds of {size}")
 
 
-def _fingerprint(data: xr.DataArray, chunks) -> str:
-    """Identify the job: same graph name, shape, dtype and tiling means same output."""
+def _fingerprint(data: xr.DataArray, chunks, codec: str) -> str:
+    """Identify the job: same graph name, shape, dtype, tiling and codec means same output."""
     return json.dumps({"name": data.data.name, "shape": list(data.shape),
-                       "dtype": str(data.dtype), "chunks": list(chunks)})
+                       "dtype": str(data.dtype), "chunks": list(chunks), "codec": codec})
 
 
 def _fingerprint_of(partial: Path) -> str | None:
@@ -171,7 +202,7 @@ def _fingerprint_of(partial: Path) -> str | None:
     return marker.read_text() if marker.exists() else None
 
 
-def _create_store(data: xr.DataArray, partial: Path, chunks, fingerprint: str) -> None:
+def _create_store(data: xr.DataArray, partial: Path, chunks, fingerprint: str, compressors: list) -> None:
     """Write metadata and coordinates; no pixel data yet.
 
     The template holds one empty dask chunk, so xarray builds no per-tile
@@ -182,7 +213,7 @@ def _create_store(data: xr.DataArray, partial: Path, chunks, fingerprint: str) -
     template = data.copy(data=da.empty(data.shape, dtype=data.dtype, chunks=-1))
     ds = template.to_dataset(name=DATA_VAR)
     ds.attrs["coordinates"] = " ".join(c for c in data.coords if c not in data.dims)
-    encoding = {DATA_VAR: {"chunks": tuple(data.shape[:-2]) + tuple(chunks)}}
+    encoding = {DATA_VAR: {"chunks": tuple(data.shape[:-2]) + tuple(chunks), "compressors": compressors}}
     if "_FillValue" not in data.attrs:  # no nodata: do not let xarray invent one
         encoding[DATA_VAR]["_FillValue"] = None
     with warnings.catch_warnings():
@@ -203,11 +234,27 @@ def _block_regions(data: xr.DataArray):
                        slice(int(col_bounds[j]), int(col_bounds[j + 1])))
 
 
-def _store_block(block: np.ndarray, store: str, region: tuple[slice, slice], marker: str) -> int:
-    """Write one block into the zarr array, then record it as done (runs in a task)."""
+def open_tile_array(store: str | os.PathLike, mode: str = "r"):
+    """The ``data`` array of a rastercore store, for tile reads and writes.
+
+    Opened with the `zarrs <https://github.com/zarrs/zarrs-python>`_ codec
+    pipeline (Rust; encodes and decodes without the GIL), which copies
+    tiles about 1.5x faster than zarr-python's own pipeline with two
+    threads.  Only arrays opened here use it; zarr's global configuration is
+    left as the user set it (the pipeline is fixed when an array is opened).
+    """
     import zarr
 
-    target = zarr.open_array(store=store, path=DATA_VAR, mode="r+")
+    with _ZARR_CONFIG_LOCK, zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"}):
+        return zarr.open_array(store=str(store), path=DATA_VAR, mode=mode)
+
+
+_ZARR_CONFIG_LOCK = threading.Lock()
+
+
+def _store_block(block: np.ndarray, store: str, region: tuple[slice, slice], marker: str) -> int:
+    """Write one block into the zarr array, then record it as done (runs in a task)."""
+    target = open_tile_array(store, mode="r+")
     target[(Ellipsis, *region)] = block
     Path(marker).touch()
     return 1
@@ -225,16 +272,24 @@ def _write_blocks(data: xr.DataArray, partial: Path, *, stage: str, progress: Pr
         return store_block(data.data.blocks[lead + idx], str(partial), region, str(ledger / _marker_name(idx)))
 
     with Progress(stage, len(regions), mode=progress, initial=len(regions) - len(todo)) as bar:
-        for _ in compute_in_batches(todo, task):
+        for _ in compute_bounded(todo, task):
             bar.update()
 
 
-def compute_in_batches(items, make_task=None, *, per_thread: int = 2):
-    """Yield ``(item, result)`` for every item, computing a bounded batch of dask tasks at a time.
+def compute_bounded(items, make_task=None, *, per_thread: int = 2):
+    """Yield ``(item, result)`` for every item, in order, with a bounded number of tasks in flight.
 
-    This is what bounds every stage's memory: at most ``per_thread`` tasks per
-    worker thread of the active scheduler are in flight, each computed from
-    its own culled subgraph, whatever the number of tiles.
+    This is what bounds every stage's memory: at most ``per_thread`` items
+    per worker thread of the active scheduler are submitted or held at a
+    time, each computed from its own culled subgraph, whatever the number
+    of tiles.  It is a sliding window, not a sequence of batches: as soon as
+    the oldest item is yielded the next one starts, so no thread waits for
+    the slowest tile of a batch.
+
+    With a ``distributed`` client the items run as futures on the cluster;
+    with the threaded scheduler, one item per thread (each item's graph on
+    that thread); with ``"sync"`` (or another scheduler), one item after
+    another.
 
     Parameters
     ----------
@@ -242,15 +297,74 @@ def compute_in_batches(items, make_task=None, *, per_thread: int = 2):
         Work units, in order.
     make_task : callable, optional
         Turns an item into a dask collection or delayed; default: the item is one.
+        Called just before the item is submitted.
     per_thread : int, default 2
-        Tasks per worker thread in one batch.
+        Items per worker thread in flight.
     """
     items = list(items)
-    size = max(2, per_thread * _worker_threads())
-    for start in range(0, len(items), size):
-        batch = items[start:start + size]
-        tasks = [make_task(item) if make_task else item for item in batch]
-        yield from zip(batch, dask.compute(*tasks))
+    threads = _worker_threads()
+    window = max(2, per_thread * threads)
+    pending: collections.deque = collections.deque()
+    with _task_runner(threads) as submit:
+        for item in items:
+            pending.append((item, submit(make_task(item) if make_task is not None else item)))
+            if len(pending) >= window:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
+
+
+@contextlib.contextmanager
+def _task_runner(threads: int):
+    """A ``submit(task) -> future`` for the active dask scheduler (see :func:`compute_bounded`)."""
+    scheduler = dask.base.get_scheduler()
+    client = _client_of(scheduler)
+    if client is not None:
+        futures = []
+
+        def submit(task):
+            futures.append(client.compute(task))
+            return futures[-1]
+
+        try:
+            yield submit
+        finally:
+            client.cancel([f for f in futures if not f.done()])
+    elif scheduler is dask.threaded.get and threads > 1:
+        with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="rastercore") as pool:
+            try:
+                yield lambda task: pool.submit(_compute_sync, task)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    else:
+        yield lambda task: _Done(dask.compute(task)[0])
+
+
+def _compute_sync(task):
+    return dask.compute(task, scheduler="sync")[0]
+
+
+def _client_of(scheduler):
+    """The ``distributed.Client`` whose ``get`` ``scheduler`` is, else None."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import Client
+
+    owner = getattr(scheduler, "__self__", None)
+    return owner if isinstance(owner, Client) else None
+
+
+class _Done:
+    """An already computed result with a future's ``result()``."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
 
 
 def _marker_name(idx: tuple[int, int]) -> str:
@@ -260,9 +374,7 @@ def _marker_name(idx: tuple[int, int]) -> str:
 def _cluster_resources() -> tuple[int, int]:
     """(memory budget in bytes, threads) of the active dask cluster, else of this machine."""
     try:
-        from distributed import default_client
-
-        workers = default_client().scheduler_info(n_workers=-1)["workers"].values()
+        workers = _default_client().scheduler_info(n_workers=-1)["workers"].values()
         memory = sum(w.get("memory_limit") or 0 for w in workers)
         threads = sum(w.get("nthreads", 1) for w in workers)
         if memory and threads:
@@ -274,14 +386,28 @@ def _cluster_resources() -> tuple[int, int]:
     return psutil.virtual_memory().total // 2, os.cpu_count() or 1
 
 
+def _default_client():
+    """The active ``distributed`` client; ValueError if there is none.
+
+    Without ``distributed`` imported there can be no client, so the (slow)
+    import is skipped.
+    """
+    if "distributed" not in sys.modules:
+        raise ValueError("no distributed client")
+    from distributed import default_client
+
+    return default_client()
+
+
 def _worker_threads() -> int:
     """Threads the active dask scheduler runs at once."""
-    try:
-        from distributed import default_client
-
-        return max(1, sum(default_client().nthreads().values()))
-    except (ImportError, ValueError):
-        return os.cpu_count() or 1
+    scheduler = dask.base.get_scheduler()
+    client = _client_of(scheduler)
+    if client is not None:
+        return max(1, sum(client.nthreads().values()))
+    if scheduler is dask.local.get_sync:
+        return 1
+    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
 
 
 def _finalise(partial: Path, path: Path) -> None:

@@ -4,10 +4,11 @@
 rows of a sample table, scores it on the validation rows and saves it with
 everything prediction needs (feature spec, bands, classes, grid).
 
-:func:`train_incremental` computes the features of a batch of tiles in
+:func:`train_incremental` computes the features of a few tiles at a time in
 parallel on the dask cluster and feeds each tile's labelled pixels to the
 model's ``partial_fit`` in the driver, for several epochs, with progress.
-Memory holds one batch of tiles' features, whatever the scene size.
+Memory holds a few tiles' features (two per worker thread), whatever the
+scene size.
 
 :func:`pixel_arrays` gives the same pixels as dask arrays (one block per
 tile), for ``dask_ml.wrappers.Incremental`` or any dask-aware estimator.
@@ -23,7 +24,7 @@ import xarray as xr
 from rastercore.errors import SamplingError
 from rastercore.progress import Progress, ProgressMode
 from rastercore.sampling import TRAIN, PixelPlan, SpatialSplit, plan_pixels
-from rastercore.tiles import compute_in_batches
+from rastercore.tiles import compute_bounded
 
 __all__ = ["train_incremental", "pixel_arrays", "train_from_table", "build_model", "MODEL_FAMILIES"]
 
@@ -243,7 +244,7 @@ def train_incremental(
     with Progress("train", epochs * len(tasks), mode=progress) as bar:
         for _ in range(epochs):
             order = rng.permutation(len(tasks))
-            for _, rows in compute_in_batches([tasks[i] for i in order]):
+            for _, rows in compute_bounded([tasks[i] for i in order]):
                 if rows is not None and len(rows["code"]):
                     seen += _partial_fit(estimator, rows, plan, classes, rng)
                 bar.update()

@@ -40,6 +40,15 @@ def test_ingest_info_export_with_json_progress(tmp_path, hh_hv, capsys):
     assert main(["info", stack, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["shape"] == [2, 300, 200] and info["tile"] == [128, 128]
+    import zarr
+
+    codecs = zarr.open_array(store=stack, path="data", mode="r").metadata.codecs
+    assert [c.cname.value for c in codecs if hasattr(c, "cname")] == ["lz4"]  # the default
+    assert main(["ingest", hh, "-o", str(tmp_path / "z.zarr"), "--codec", "zstd", "--scheduler", "sync",
+                 "--progress", "none"]) == 0
+    codecs = zarr.open_array(store=str(tmp_path / "z.zarr"), path="data", mode="r").metadata.codecs
+    assert [c.cname.value for c in codecs if hasattr(c, "cname")] == ["zstd"]
+    capsys.readouterr()
     tif = str(tmp_path / "s.tif")
     assert main(["export", stack, tif, "--scheduler", "sync", "--progress", "none"]) == 0
     with rasterio.open(tif) as src:
@@ -54,6 +63,7 @@ def test_ingest_info_export_with_json_progress(tmp_path, hh_hv, capsys):
         (["ingest", "{hh}", "-o", "{tmp}/s.zarr", "--bands", "A,B", "--scheduler", "sync"], "2 band names given"),
         (["ingest", "{hh}", "-o", "{tmp}", "--scheduler", "sync"], "already exists"),
         (["info", "{tmp}/never.zarr"], "does not exist"),
+        (["ingest", "{hh}", "-o", "{tmp}/c.zarr", "--codec", "gzip", "--scheduler", "sync"], "unknown codec 'gzip'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, hh_hv, capsys, argv, message):

@@ -1,9 +1,14 @@
+import time
+
+import dask
 import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
 
-from rastercore.tiles import choose_tile_size, write_tiles
+import rastercore.tiles
+from rastercore.errors import CodecError, IncompleteStoreError
+from rastercore.tiles import choose_tile_size, compute_bounded, open_tile_array, write_tiles
 
 
 def test_tile_size_follows_the_memory_budget():
@@ -40,3 +45,94 @@ def test_tile_size_uses_the_active_clusters_memory():
                       dashboard_address=":0") as cluster, Client(cluster):
         on_cluster = choose_tile_size(2, np.float32)
     assert on_cluster == choose_tile_size(2, np.float32, memory_budget=2**30, threads=2)
+
+
+@pytest.mark.parametrize("codec, compressor", [("lz4", "lz4"), ("zstd", "zstd"), ("none", None)])
+def test_write_tiles_stores_with_the_asked_codec(tmp_path, codec, compressor):
+    import zarr
+
+    values = np.random.default_rng(0).random((2, 70, 90)).astype(np.float32)
+    data = xr.DataArray(da.from_array(values, chunks=(2, 32, 32)), dims=("band", "y", "x"))
+    write_tiles(data, tmp_path / "o.zarr", codec=codec, progress="none")
+    codecs = zarr.open_array(store=str(tmp_path / "o.zarr"), path="data", mode="r").metadata.codecs
+    blosc = [c for c in codecs if type(c).__name__ == "BloscCodec"]
+    assert [c.cname.value for c in blosc] == ([compressor] if compressor else [])
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "o.zarr")["data"].values, values)
+
+
+def test_unknown_codec_is_refused_before_anything_is_written(tmp_path):
+    data = xr.DataArray(da.zeros((64, 64), chunks=32), dims=("y", "x"))
+    with pytest.raises(CodecError, match="'gzip'.*lz4, zstd, none"):
+        write_tiles(data, tmp_path / "o.zarr", codec="gzip", progress="none")
+    assert not any(tmp_path.iterdir())
+
+
+def test_resume_refuses_another_codec(tmp_path, monkeypatch):
+    data = xr.DataArray(da.zeros((64, 64), chunks=32), dims=("y", "x"))
+    monkeypatch.setattr(rastercore.tiles, "_finalise", lambda *a: None)  # stop before completion
+    write_tiles(data, tmp_path / "o.zarr", codec="lz4", progress="none")
+    monkeypatch.undo()
+    with pytest.raises(IncompleteStoreError, match="different job"):
+        write_tiles(data, tmp_path / "o.zarr", codec="zstd", resume=True, progress="none")
+    write_tiles(data, tmp_path / "o.zarr", codec="lz4", resume=True, progress="none")
+    assert (tmp_path / "o.zarr").exists()
+
+
+def test_tile_arrays_use_the_zarrs_pipeline_without_changing_zarrs_config(tmp_path):
+    import zarr
+
+    values = np.arange(64 * 64, dtype=np.float32).reshape(1, 64, 64)
+    write_tiles(xr.DataArray(da.from_array(values, chunks=32), dims=("band", "y", "x")), tmp_path / "o.zarr",
+                progress="none")
+    before = zarr.config.get("codec_pipeline.path")
+    array = open_tile_array(tmp_path / "o.zarr")
+    assert type(array._async_array.codec_pipeline).__module__.startswith("zarrs")
+    assert zarr.config.get("codec_pipeline.path") == before
+    np.testing.assert_array_equal(array[:, 10:50, 5:40], values[:, 10:50, 5:40])
+
+
+def _timed_square(i):
+    """``i * i`` and when the task ran (in-process schedulers share the clock)."""
+    began = time.monotonic()
+    time.sleep(0.02)
+    return i * i, began, time.monotonic()
+
+
+def _peak_overlap(intervals) -> int:
+    events = sorted([(t0, 1) for t0, _ in intervals] + [(t1, -1) for _, t1 in intervals])
+    now = peak = 0
+    for _, step in events:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads", "distributed"])
+def test_compute_bounded_keeps_order_and_bounds_the_work_in_flight(scheduler):
+    items = list(range(12))
+
+    def run():
+        return list(compute_bounded(items, dask.delayed(_timed_square, pure=False), per_thread=2))
+
+    if scheduler == "distributed":
+        from distributed import Client, LocalCluster
+
+        with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
+                Client(cluster):
+            results = run()
+    else:
+        with dask.config.set(scheduler=scheduler, num_workers=2):
+            results = run()
+    assert [(i, r[0]) for i, r in results] == [(i, i * i) for i in items]
+    peak = _peak_overlap([r[1:] for _, r in results])
+    assert peak == 1 if scheduler == "sync" else 2 <= peak <= 4
+
+
+def test_compute_bounded_raises_the_tasks_error():
+    def fail(i):
+        if i == 3:
+            raise KeyError(f"item {i}")
+        return i
+
+    with dask.config.set(scheduler="threads", num_workers=2), pytest.raises(KeyError, match="item 3"):
+        list(compute_bounded(range(8), dask.delayed(fail, pure=False)))

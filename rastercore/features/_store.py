@@ -23,6 +23,7 @@ from ..errors import StoreExistsError
 from ..progress import ProgressMode
 from ._spec import FeatureSpec
 from ..stack import _store_of
+from ..tiles import DEFAULT_CODEC
 from ._buffers import release_buffers
 from ._tiling import _features_array
 from ._windows import CACHE
@@ -43,6 +44,7 @@ def write_features(
     overwrite: bool = False,
     resume: bool = False,
     progress: ProgressMode = "auto",
+    codec: str = DEFAULT_CODEC,
 ) -> xr.DataArray:
     """Compute ``spec`` on ``stack`` and store it tile by tile as a ``(feature, y, x)`` zarr store.
 
@@ -66,6 +68,8 @@ def write_features(
         statistics are read back from the interrupted store.
     progress : {"auto", "bar", "json", "none"}
         Progress reporting.
+    codec : {"lz4", "zstd", "none"}, default "lz4"
+        Compression of the stored tiles (:data:`rastercore.tiles.CODECS`).
 
     Returns
     -------
@@ -104,7 +108,7 @@ def write_features(
     feats.attrs[SPEC_ATTR] = json.dumps(spec.to_dict())
     try:
         write_tiles(feats, path, tile_chunks=(tile, tile), overwrite=overwrite, resume=resume,
-                    progress=progress, stage="features")
+                    progress=progress, stage="features", codec=codec)
     finally:
         release_buffers()
         source = _store_of(stack)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..tiles import open_tile_array
+
 __all__ = ["ChunkCache", "CACHE", "ZarrWindows"]
 
 
@@ -124,10 +126,8 @@ class ZarrWindows:
     """
 
     def __init__(self, path):
-        import zarr
-
         self.path = str(Path(path).resolve())
-        array = zarr.open_array(store=self.path, path="data", mode="r")
+        array = open_tile_array(self.path)
         self.shape = tuple(array.shape)
         self.chunks = tuple(array.chunks)
         self.dtype = np.dtype(array.dtype)
@@ -141,9 +141,7 @@ class ZarrWindows:
 
     def _zarr(self):
         if self._array is None:
-            import zarr
-
-            self._array = zarr.open_array(store=self.path, path="data", mode="r")
+            self._array = open_tile_array(self.path)
         return self._array
 
     @property

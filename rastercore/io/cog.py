@@ -78,7 +78,7 @@ def write_geotiff(
     import rasterio
     import rasterio.shutil
 
-    from rastercore.tiles import _block_regions, compute_in_batches, partial_path
+    from rastercore.tiles import _block_regions, compute_bounded, partial_path
 
     path = Path(path)
     if path.exists() and not overwrite:
@@ -104,7 +104,7 @@ def write_geotiff(
                 dst.set_band_description(i, str(name))
         with Progress(path.name, len(regions), mode=progress) as bar:
             # Computed in parallel batches, written here: rasterio datasets are not thread-safe.
-            blocks = compute_in_batches(regions, lambda region: data.data.blocks[(0, *region[0])])
+            blocks = compute_bounded(regions, lambda region: data.data.blocks[(0, *region[0])])
             for (_, (rows, cols)), block in blocks:
                 dst.write(block, window=rasterio.windows.Window.from_slices(rows, cols))
                 bar.update()
