@@ -1,5 +1,6 @@
 """rastercore: out-of-core, tiled raster processing and pixel-wise machine learning."""
 
+from rastercore import accessor as _accessor  # noqa: F401  (registers the .rc accessor on DataArrays)
 from rastercore.io import open_source, write_cog
 from rastercore.stack import describe, ingest, open_stack
 

@@ -395,6 +395,89 @@ def predict(
     print(f"wrote {output}: layers {', '.join(str(b) for b in mosaic['band'].values)}" + (f"; {cog}" if cog else ""))
 
 
+SampleOpt = Annotated[int, typer.Option("--sample", help="Fit on this many randomly drawn valid pixels.")]
+StreamOpt = Annotated[bool, typer.Option("--stream", help="Fit on every valid pixel, tile by tile "
+                                                          "(MiniBatchKMeans / IncrementalPCA).")]
+UnsupervisedSpecOpt = Annotated[Optional[Path], typer.Option("--spec", help="Feature spec (default: the band values).")]
+EpochsOpt = Annotated[int, typer.Option(help="Passes over the pixels with --stream.")]
+FittedModelOpt = Annotated[Optional[Path], typer.Option("--model", help="Also save the fitted model (.skops), for "
+                                                                        "`rastercore predict` on other stacks.")]
+
+
+@app.command()
+def cluster(
+    stack: Annotated[Path, typer.Argument(help="The .zarr stack.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Cluster map to write (.zarr).")],
+    clusters: Annotated[int, typer.Option("-k", "--clusters", help="Number of clusters.")] = 8,
+    spec: UnsupervisedSpecOpt = None,
+    sample: SampleOpt = 100_000,
+    stream: StreamOpt = False,
+    epochs: EpochsOpt = 1,
+    model: FittedModelOpt = None,
+    cog: Annotated[Optional[Path], typer.Option(help="Also write the cluster map as a Cloud-Optimized GeoTIFF.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sample and of k-means.")] = 0,
+    overwrite: OverwriteOpt = False,
+    codec: CodecOpt = "lz4",
+    scheduler: SchedulerOpt = None,
+    progress: ProgressOpt = "auto",
+) -> None:
+    """Cluster the pixels of a stack (k-means on its features) into a georeferenced cluster map."""
+    mosaic, fitted = _unsupervised("kmeans", clusters, stack, output, spec, sample, stream, epochs, model, cog,
+                                   seed, overwrite, codec, scheduler, progress)
+    print(f"wrote {output}: {clusters} clusters, fitted on {fitted.n_pixels_seen_} pixels"
+          + (f"; {cog}" if cog else "") + (f"; model {model}" if model else ""))
+
+
+@app.command()
+def reduce(
+    stack: Annotated[Path, typer.Argument(help="The .zarr stack.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Component layers to write (.zarr).")],
+    components: Annotated[int, typer.Option("-n", "--components", help="Number of principal components.")] = 3,
+    spec: UnsupervisedSpecOpt = None,
+    sample: SampleOpt = 100_000,
+    stream: StreamOpt = False,
+    epochs: EpochsOpt = 1,
+    model: FittedModelOpt = None,
+    cog: Annotated[Optional[Path], typer.Option(help="Also write the components as a Cloud-Optimized GeoTIFF.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+    overwrite: OverwriteOpt = False,
+    codec: CodecOpt = "lz4",
+    scheduler: SchedulerOpt = None,
+    progress: ProgressOpt = "auto",
+) -> None:
+    """Project the features of every pixel onto their principal components (PCA), tile by tile."""
+    mosaic, fitted = _unsupervised("pca", components, stack, output, spec, sample, stream, epochs, model, cog,
+                                   seed, overwrite, codec, scheduler, progress)
+    ratios = ", ".join(f"{r:.3f}" for r in fitted.explained_variance_ratio_)
+    print(f"wrote {output}: {components} components (explained variance ratio {ratios}), fitted on "
+          f"{fitted.n_pixels_seen_} pixels" + (f"; {cog}" if cog else "") + (f"; model {model}" if model else ""))
+
+
+def _unsupervised(method, n_components, stack, output, spec, sample, stream, epochs, model, cog, seed, overwrite,
+                  codec, scheduler, progress):
+    """Fit ``method`` on ``stack`` and write its mosaic (shared by ``cluster`` and ``reduce``)."""
+    from rastercore.cluster import client
+    from rastercore.errors import StoreExistsError
+    from rastercore.predict import predict
+    from rastercore.stack import open_stack
+    from rastercore.unsupervised import DEFAULT_SPEC, fit_unsupervised, save_unsupervised
+
+    for path in (output, model, cog):
+        if path is not None and path.exists() and not overwrite:
+            raise StoreExistsError(f"{path} already exists; pass --overwrite to replace it.")
+    data = open_stack(stack)
+    feature_spec = _load_spec(spec) if spec is not None else DEFAULT_SPEC
+    with client(scheduler):
+        fitted = fit_unsupervised(data, feature_spec, method, n_components=n_components, sample_size=sample,
+                                  stream=stream, epochs=epochs, seed=seed, progress=progress)
+        if model is not None:
+            save_unsupervised(fitted, model, data, feature_spec, method=method, stream=stream, seed=seed,
+                              overwrite=overwrite)
+        mosaic = predict(fitted, data, output, spec=feature_spec, cog=cog, overwrite=overwrite, codec=codec,
+                         progress=progress)
+    return mosaic, fitted
+
+
 @app.command()
 def evaluate(
     prediction: Annotated[Path, typer.Argument(help="Mosaic from `rastercore predict`.")],

@@ -14,7 +14,9 @@ Output layers (the ``band`` coordinate of the mosaic):
   ``p[<class>]`` per class;
 * regressors: ``value``;
 * hurdle models: ``class`` (1 where ``value >= threshold``) and ``value``;
-* multi-label models: ``label[<name>]`` (0/1) per label.
+* multi-label models: ``label[<name>]`` (0/1) per label;
+* clusterers (e.g. k-means, :mod:`rastercore.unsupervised`): ``cluster``;
+* projections without ``predict`` (e.g. PCA): ``component[<i>]`` per output.
 
 NaN marks nodata in every layer.  RBF support vector classifiers are
 evaluated with :class:`rastercore.models.FastRBF` automatically.
@@ -29,7 +31,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from dask.base import tokenize
-from sklearn.base import is_classifier
+from sklearn.base import is_classifier, is_clusterer
 
 from rastercore.errors import FeatureSpecError, ModelFileError
 from rastercore.features import FeatureSpec, features_for_block
@@ -45,6 +47,10 @@ def prediction_layers(model, *, class_names=None, probabilities: bool = True) ->
     if hasattr(model, "thresholds_"):
         names = class_names or [str(i) for i in range(len(model.thresholds_))]
         return [f"label[{n}]" for n in names]
+    if is_clusterer(model):
+        return ["cluster"]
+    if not hasattr(model, "predict") and hasattr(model, "transform"):
+        return [f"component[{i}]" for i in range(len(model.get_feature_names_out()))]
     if is_classifier(model):
         names = class_names or [str(c) for c in model.classes_]
         layers = ["class"]
@@ -98,6 +104,8 @@ class _TileModel:
             return np.column_stack([model.predict_class(X), model.predict_value(X)]).astype(np.float32)
         if self.layers[0].startswith("label["):
             return np.asarray(model.predict(X), dtype=np.float32)
+        if self.layers[0].startswith("component["):
+            return np.asarray(model.transform(X), dtype=np.float32)
         if self.layers[0] == "class":
             with_proba = len(self.layers) > 1
             if self.fast is not None and (not with_proba or self.fast.has_proba):
@@ -171,6 +179,8 @@ def predict_lazy(
     result = result.rio.write_nodata(np.nan, encoded=False)
     if class_names is not None:
         result.attrs["class_names"] = list(class_names)
+    if layers == ["cluster"] and hasattr(model, "n_clusters"):
+        result.attrs["n_clusters"] = int(model.n_clusters)
     return result
 
 
@@ -247,15 +257,18 @@ def predict(
 
 
 def cog_layers(mosaic: xr.DataArray) -> xr.DataArray:
-    """What the COG of a mosaic holds: the class map as uint8 (nodata 255), else every layer.
+    """What the COG of a mosaic holds: the class (or cluster) map as uint8 (nodata 255), else every layer.
 
     A class map is what a GIS user opens; the probability layers stay in the
     zarr mosaic (``rastercore export`` writes any layer set as a float COG).
     """
     layers = [str(b) for b in mosaic["band"].values]
-    if "class" not in layers or "value" in layers or len(mosaic.attrs.get("class_names") or []) > 254:
+    categorical = "class" if "class" in layers else "cluster" if layers == ["cluster"] else None
+    if categorical is None or "value" in layers or len(mosaic.attrs.get("class_names") or []) > 254:
         return mosaic
-    classes = mosaic.sel(band=["class"])
+    if categorical == "cluster" and not (mosaic.attrs.get("n_clusters") or 256) <= 254:
+        return mosaic
+    classes = mosaic.sel(band=[categorical])
     coded = xr.where(classes.notnull(), classes, 255).astype(np.uint8)
     coded = coded.assign_attrs({k: v for k, v in classes.attrs.items() if k != "_FillValue"})
     return coded.rio.write_nodata(255, encoded=False)

@@ -211,6 +211,9 @@ def _create_store(data: xr.DataArray, partial: Path, chunks, fingerprint: str, c
     import dask.array as da
 
     template = data.copy(data=da.empty(data.shape, dtype=data.dtype, chunks=-1))
+    # Fixed-width NumPy strings have no stable zarr v3 encoding; variable-length strings do.
+    template = template.assign_coords({name: coord.astype(object) for name, coord in template.coords.items()
+                                       if coord.dtype.kind == "U"})
     ds = template.to_dataset(name=DATA_VAR)
     ds.attrs["coordinates"] = " ".join(c for c in data.coords if c not in data.dims)
     encoding = {DATA_VAR: {"chunks": tuple(data.shape[:-2]) + tuple(chunks), "compressors": compressors}}

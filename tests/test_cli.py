@@ -9,7 +9,8 @@ import rasterio
 from rastercore.cli import app, main
 from tests.conftest import write_tif
 
-COMMANDS = ["ingest", "info", "export", "quicklook", "synth", "demo", "run", "features", "stats", "sample", "train", "predict", "evaluate"]
+COMMANDS = ["ingest", "info", "export", "quicklook", "synth", "demo", "run", "features", "stats", "sample", "train",
+            "predict", "evaluate", "cluster", "reduce"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -255,3 +256,30 @@ def test_feature_store_exports_and_describes(tmp_path, hh_hv, capsys):
     assert main(["export", str(feats), str(tmp_path / "f.tif"), "--scheduler", "sync", "--progress", "none"]) == 0
     with rasterio.open(tmp_path / "f.tif") as src:
         assert src.count == 2 and src.descriptions == ("box_mean(size=3)[HH]", "box_mean(size=3)[HV]")
+
+
+def test_cluster_and_reduce_write_maps_and_models(tmp_path, small_stack, capsys):
+    from rastercore import open_stack
+    from rastercore.models import load_model
+    from rastercore.predict import predict_lazy
+
+    clusters, model, cog = tmp_path / "k.zarr", tmp_path / "k.skops", tmp_path / "k.tif"
+    assert main(["cluster", small_stack, "-o", str(clusters), "-k", "3", "--sample", "2000", "--model", str(model),
+                 "--cog", str(cog), "--scheduler", "sync", "--progress", "none"]) == 0
+    assert "3 clusters, fitted on 2000 pixels" in capsys.readouterr().out
+    stack = open_stack(small_stack)
+    fitted, manifest = load_model(model, return_manifest=True)
+    expected = predict_lazy(fitted, stack, manifest["metadata"]["feature_spec"])
+    np.testing.assert_array_equal(open_stack(clusters).values, expected.values)
+    with rasterio.open(cog) as src:
+        assert src.dtypes[0] == "uint8" and src.crs == stack.rio.crs
+        np.testing.assert_array_equal(src.read(1), expected.values[0].astype(np.uint8))
+    assert main(["cluster", small_stack, "-o", str(clusters), "--scheduler", "sync"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+    components = tmp_path / "pca.zarr"
+    assert main(["reduce", small_stack, "-o", str(components), "-n", "2", "--stream", "--scheduler", "sync",
+                 "--progress", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "2 components (explained variance ratio" in out and "fitted on 60000 pixels" in out
+    assert [str(b) for b in open_stack(components)["band"].values] == ["component[0]", "component[1]"]

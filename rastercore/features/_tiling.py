@@ -21,6 +21,7 @@ from dask.array.core import normalize_chunks
 from dask.array.overlap import ensure_minimum_chunksize
 from dask.base import tokenize
 
+from .._memory import plain_pages
 from ..errors import BandNameError, FeatureSpecError
 from ..stack import _store_of, as_float, band_names as names_of
 from ._buffers import output_array
@@ -67,6 +68,11 @@ def features_for_block(block: np.ndarray, spec: Any, band_names: Sequence[str], 
         be one this thread returned before and that nothing references any
         more (see ``rastercore.features.release_buffers``).
     """
+    with plain_pages():
+        return _features_for_block(block, spec, band_names, nodata, crop)
+
+
+def _features_for_block(block, spec, band_names, nodata, crop) -> np.ndarray:
     spec = FeatureSpec.coerce(spec)
     band_names = [str(b) for b in band_names]
     block = np.asarray(block)

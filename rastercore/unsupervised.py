@@ -1,0 +1,232 @@
+"""Clustering and dimension reduction without labels, out of core.
+
+:func:`fit_unsupervised` fits a clusterer (k-means) or a projection (PCA) on
+the features of a stack, either on an exact uniform random sample of its
+valid pixels (default: a pure function of the seed, whatever the tiling) or
+by streaming every valid pixel, tile by tile, through ``partial_fit``
+(``MiniBatchKMeans``, ``IncrementalPCA``).  The fitted model is an ordinary
+scikit-learn estimator; saved with :func:`rastercore.models.save_model` and
+the feature spec, it is applied tile by tile like any trained model:
+:func:`rastercore.predict.predict` writes a ``cluster`` layer for clusterers
+and ``component[i]`` layers for projections.
+
+Pixels whose features are not all finite (nodata in the window) are neither
+used for fitting nor labelled (NaN in the mosaic).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from rastercore.errors import SamplingError
+from rastercore.features import FeatureSpec
+from rastercore.progress import Progress, ProgressMode
+
+__all__ = ["UNSUPERVISED_METHODS", "DEFAULT_SPEC", "build_unsupervised", "fit_unsupervised",
+           "save_unsupervised", "unsupervised_metadata"]
+
+UNSUPERVISED_METHODS = {
+    "kmeans": "k-means clusters: KMeans on a sample, MiniBatchKMeans when streaming every pixel",
+    "pca": "principal components: PCA on a sample, IncrementalPCA when streaming every pixel",
+}
+
+DEFAULT_SPEC = [{"name": "window", "r": 0}]
+"""Without a spec, the bands' own values are the features."""
+
+_MIN_BATCH = 1024  # rows per partial_fit call at least (tiles with few valid pixels are pooled)
+
+
+def build_unsupervised(method: str, n_components: int, *, stream: bool = False, seed: int = 0):
+    """A new estimator for one of :data:`UNSUPERVISED_METHODS`.
+
+    Parameters
+    ----------
+    method : {"kmeans", "pca"}
+    n_components : int
+        Clusters (k-means) or components (PCA).
+    stream : bool, default False
+        The variant with ``partial_fit`` (``MiniBatchKMeans``, ``IncrementalPCA``).
+    seed : int, default 0
+    """
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+    from sklearn.decomposition import PCA, IncrementalPCA
+
+    if not isinstance(n_components, (int, np.integer)) or n_components < 1:
+        raise ValueError(f"n_components must be a positive integer, not {n_components!r}")
+    if method == "kmeans":
+        if stream:
+            return MiniBatchKMeans(n_clusters=n_components, random_state=seed, n_init=3, batch_size=4096)
+        return KMeans(n_clusters=n_components, random_state=seed, n_init="auto")
+    if method == "pca":
+        return IncrementalPCA(n_components=n_components) if stream else PCA(n_components, random_state=seed)
+    raise ValueError(f"unknown method {method!r}; choose one of: "
+                     + "; ".join(f"{k} ({v})" for k, v in UNSUPERVISED_METHODS.items()))
+
+
+def fit_unsupervised(
+    stack: xr.DataArray,
+    spec=None,
+    method="kmeans",
+    *,
+    n_components: int = 8,
+    sample_size: int = 100_000,
+    stream: bool = False,
+    epochs: int = 1,
+    seed: int = 0,
+    progress: ProgressMode = "auto",
+):
+    """Fit a clusterer or projection on the features of ``stack``, out of core.
+
+    Parameters
+    ----------
+    stack : xarray.DataArray
+        ``(band, y, x)`` stack, e.g. from :func:`rastercore.open_stack`.
+    spec : FeatureSpec, list of dict or dict, optional
+        Features to fit on; default :data:`DEFAULT_SPEC` (the band values).
+    method : {"kmeans", "pca"} or estimator
+        A name of :data:`UNSUPERVISED_METHODS`, or an unfitted estimator
+        (with ``fit``, or ``partial_fit`` when streaming), e.g.
+        ``sklearn.mixture.GaussianMixture(4)``.
+    n_components : int, default 8
+        Clusters or components (with a method name).
+    sample_size : int, default 100000
+        Pixels to fit on: an exact uniform random sample of the valid pixels
+        (all of them if there are fewer).  Ignored when streaming.
+    stream : bool, default False
+        Fit ``partial_fit`` on every valid pixel instead, tile by tile
+        (tiles in a seeded random order, rows shuffled within a tile).
+    epochs : int, default 1
+        Passes over the pixels when streaming.
+    seed : int, default 0
+        Fixes the sample, the tile order and the estimator's randomness.
+    progress : {"auto", "bar", "json", "none"}
+        Progress reporting (streaming: one unit per tile per epoch).
+
+    Returns
+    -------
+    estimator
+        Fitted, with ``n_pixels_seen_`` (pixels it was fitted on) set.
+
+    Raises
+    ------
+    SamplingError
+        Fewer valid pixels than ``n_components``.
+    """
+    spec = FeatureSpec.coerce(DEFAULT_SPEC if spec is None else spec)
+    estimator = build_unsupervised(method, n_components, stream=stream, seed=seed) if isinstance(method, str) \
+        else method
+    if stream and not hasattr(estimator, "partial_fit"):
+        raise TypeError(f"{type(estimator).__name__} has no partial_fit, so it cannot stream every pixel; "
+                        "fit it on a sample (stream=False)")
+    plan = _plan(stack, spec, seed)
+    available = int(plan.counts.sum())
+    needed = _min_rows(estimator)
+    if available < needed:
+        raise SamplingError(f"the stack has {available} pixels with valid inputs; {type(estimator).__name__} "
+                            f"needs at least {needed}. Check the nodata value, or lower n_components.")
+    if stream:
+        seen = _stream(estimator, plan, epochs, seed, needed, progress)
+    else:
+        X = _sample(plan, min(sample_size, available))
+        if len(X) < needed:
+            raise SamplingError(f"only {len(X)} sampled pixels have finite features (nodata within the feature "
+                                f"window); {type(estimator).__name__} needs at least {needed}.")
+        estimator.fit(X)
+        seen = len(X)
+    estimator.n_pixels_seen_ = seen
+    return estimator
+
+
+def unsupervised_metadata(stack: xr.DataArray, spec, estimator, *, method: str, stream: bool, seed: int) -> dict:
+    """What :func:`rastercore.models.save_model` keeps with an unsupervised model (for ``predict``)."""
+    from rastercore.grid import grid_of
+    from rastercore.stack import band_names
+
+    spec = FeatureSpec.coerce(DEFAULT_SPEC if spec is None else spec)
+    grid = grid_of(stack)
+    return {
+        "feature_spec": spec.to_dict(),
+        "bands": spec.input_bands(band_names(stack)),
+        "feature_names": spec.feature_names(band_names(stack)),
+        "unsupervised": {"method": method, "estimator": type(estimator).__name__, "stream": stream,
+                         "pixels": int(estimator.n_pixels_seen_), "seed": seed},
+        "training": {"crs": grid.crs.to_wkt() if grid.crs else None, "transform": list(grid.transform)[:6],
+                     "shape": [grid.height, grid.width], "seed": seed},
+    }
+
+
+def _plan(stack: xr.DataArray, spec: FeatureSpec, seed: int):
+    """The sampling plan with one stratum: every pixel whose inputs are valid, all in training."""
+    from rastercore.sampling import SpatialSplit, plan_pixels
+
+    first = stack.isel(band=0, drop=True)
+    everywhere = xr.zeros_like(first, dtype=np.float32)
+    return plan_pixels(stack, everywhere, spec, split=SpatialSplit(validation_fraction=0.0, gap=0), seed=seed)
+
+
+def _sample(plan, n: int) -> np.ndarray:
+    """Features of the ``n`` valid pixels with the smallest random keys (rows in scene order)."""
+    from rastercore.sampling import _select
+
+    quotas = np.zeros_like(plan.counts)
+    quotas[0, 0] = n
+    try:
+        return _select(plan, quotas)["X"]
+    except SamplingError:  # fewer pixels with finite features than asked: take them all
+        cutoff = np.zeros(plan.counts.shape)
+        cutoff[0, 0] = 1.0
+        from rastercore.sampling import _candidates
+
+        return _candidates(plan, cutoff)["X"]
+
+
+def _stream(estimator, plan, epochs: int, seed: int, min_rows: int, progress: ProgressMode) -> int:
+    """``partial_fit`` on every valid pixel, tile by tile; small tiles are pooled into one call."""
+    from rastercore.training import _split_cutoff
+    from rastercore.tiles import compute_bounded
+
+    tasks = plan.tile_tasks(_split_cutoff(plan, 0))
+    rng = np.random.default_rng(seed)
+    seen = 0
+    batch = max(min_rows, _MIN_BATCH)
+    with Progress("fit", epochs * len(tasks), mode=progress) as bar:
+        for _ in range(epochs):
+            pending: list[np.ndarray] = []
+            for _, rows in compute_bounded([tasks[i] for i in rng.permutation(len(tasks))]):
+                if rows is not None and len(rows["X"]):
+                    pending.append(rows["X"][rng.permutation(len(rows["X"]))])
+                    if sum(len(p) for p in pending) >= batch:
+                        seen += _partial_fit(estimator, pending)
+                        pending = []
+                bar.update()
+            if sum(len(p) for p in pending) >= min_rows:
+                seen += _partial_fit(estimator, pending)
+    return seen
+
+
+def _partial_fit(estimator, parts: list[np.ndarray]) -> int:
+    X = np.concatenate(parts)
+    estimator.partial_fit(X)
+    return len(X)
+
+
+def _min_rows(estimator) -> int:
+    """Rows the estimator needs in its first fit (clusters or components)."""
+    for name in ("n_clusters", "n_components"):
+        value = getattr(estimator, name, None)
+        if isinstance(value, (int, np.integer)):
+            return int(value)
+    return 1
+
+
+def save_unsupervised(estimator, path: str | os.PathLike, stack: xr.DataArray, spec=None, *, method: str,
+                      stream: bool, seed: int, overwrite: bool = False) -> Path:
+    """Save a fitted unsupervised model with its feature spec and grid (see :func:`unsupervised_metadata`)."""
+    from rastercore.models import save_model
+
+    meta = unsupervised_metadata(stack, spec, estimator, method=method, stream=stream, seed=seed)
+    return save_model(estimator, path, metadata=meta, overwrite=overwrite)
