@@ -455,27 +455,17 @@ def reduce(
 
 def _unsupervised(method, n_components, stack, output, spec, sample, stream, epochs, model, cog, seed, overwrite,
                   codec, scheduler, progress):
-    """Fit ``method`` on ``stack`` and write its mosaic (shared by ``cluster`` and ``reduce``)."""
+    """Fit ``method`` on ``stack`` and write its map (shared by ``cluster`` and ``reduce``)."""
     from rastercore.cluster import client
-    from rastercore.errors import StoreExistsError
-    from rastercore.predict import predict
     from rastercore.stack import open_stack
-    from rastercore.unsupervised import DEFAULT_SPEC, fit_unsupervised, save_unsupervised
+    from rastercore.unsupervised import map_unsupervised
 
-    for path in (output, model, cog):
-        if path is not None and path.exists() and not overwrite:
-            raise StoreExistsError(f"{path} already exists; pass --overwrite to replace it.")
     data = open_stack(stack)
-    feature_spec = _load_spec(spec) if spec is not None else DEFAULT_SPEC
     with client(scheduler):
-        fitted = fit_unsupervised(data, feature_spec, method, n_components=n_components, sample_size=sample,
-                                  stream=stream, epochs=epochs, seed=seed, progress=progress)
-        if model is not None:
-            save_unsupervised(fitted, model, data, feature_spec, method=method, stream=stream, seed=seed,
-                              overwrite=overwrite)
-        mosaic = predict(fitted, data, output, spec=feature_spec, cog=cog, overwrite=overwrite, codec=codec,
-                         progress=progress)
-    return mosaic, fitted
+        return map_unsupervised(data, output, _load_spec(spec) if spec is not None else None, method,
+                                n_components=n_components, sample_size=sample, stream=stream, epochs=epochs,
+                                seed=seed, model_path=model, cog=cog, overwrite=overwrite, codec=codec,
+                                progress=progress)
 
 
 @app.command()

@@ -10,8 +10,11 @@ A pipeline file looks like ``pipelines/demo.yaml``::
       - {kind: quicklook, input: stack.zarr, output: quicklook.png}
       - {kind: export, input: stack.zarr, output: stack.tif}
 
-Relative paths are taken inside ``output_dir``.  Unknown keys, unknown step
-kinds and bad values are errors that name the file and the field.
+Step kinds: ``synth``, ``ingest``, ``quicklook``, ``export``, ``features``,
+``cluster``, ``reduce``, ``sample``, ``train``, ``predict``, ``evaluate`` (one
+class below each, with its fields).  Relative paths are taken inside
+``output_dir``.  Unknown keys, unknown step kinds and bad values are errors
+that name the file and the field.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class IngestStep(_Step):
     tile_size: Annotated[int, Field(ge=16)] | None = None
     band_axis: int = 0
     nodata: float | None = None
+    codec: Literal["lz4", "zstd", "none"] = "lz4"
 
 
 class QuicklookStep(_Step):
@@ -75,6 +79,34 @@ class ExportStep(_Step):
     output: str
     compress: str = "DEFLATE"
     resampling: str = "average"
+
+
+class FeaturesStep(_Step):
+    """Write a feature store ``(feature, y, x)`` of a stack."""
+
+    kind: Literal["features"]
+    stack: str
+    output: str
+    features: list[dict] | dict
+    normalize: Literal["zscore", "minmax", "percentile", "zca"] | None = None
+    tile_size: Annotated[int, Field(ge=16)] | None = None
+    codec: Literal["lz4", "zstd", "none"] = "lz4"
+
+
+class UnsupervisedStep(_Step):
+    """Cluster (k-means) or reduce (PCA) the pixels of a stack without labels, into a map (and a COG)."""
+
+    kind: Literal["cluster", "reduce"]
+    stack: str
+    output: str
+    n_components: Annotated[int, Field(ge=1)] = 8
+    features: list[dict] | dict | None = None
+    sample: Annotated[int, Field(ge=1)] = 100_000
+    stream: bool = False
+    epochs: Annotated[int, Field(ge=1)] = 1
+    model: str | None = None
+    cog: str | None = None
+    seed: int = 0
 
 
 class SampleStep(_Step):
@@ -115,6 +147,7 @@ class PredictStep(_Step):
     output: str
     cog: str | None = None
     probabilities: bool = True
+    codec: Literal["lz4", "zstd", "none"] = "lz4"
 
 
 class EvaluateStep(_Step):
@@ -129,8 +162,8 @@ class EvaluateStep(_Step):
     figures: bool = True
 
 
-Step = Annotated[Union[SynthStep, IngestStep, QuicklookStep, ExportStep, SampleStep, TrainStep, PredictStep,
-                       EvaluateStep], Field(discriminator="kind")]
+Step = Annotated[Union[SynthStep, IngestStep, QuicklookStep, ExportStep, FeaturesStep, UnsupervisedStep, SampleStep,
+                       TrainStep, PredictStep, EvaluateStep], Field(discriminator="kind")]
 
 
 class Pipeline(BaseModel):
@@ -220,7 +253,8 @@ def _run_ingest(step: IngestStep, out: Path, progress: ProgressMode) -> None:
     from rastercore.stack import ingest
 
     ingest([_inside(out, p) for p in step.inputs], out / step.output, bands=step.bands,
-           tile_size=step.tile_size, band_axis=step.band_axis, nodata=step.nodata, progress=progress)
+           tile_size=step.tile_size, band_axis=step.band_axis, nodata=step.nodata, progress=progress,
+           codec=step.codec)
 
 
 def _run_quicklook(step: QuicklookStep, out: Path, progress: ProgressMode) -> None:
@@ -237,6 +271,25 @@ def _run_export(step: ExportStep, out: Path, progress: ProgressMode) -> None:
 
     write_cog(open_stack(out / step.input), out / step.output, compress=step.compress,
               resampling=step.resampling, progress=progress)
+
+
+def _run_features(step: FeaturesStep, out: Path, progress: ProgressMode) -> None:
+    from rastercore.features import write_features
+    from rastercore.stack import open_stack
+
+    write_features(open_stack(out / step.stack), step.features, out / step.output, normalize=step.normalize,
+                   tile_size=step.tile_size, codec=step.codec, progress=progress)
+
+
+def _run_unsupervised(step: UnsupervisedStep, out: Path, progress: ProgressMode) -> None:
+    from rastercore.stack import open_stack
+    from rastercore.unsupervised import map_unsupervised
+
+    map_unsupervised(open_stack(out / step.stack), out / step.output, step.features,
+                     "kmeans" if step.kind == "cluster" else "pca", n_components=step.n_components,
+                     sample_size=step.sample, stream=step.stream, epochs=step.epochs, seed=step.seed,
+                     model_path=None if step.model is None else out / step.model,
+                     cog=None if step.cog is None else out / step.cog, progress=progress)
 
 
 def _run_sample(step: SampleStep, out: Path, progress: ProgressMode) -> None:
@@ -266,7 +319,8 @@ def _run_predict(step: PredictStep, out: Path, progress: ProgressMode) -> None:
     from rastercore.stack import open_stack
 
     predict(str(out / step.model), open_stack(out / step.stack), out / step.output,
-            cog=None if step.cog is None else out / step.cog, probabilities=step.probabilities, progress=progress)
+            cog=None if step.cog is None else out / step.cog, probabilities=step.probabilities, progress=progress,
+            codec=step.codec)
 
 
 def _run_evaluate(step: EvaluateStep, out: Path, progress: ProgressMode) -> None:
@@ -283,6 +337,7 @@ def _inside(out: Path, path: str) -> str:
 
 
 _RUNNERS = {"synth": _run_synth, "ingest": _run_ingest, "quicklook": _run_quicklook, "export": _run_export,
+            "features": _run_features, "cluster": _run_unsupervised, "reduce": _run_unsupervised,
             "sample": _run_sample, "train": _run_train, "predict": _run_predict, "evaluate": _run_evaluate}
 
 

@@ -243,12 +243,30 @@ def open_stack(path: str | os.PathLike, *, chunks: dict | None = None) -> xr.Dat
         raise NotAStackError(f"{path} holds no '{DATA_VAR}' array; it was not written by rastercore.")
     if not ds.attrs.get(COMPLETE_ATTR, False):
         raise IncompleteStoreError(f"{path} is not marked complete; rerun the command that made it with --overwrite.")
-    stack = ds[DATA_VAR]
+    stack = _with_tile_reader(ds[DATA_VAR], path)
     for dim in ("band", "feature"):  # names as str, whatever zarr's string type
         if dim in stack.dims:
             stack = stack.assign_coords({dim: np.array([str(b) for b in stack[dim].values], dtype=object)})
     _OPENED[stack.data.name] = str(path)
     return stack
+
+
+def _with_tile_reader(stack: xr.DataArray, path: Path) -> xr.DataArray:
+    """``stack`` with its dask array reading chunks through :func:`rastercore.tiles.open_tile_array`.
+
+    Same values and chunks as xarray's own reader (the store is opened
+    without masking), with fewer layers per chunk and the zarrs pipeline.
+    The name is a function of the store's path, metadata stamp and chunks,
+    so a resumed job recognises its input.
+    """
+    from rastercore.tiles import open_tile_array
+
+    array = open_tile_array(path)
+    stamp = os.stat(path / DATA_VAR / "zarr.json").st_mtime_ns
+    chunks = stack.data.chunks
+    name = "rastercore-stack-" + tokenize(str(path.resolve()), stamp, chunks)
+    data = da.from_array(array, chunks=chunks, name=name, lock=False, asarray=True, inline_array=True)
+    return stack.copy(data=data)
 
 
 _OPENED: dict[str, str] = {}

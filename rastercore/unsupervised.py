@@ -26,7 +26,7 @@ from rastercore.errors import SamplingError
 from rastercore.features import FeatureSpec
 from rastercore.progress import Progress, ProgressMode
 
-__all__ = ["UNSUPERVISED_METHODS", "DEFAULT_SPEC", "build_unsupervised", "fit_unsupervised",
+__all__ = ["UNSUPERVISED_METHODS", "DEFAULT_SPEC", "build_unsupervised", "fit_unsupervised", "map_unsupervised",
            "save_unsupervised", "unsupervised_metadata"]
 
 UNSUPERVISED_METHODS = {
@@ -230,3 +230,49 @@ def save_unsupervised(estimator, path: str | os.PathLike, stack: xr.DataArray, s
 
     meta = unsupervised_metadata(stack, spec, estimator, method=method, stream=stream, seed=seed)
     return save_model(estimator, path, metadata=meta, overwrite=overwrite)
+
+
+def map_unsupervised(
+    stack: xr.DataArray,
+    path: str | os.PathLike,
+    spec=None,
+    method: str = "kmeans",
+    *,
+    n_components: int = 8,
+    sample_size: int = 100_000,
+    stream: bool = False,
+    epochs: int = 1,
+    seed: int = 0,
+    model_path: str | os.PathLike | None = None,
+    cog: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    codec: str = "lz4",
+    progress: ProgressMode = "auto",
+):
+    """Fit (:func:`fit_unsupervised`) and write the map of every pixel: ``cluster`` or ``component[i]`` layers.
+
+    What ``rastercore cluster`` / ``reduce`` and the pipeline's ``cluster`` /
+    ``reduce`` steps run.  ``model_path`` also saves the fitted model with
+    its spec (for ``rastercore predict`` on other stacks); ``cog`` also
+    writes a Cloud-Optimized GeoTIFF (a cluster map as uint8).  Every output
+    is checked before any work: an existing one needs ``overwrite``.
+
+    Returns
+    -------
+    (xarray.DataArray, estimator)
+        The mosaic (opened lazily from ``path``) and the fitted model.
+    """
+    from rastercore.errors import StoreExistsError
+    from rastercore.predict import predict
+
+    for out in (path, model_path, cog):
+        if out is not None and Path(out).exists() and not overwrite:
+            raise StoreExistsError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it.")
+    spec = DEFAULT_SPEC if spec is None else spec
+    fitted = fit_unsupervised(stack, spec, method, n_components=n_components, sample_size=sample_size,
+                              stream=stream, epochs=epochs, seed=seed, progress=progress)
+    if model_path is not None:
+        save_unsupervised(fitted, model_path, stack, spec, method=str(method), stream=stream, seed=seed,
+                          overwrite=overwrite)
+    mosaic = predict(fitted, stack, path, spec=spec, cog=cog, overwrite=overwrite, codec=codec, progress=progress)
+    return mosaic, fitted

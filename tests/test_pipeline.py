@@ -60,3 +60,20 @@ def test_cli_run(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     assert np.isfinite(open_stack(tmp_path / "o" / "stack.zarr").values).all()
     assert main(["run", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_unsupervised_pipeline_file_runs_small(tmp_path):
+    import rasterio
+
+    text = (DEMO_YAML.parent / "unsupervised.yaml").read_text()
+    path = tmp_path / "u.yaml"
+    path.write_text(text.replace("[2048, 3072]", "[256, 256]").replace("1024", "128"))
+    result = run_pipeline(load_pipeline(path), output_dir=tmp_path / "o", progress="none")
+    assert {"features.zarr", "clusters.zarr", "pca.zarr", "clusters.png"} <= set(result["outputs"])
+    clusters = open_stack(tmp_path / "o" / "clusters.zarr").values
+    assert set(np.unique(clusters[np.isfinite(clusters)])) == {0, 1, 2, 3}
+    with rasterio.open(tmp_path / "o" / "clusters.tif") as src:
+        assert src.dtypes[0] == "uint8"
+    assert open_stack(tmp_path / "o" / "pca.zarr").shape == (2, 256, 256)
+    assert open_stack(tmp_path / "o" / "features.zarr").shape == (4, 256, 256)
+    assert (tmp_path / "o" / "kmeans.skops").exists()

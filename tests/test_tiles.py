@@ -136,3 +136,13 @@ def test_compute_bounded_raises_the_tasks_error():
 
     with dask.config.set(scheduler="threads", num_workers=2), pytest.raises(KeyError, match="item 3"):
         list(compute_bounded(range(8), dask.delayed(fail, pure=False)))
+
+
+def test_a_rewritten_store_is_reopened_not_served_from_the_cache(tmp_path):
+    first = xr.DataArray(da.zeros((1, 64, 64), chunks=32, dtype=np.float32), dims=("band", "y", "x"))
+    write_tiles(first, tmp_path / "o.zarr", progress="none")
+    assert open_tile_array(tmp_path / "o.zarr").shape == (1, 64, 64)
+    second = xr.DataArray(da.ones((2, 96, 80), chunks=32, dtype=np.float32), dims=("band", "y", "x"))
+    write_tiles(second, tmp_path / "o.zarr", overwrite=True, progress="none")
+    reopened = open_tile_array(tmp_path / "o.zarr")
+    assert reopened.shape == (2, 96, 80) and reopened[:].min() == 1
