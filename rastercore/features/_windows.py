@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..tiles import open_tile_array
+from ._buffers import output_array
 
 __all__ = ["ChunkCache", "CACHE", "ZarrWindows"]
 
@@ -167,7 +168,7 @@ class ZarrWindows:
         """Pixels ``[bands, r0:r1, c0:c1]`` in the stored dtype."""
         (r0, r1), (c0, c1) = rows, cols
         cy, cx = self.chunks[-2:]
-        out = np.empty((len(bands), r1 - r0, c1 - c0), self.dtype)
+        out = output_array((len(bands), r1 - r0, c1 - c0), self.dtype, pool="window")
         whole = list(bands) == list(range(self.shape[0]))
         for ci in range(r0 // cy, (r1 - 1) // cy + 1):
             for cj in range(c0 // cx, (c1 - 1) // cx + 1):

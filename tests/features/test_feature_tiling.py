@@ -65,6 +65,23 @@ def test_threaded_scheduler_gives_the_same_result(values):
     assert_array_equal(got, whole)
 
 
+def test_stored_stack_with_threads_equals_the_whole_image(tmp_path):
+    """The window path (tiles read from the store, input and output buffers reused per thread) with 2 threads."""
+    from rastercore import open_stack
+    from rastercore.features import write_features
+    from rastercore.tiles import write_tiles
+
+    values = np.random.default_rng(3).random((2, 150, 170)).astype(np.float32)
+    write_tiles(make_stack(values, (2, 64, 64)), tmp_path / "s.zarr", progress="none")  # uneven edge tiles
+    spec = [{"name": "gaussian", "sigma": 2.0}, {"name": "box_std", "size": 5}, {"name": "ratio", "a": "HH", "b": "HV"}]
+    whole = features_for_block(values, spec, ["HH", "HV"]).copy()
+    with dask.config.set(scheduler="threads", num_workers=2):
+        lazy = compute_features(open_stack(tmp_path / "s.zarr"), spec).values
+        stored = write_features(open_stack(tmp_path / "s.zarr"), spec, tmp_path / "f.zarr", progress="none").values
+    assert_array_equal(lazy, whole)
+    assert_array_equal(stored, whole)
+
+
 def test_fill_value_becomes_nan_and_numpy_input_works():
     raw = np.random.default_rng(0).integers(1, 100, (1, 12, 14)).astype(np.uint16)
     raw[0, 3, 3] = 0
