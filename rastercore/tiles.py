@@ -46,9 +46,10 @@ LEDGER_DIR = "_rastercore_ledger"
 MIN_TILE, MAX_TILE, TILE_STEP = 256, 2048, 256
 
 CODECS = ("lz4", "zstd", "none")
-"""Compression of stored tiles.  ``lz4``: Blosc LZ4 with byte shuffle (zarr-python 2's default):
-the fastest to write and read, and on float data as small as zstd.  ``zstd``: Blosc Zstd level 3
-with byte shuffle: about half the size on 8-bit imagery, 1.5-2x slower.  ``none``: raw bytes."""
+"""Compression of stored tiles (``bench/bench_store.py`` measures them).  ``lz4``: Blosc LZ4 with
+byte shuffle (zarr-python 2's default): the fastest to write and read, and smaller than zarr 3's
+default zstd on float data.  ``zstd``: Blosc Zstd level 3 with byte shuffle: smaller, writes about
+2x slower.  ``none``: raw bytes."""
 DEFAULT_CODEC = "lz4"
 
 
@@ -241,9 +242,9 @@ def open_tile_array(store: str | os.PathLike, mode: str = "r"):
     """The ``data`` array of a rastercore store, for tile reads and writes.
 
     Opened with the `zarrs <https://github.com/zarrs/zarrs-python>`_ codec
-    pipeline (Rust; encodes and decodes without the GIL): with two threads,
-    chunk copies ran about 1.5x and feature stores 10-15 % faster than with
-    zarr-python's own pipeline.  Only arrays opened here use it; zarr's
+    pipeline (Rust; encodes and decodes without the GIL): with two threads a
+    feature store was written 1.3x as fast as with zarr-python's own
+    pipeline (``bench/bench_store.py``).  Only arrays opened here use it; zarr's
     global configuration is left as the user set it (the pipeline is fixed
     when an array is opened).  Opened arrays are kept per process (keyed by
     the store's metadata stamp, so a rewritten store is reopened): opening
