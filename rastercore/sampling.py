@@ -413,15 +413,38 @@ def _tile_candidates(block, code, values, row0, col0, pads, spec, used, cutoff, 
     mask = eligible & (keys < limit)
     if not mask.any():
         return None
-    feats = features_for_block(block, spec, used)
-    feats = feats[:, pads[0]:pads[0] + height, pads[1]:pads[1] + width]
     ys, xs = np.nonzero(mask)
-    X = feats[:, ys, xs].T
+    X = features_at(block, spec, used, ys + pads[0], xs + pads[1])
     finite = np.isfinite(X).all(axis=1)
     ys, xs, X = ys[finite], xs[finite], X[finite]
     return {"X": np.ascontiguousarray(X, np.float32), "code": code[ys, xs], "key": keys[ys, xs],
             "row": (ys + row0).astype(np.int64), "col": (xs + col0).astype(np.int64),
             "value": (values[ys, xs] if values is not None else np.full(ys.size, np.nan)).astype(np.float32)}
+
+
+PATCH_SHARE = 0.25
+"""Below this share of a block's pixels, :func:`features_at` computes patches instead of the block."""
+
+
+def features_at(block: np.ndarray, spec: FeatureSpec, bands: list[str], ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Features ``(n, n_features)`` of the pixels ``(ys, xs)`` of ``block`` (a tile with its halo).
+
+    Sparse pixels (their patches cover under :data:`PATCH_SHARE` of the
+    block) are computed one ``(2 halo + 1)²`` patch each, cut from the block
+    and truncated only where the block ends: a one-pixel tile with its halo,
+    so the values equal the whole block's (the seamless-tiling property the
+    feature engine is tested for); otherwise the block is computed once.
+    """
+    halo = spec.halo
+    height, width = block.shape[1:]
+    if len(ys) * (2 * halo + 1) ** 2 >= PATCH_SHARE * height * width:
+        return features_for_block(block, spec, bands)[:, ys, xs].T
+    X = np.empty((len(ys), len(spec.feature_names(bands))), np.float32)
+    for k, (y, x) in enumerate(zip(ys.tolist(), xs.tolist())):
+        r0, r1, c0, c1 = max(y - halo, 0), min(y + halo + 1, height), max(x - halo, 0), min(x + halo + 1, width)
+        crop = (y - r0, r1 - y - 1, x - c0, c1 - x - 1)
+        X[k] = features_for_block(block[:, r0:r1, c0:c1], spec, bands, crop=crop)[:, 0, 0]
+    return X
 
 
 def _assemble(rows, quotas, plan: PixelPlan, stack, per_class) -> SampleTable:

@@ -131,3 +131,27 @@ def test_table_round_trip_lazy(tmp_path, scene, suffix):
     assert back.attrs["feature_spec"] == table.attrs["feature_spec"]
     with pytest.raises(StoreExistsError):
         write_table(table, path)
+
+
+@pytest.mark.parametrize("spec", [
+    SPEC,
+    [{"name": "structure_eig", "sigma": 1.5}, {"name": "hessian_eig", "sigma": 2.0}, {"name": "cv", "size": 5}],
+    [{"name": "multiscale_basic", "sigma_max": 4}],
+])
+def test_features_of_sparse_pixels_from_patches_equal_the_whole_block(monkeypatch, spec):
+    """Patches (a one-pixel tile with its halo) give the block's values, at its edges and corners too."""
+    import rastercore.sampling as sampling
+    from rastercore.features import FeatureSpec, features_for_block
+
+    rng = np.random.default_rng(0)
+    block = rng.gamma(2.0, 0.3, (2, 61, 53)).astype(np.float32)
+    block[1, 30, 30] = np.nan
+    ys = np.array([0, 0, 60, 60, 1, 30, 31, 45, 2] + rng.integers(0, 61, 20).tolist())
+    xs = np.array([0, 52, 0, 52, 50, 30, 29, 3, 26] + rng.integers(0, 53, 20).tolist())
+    spec = FeatureSpec.coerce(spec)
+    whole = features_for_block(block, spec, ["HH", "HV"])[:, ys, xs].T
+    monkeypatch.setattr(sampling, "PATCH_SHARE", np.inf)  # always patches
+    patches = sampling.features_at(block, spec, ["HH", "HV"], ys, xs)
+    np.testing.assert_array_equal(patches, whole)
+    monkeypatch.setattr(sampling, "PATCH_SHARE", 0.0)  # always the whole block
+    np.testing.assert_array_equal(sampling.features_at(block, spec, ["HH", "HV"], ys, xs), whole)
