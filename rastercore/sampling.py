@@ -17,6 +17,9 @@ How a sample is drawn
    in proportion to the class's presence there.  A second pass computes
    features only for pixels whose key is below a cut-off that leaves a few
    more candidates than needed; the exact selection is then made among them.
+   Where candidates are sparse, each one's features come from its own
+   ``(2 halo + 1)²`` patch rather than the whole tile (:func:`features_at`;
+   the same numbers).
 """
 
 from __future__ import annotations
