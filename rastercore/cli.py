@@ -422,8 +422,9 @@ def cluster(
     progress: ProgressOpt = "auto",
 ) -> None:
     """Cluster the pixels of a stack (k-means on its features) into a georeferenced cluster map."""
-    mosaic, fitted = _unsupervised("kmeans", clusters, stack, output, spec, sample, stream, epochs, model, cog,
-                                   seed, overwrite, codec, scheduler, progress)
+    fitted = _unsupervised("kmeans", clusters, stack, output, spec, scheduler, sample_size=sample, stream=stream,
+                           epochs=epochs, model_path=model, cog=cog, seed=seed, overwrite=overwrite, codec=codec,
+                           progress=progress)
     print(f"wrote {output}: {clusters} clusters, fitted on {fitted.n_pixels_seen_} pixels"
           + (f"; {cog}" if cog else "") + (f"; model {model}" if model else ""))
 
@@ -446,26 +447,25 @@ def reduce(
     progress: ProgressOpt = "auto",
 ) -> None:
     """Project the features of every pixel onto their principal components (PCA), tile by tile."""
-    mosaic, fitted = _unsupervised("pca", components, stack, output, spec, sample, stream, epochs, model, cog,
-                                   seed, overwrite, codec, scheduler, progress)
+    fitted = _unsupervised("pca", components, stack, output, spec, scheduler, sample_size=sample, stream=stream,
+                           epochs=epochs, model_path=model, cog=cog, seed=seed, overwrite=overwrite, codec=codec,
+                           progress=progress)
     ratios = ", ".join(f"{r:.3f}" for r in fitted.explained_variance_ratio_)
     print(f"wrote {output}: {components} components (explained variance ratio {ratios}), fitted on "
           f"{fitted.n_pixels_seen_} pixels" + (f"; {cog}" if cog else "") + (f"; model {model}" if model else ""))
 
 
-def _unsupervised(method, n_components, stack, output, spec, sample, stream, epochs, model, cog, seed, overwrite,
-                  codec, scheduler, progress):
-    """Fit ``method`` on ``stack`` and write its map (shared by ``cluster`` and ``reduce``)."""
+def _unsupervised(method, n_components, stack, output, spec, scheduler, **options):
+    """Fit ``method`` on ``stack`` and write its map (shared by ``cluster`` and ``reduce``); the fitted model."""
     from rastercore.cluster import client
     from rastercore.stack import open_stack
     from rastercore.unsupervised import map_unsupervised
 
     data = open_stack(stack)
     with client(scheduler):
-        return map_unsupervised(data, output, _load_spec(spec) if spec is not None else None, method,
-                                n_components=n_components, sample_size=sample, stream=stream, epochs=epochs,
-                                seed=seed, model_path=model, cog=cog, overwrite=overwrite, codec=codec,
-                                progress=progress)
+        _, fitted = map_unsupervised(data, output, _load_spec(spec) if spec is not None else None, method,
+                                     n_components=n_components, **options)
+    return fitted
 
 
 @app.command()

@@ -79,12 +79,15 @@ class SpatialSplit:
         if not 0 <= self.validation_fraction < 1:
             raise SamplingError(f"validation_fraction must be in [0, 1), not {self.validation_fraction}")
         chunks = like.chunks[-2:]
+        gap = halo if self.gap is None else self.gap
+        if self.regions is None and 2 * gap <= self.block_size:  # the gap follows from the block grid
+            return da.map_blocks(_block_split, self.block_size, self.validation_fraction, seed, gap, chunks=chunks,
+                                 dtype=np.int8, meta=np.empty((0, 0), np.int8))
         if self.regions is not None:
             raw = da.asarray(self.regions.data).astype(np.int8).rechunk(chunks)
         else:
             raw = da.map_blocks(_block_split, self.block_size, self.validation_fraction, seed, chunks=chunks,
                                 dtype=np.int8, meta=np.empty((0, 0), np.int8))
-        gap = halo if self.gap is None else self.gap
         if gap == 0:
             return raw
         raw = raw.rechunk(tuple(da.overlap.ensure_minimum_chunksize(gap + 1, c) for c in raw.chunks))
@@ -92,19 +95,32 @@ class SpatialSplit:
                               meta=np.empty((0, 0), np.int8), gap=gap).rechunk(chunks)
 
 
-def _block_split(block_size, fraction, seed, block_info=None):
+def _block_split(block_size, fraction, seed, gap=0, block_info=None):
+    """Split labels of one chunk; with ``gap``, EXCLUDED near a block of the other split.
+
+    Equal to :func:`_apply_gap` on the whole scene's labels (``mode='nearest'``
+    at the scene edge), computed from the block grid: with ``2 gap <=
+    block_size`` a (2 gap + 1)² window spans at most two blocks per axis, so
+    its labels are those of the blocks holding its four corners (clipped to
+    the scene).
+    """
     (r0, r1), (c0, c1) = block_info[None]["array-location"]
-    rows = np.arange(r0, r1) // block_size
-    cols = np.arange(c0, c1) // block_size
-    out = np.empty((r1 - r0, c1 - c0), np.int8)
-    decisions = {}
-    for by in np.unique(rows):
-        for bx in np.unique(cols):
-            decisions[by, bx] = VALIDATION if uniform(seed, _SPLIT_STREAM, int(by), int(bx)) < fraction else TRAIN
-    for by in np.unique(rows):
-        for bx in np.unique(cols):
-            out[np.ix_(rows == by, cols == bx)] = decisions[by, bx]
-    return out
+    height, width = block_info[None]["shape"]
+    rows, cols = np.arange(r0, r1), np.arange(c0, c1)
+    lo_r, hi_r = np.maximum(rows - gap, 0) // block_size, np.minimum(rows + gap, height - 1) // block_size
+    lo_c, hi_c = np.maximum(cols - gap, 0) // block_size, np.minimum(cols + gap, width - 1) // block_size
+    by0, bx0 = int(lo_r[0]), int(lo_c[0])
+    decisions = np.array([[VALIDATION if uniform(seed, _SPLIT_STREAM, by, bx) < fraction else TRAIN
+                           for bx in range(bx0, int(hi_c[-1]) + 1)] for by in range(by0, int(hi_r[-1]) + 1)],
+                         dtype=np.int8)
+    own = decisions[rows // block_size - by0][:, cols // block_size - bx0]  # two takes: ~10x faster than np.ix_
+    if gap == 0:
+        return own
+    same = np.ones(own.shape, bool)
+    for r in (lo_r, hi_r):
+        for c in (lo_c, hi_c):
+            same &= decisions[r - by0][:, c - bx0] == own
+    return np.where(same, own, EXCLUDED).astype(np.int8)
 
 
 def _apply_gap(labels: np.ndarray, gap: int) -> np.ndarray:

@@ -6,6 +6,7 @@ from rastercore.datasets import SYNTHETIC_THRESHOLD, synthetic_scene
 from rastercore.errors import SamplingError, StoreExistsError
 from rastercore.features import compute_features
 from rastercore.sampling import (
+    EXCLUDED,
     TRAIN,
     VALIDATION,
     SpatialSplit,
@@ -155,3 +156,16 @@ def test_features_of_sparse_pixels_from_patches_equal_the_whole_block(monkeypatc
     np.testing.assert_array_equal(patches, whole)
     monkeypatch.setattr(sampling, "PATCH_SHARE", 0.0)  # always the whole block
     np.testing.assert_array_equal(sampling.features_at(block, spec, ["HH", "HV"], ys, xs), whole)
+
+
+@pytest.mark.parametrize("block_size, gap, chunks", [(64, 5, 100), (50, 12, 37), (16, 8, 40), (16, 15, 40), (40, 1, 999)])
+def test_blockwise_gap_equals_the_filtered_split(block_size, gap, chunks):
+    """The split with its gap, from the block grid, equals max/min filtering of the whole scene's labels."""
+    from rastercore.sampling import _apply_gap
+
+    like = xr.DataArray(np.zeros((1, 203, 171), np.float32), dims=("band", "y", "x")).chunk({"y": chunks, "x": chunks})
+    split = SpatialSplit(block_size=block_size, validation_fraction=0.4, gap=gap)
+    fast = split.labels(like, seed=3, halo=0).compute()
+    plain = SpatialSplit(block_size=block_size, validation_fraction=0.4, gap=0).labels(like, seed=3, halo=0).compute()
+    np.testing.assert_array_equal(fast, _apply_gap(plain, gap))
+    assert (fast == EXCLUDED).any() and set(np.unique(plain)) == {TRAIN, VALIDATION}
