@@ -36,7 +36,9 @@ def quicklook(
 ) -> Path:
     """Save a PNG quicklook of a stack or a single-layer result.
 
-    One band is drawn in grey; two bands (e.g. HH, HV) as the SAR false colour
+    A mosaic with a ``class`` or ``cluster`` layer is drawn as that map, one
+    colour per code, downsampled by taking pixels (never averaging codes);
+    NaN is transparent.  Otherwise one band is drawn in grey; two bands (e.g. HH, HV) as the SAR false colour
     (R = first, G = second, B = first / second); three or more as RGB from
     the first three.  Each channel is stretched between its 2nd and 98th
     percentiles.
@@ -62,6 +64,9 @@ def quicklook(
     path = Path(path)
     if path.exists() and not overwrite:
         raise StoreExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it.")
+    layer = _categorical_layer(data)
+    if layer is not None:
+        return _class_quicklook(layer, path, max_size=max_size)
     nodata = data.rio.nodata if "spatial_ref" in data.coords else None
     data = data.astype(np.float32)
     if nodata is not None and not np.isnan(nodata):
@@ -78,6 +83,26 @@ def quicklook(
     image = np.stack([_stretch(b) for b in bands[:3]], axis=-1)
     path.parent.mkdir(parents=True, exist_ok=True)
     plt.imsave(path, image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+    return path
+
+
+def _categorical_layer(data: xr.DataArray) -> xr.DataArray | None:
+    """The ``class`` (or ``cluster``) layer of a prediction mosaic, else None."""
+    if "band" not in data.dims:
+        return None
+    names = [str(b) for b in data["band"].values]
+    for name in ("class", "cluster"):
+        if name in names:
+            return data.isel(band=names.index(name))
+    return None
+
+
+def _class_quicklook(layer: xr.DataArray, path: Path, *, max_size: int) -> Path:
+    plt = _figure()
+    codes = class_overview(layer, max_size=max_size)
+    n = int(np.nanmax(codes)) + 1 if np.isfinite(codes).any() else 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plt.imsave(path, np.ma.masked_invalid(codes), cmap=_class_cmap(n), vmin=-0.5, vmax=n - 0.5)
     return path
 
 

@@ -1,6 +1,7 @@
 import matplotlib.image
 import numpy as np
 import pytest
+import xarray as xr
 
 from rastercore import ingest
 from rastercore.errors import StoreExistsError
@@ -53,3 +54,15 @@ def test_evaluation_figures(tmp_path):
         probability_figure(proba.sel(band=["class"]), tmp_path / "q.png")
     with pytest.raises(StoreExistsError):
         confusion_figure(metrics, tmp_path / "cm.png")
+
+
+def test_quicklook_of_a_cluster_map_has_one_colour_per_cluster(tmp_path):
+    codes = np.zeros((60, 90), np.float32)
+    codes[:, 30:60], codes[:, 60:] = 1, 2
+    codes[:5, :5] = np.nan
+    mosaic = xr.DataArray(codes[None], dims=("band", "y", "x"), coords={"band": ["cluster"]})
+    image = matplotlib.image.imread(quicklook(mosaic, tmp_path / "c.png", max_size=45))
+    assert image.shape[:2] == (30, 45)
+    colours = {tuple(np.round(px, 3)) for px in image.reshape(-1, image.shape[-1])}
+    assert len(colours) == 4  # three clusters and transparent nodata: no blended codes at the edges
+    assert image[0, 0, 3] == 0 and image[-1, -1, 3] == 1
