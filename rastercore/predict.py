@@ -37,7 +37,7 @@ from rastercore.errors import FeatureSpecError, ModelFileError
 from rastercore.features import FeatureSpec, features_for_block
 from rastercore.progress import ProgressMode
 
-__all__ = ["predict", "predict_lazy", "prediction_layers", "cog_layers"]
+__all__ = ["predict", "predict_lazy", "prediction_layers", "cog_layers", "categorical_layer"]
 
 
 def prediction_layers(model, *, class_names=None, probabilities: bool = True) -> list[str]:
@@ -159,6 +159,9 @@ def predict_lazy(
     from rastercore.stack import as_float, band_names
 
     spec = FeatureSpec.coerce(spec)
+    if class_names is None and is_clusterer(model):  # name the codes, so a cluster map is coded like a class map
+        n = getattr(model, "n_clusters", getattr(model, "n_components", None))
+        class_names = None if n is None else [str(c) for c in range(int(n))]
     names = band_names(stack)
     used = spec.input_bands(names)  # names the missing bands if the stack lacks any
     data = as_float(stack)[[names.index(b) for b in used]].rechunk({0: -1})
@@ -179,8 +182,6 @@ def predict_lazy(
     result = result.rio.write_nodata(np.nan, encoded=False)
     if class_names is not None:
         result.attrs["class_names"] = list(class_names)
-    if layers == ["cluster"] and hasattr(model, "n_clusters"):
-        result.attrs["n_clusters"] = int(model.n_clusters)
     return result
 
 
@@ -256,6 +257,11 @@ def predict(
     return result
 
 
+def categorical_layer(layers) -> str | None:
+    """The layer of codes among a mosaic's ``layers``: ``class``, else ``cluster``, else None."""
+    return next((name for name in ("class", "cluster") if name in layers), None)
+
+
 def cog_layers(mosaic: xr.DataArray) -> xr.DataArray:
     """What the COG of a mosaic holds: the class (or cluster) map as uint8 (nodata 255), else every layer.
 
@@ -263,12 +269,10 @@ def cog_layers(mosaic: xr.DataArray) -> xr.DataArray:
     zarr mosaic (``rastercore export`` writes any layer set as a float COG).
     """
     layers = [str(b) for b in mosaic["band"].values]
-    categorical = "class" if "class" in layers else "cluster" if layers == ["cluster"] else None
-    if categorical is None or "value" in layers or len(mosaic.attrs.get("class_names") or []) > 254:
+    codes = categorical_layer(layers)
+    if codes is None or "value" in layers or len(mosaic.attrs.get("class_names") or []) > 254:
         return mosaic
-    if categorical == "cluster" and not (mosaic.attrs.get("n_clusters") or 256) <= 254:
-        return mosaic
-    classes = mosaic.sel(band=[categorical])
+    classes = mosaic.sel(band=[codes])
     coded = xr.where(classes.notnull(), classes, 255).astype(np.uint8)
     coded = coded.assign_attrs({k: v for k, v in classes.attrs.items() if k != "_FillValue"})
     return coded.rio.write_nodata(255, encoded=False)

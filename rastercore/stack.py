@@ -259,12 +259,11 @@ def _with_tile_reader(stack: xr.DataArray, path: Path) -> xr.DataArray:
     The name is a function of the store's path, metadata stamp and chunks,
     so a resumed job recognises its input.
     """
-    from rastercore.tiles import open_tile_array
+    from rastercore.tiles import open_tile_array, store_stamp
 
     array = open_tile_array(path)
-    stamp = os.stat(path / DATA_VAR / "zarr.json").st_mtime_ns
     chunks = stack.data.chunks
-    name = "rastercore-stack-" + tokenize(str(path.resolve()), stamp, chunks)
+    name = "rastercore-stack-" + tokenize(str(path.resolve()), store_stamp(path), chunks)
     data = da.from_array(array, chunks=chunks, name=name, lock=False, asarray=True, inline_array=True)
     return stack.copy(data=data)
 

@@ -37,7 +37,7 @@ import xarray as xr
 from rastercore.errors import CodecError, IncompleteStoreError, StoreExistsError
 from rastercore.progress import Progress, ProgressMode
 
-__all__ = ["choose_tile_size", "write_tiles", "compute_bounded", "partial_path", "store_codecs", "open_tile_array", "CODECS",
+__all__ = ["choose_tile_size", "write_tiles", "compute_bounded", "partial_path", "store_codecs", "open_tile_array", "store_stamp", "CODECS",
            "DEFAULT_CODEC", "COMPLETE_ATTR", "DATA_VAR"]
 
 COMPLETE_ATTR = "rastercore_complete"
@@ -253,8 +253,7 @@ def open_tile_array(store: str | os.PathLike, mode: str = "r"):
     import zarr
 
     path = str(Path(store).resolve())
-    meta = os.stat(Path(path) / DATA_VAR / "zarr.json")
-    key = (path, mode, meta.st_ino, meta.st_mtime_ns, meta.st_size)
+    key = (path, mode, *store_stamp(path))
     with _ZARR_CONFIG_LOCK:
         array = _OPEN_ARRAYS.get(key)
         if array is None:
@@ -268,6 +267,16 @@ def open_tile_array(store: str | os.PathLike, mode: str = "r"):
 
 _ZARR_CONFIG_LOCK = threading.Lock()
 _OPEN_ARRAYS: dict = {}
+
+
+def store_stamp(store: str | os.PathLike) -> tuple[int, int, int]:
+    """Identity of a store's current ``data`` array: (inode, mtime in ns, size) of its metadata file.
+
+    Changes when the store is rewritten, so caches and dask names keyed on it
+    never serve a previous store's chunks.
+    """
+    meta = os.stat(Path(store) / DATA_VAR / "zarr.json")
+    return meta.st_ino, meta.st_mtime_ns, meta.st_size
 
 
 def _store_block(block: np.ndarray, store: str, region: tuple[slice, slice], marker: str) -> int:
@@ -347,14 +356,18 @@ def compute_bounded(items, make_task=None, *, per_thread: int = 2):
     window = max(2, per_thread * threads)
     pending: collections.deque = collections.deque()
     with _task_runner(threads) as submit:
-        for item in items:
-            pending.append((item, submit(make_task(item) if make_task is not None else item)))
-            if len(pending) >= window:
+        try:
+            for item in items:
+                pending.append((item, submit(make_task(item) if make_task is not None else item)))
+                if len(pending) >= window:
+                    done, future = pending.popleft()
+                    yield done, future.result()
+            while pending:
                 done, future = pending.popleft()
                 yield done, future.result()
-        while pending:
-            done, future = pending.popleft()
-            yield done, future.result()
+        finally:  # an error or an abandoned loop: drop what has not started (or, on a cluster, not finished)
+            for _, future in pending:
+                future.cancel()
 
 
 @contextlib.contextmanager
@@ -362,24 +375,11 @@ def _task_runner(threads: int):
     """A ``submit(task) -> future`` for the active dask scheduler (see :func:`compute_bounded`)."""
     scheduler = dask.base.get_scheduler()
     client = _client_of(scheduler)
-    if client is not None:
-        futures = []
-
-        def submit(task):
-            futures.append(client.compute(task))
-            return futures[-1]
-
-        try:
-            yield submit
-        finally:
-            client.cancel([f for f in futures if not f.done()])
+    if client is not None:  # futures: only the caller's window holds them, so results are released as used
+        yield client.compute
     elif scheduler is dask.threaded.get and threads > 1:
         with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="rastercore") as pool:
-            try:
-                yield lambda task: pool.submit(_compute_sync, task)
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+            yield lambda task: pool.submit(_compute_sync, task)
     else:
         yield lambda task: _Done(dask.compute(task)[0])
 
@@ -407,6 +407,9 @@ class _Done:
     def result(self):
         return self.value
 
+    def cancel(self) -> bool:
+        return False
+
 
 def _marker_name(idx: tuple[int, int]) -> str:
     return f"{idx[0]}_{idx[1]}.done"
@@ -414,30 +417,16 @@ def _marker_name(idx: tuple[int, int]) -> str:
 
 def _cluster_resources() -> tuple[int, int]:
     """(memory budget in bytes, threads) of the active dask cluster, else of this machine."""
-    try:
-        workers = _default_client().scheduler_info(n_workers=-1)["workers"].values()
+    client = _client_of(dask.base.get_scheduler())
+    if client is not None:
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
         memory = sum(w.get("memory_limit") or 0 for w in workers)
         threads = sum(w.get("nthreads", 1) for w in workers)
         if memory and threads:
             return memory, threads
-    except (ImportError, ValueError, TypeError):
-        pass
     import psutil
 
     return psutil.virtual_memory().total // 2, os.cpu_count() or 1
-
-
-def _default_client():
-    """The active ``distributed`` client; ValueError if there is none.
-
-    Without ``distributed`` imported there can be no client, so the (slow)
-    import is skipped.
-    """
-    if "distributed" not in sys.modules:
-        raise ValueError("no distributed client")
-    from distributed import default_client
-
-    return default_client()
 
 
 def _worker_threads() -> int:

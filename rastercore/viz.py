@@ -88,13 +88,13 @@ def quicklook(
 
 def _categorical_layer(data: xr.DataArray) -> xr.DataArray | None:
     """The ``class`` (or ``cluster``) layer of a prediction mosaic, else None."""
+    from rastercore.predict import categorical_layer
+
     if "band" not in data.dims:
         return None
     names = [str(b) for b in data["band"].values]
-    for name in ("class", "cluster"):
-        if name in names:
-            return data.isel(band=names.index(name))
-    return None
+    name = categorical_layer(names)
+    return None if name is None else data.isel(band=names.index(name))
 
 
 def _class_quicklook(layer: xr.DataArray, path: Path, *, max_size: int) -> Path:

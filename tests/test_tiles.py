@@ -146,3 +146,16 @@ def test_a_rewritten_store_is_reopened_not_served_from_the_cache(tmp_path):
     write_tiles(second, tmp_path / "o.zarr", overwrite=True, progress="none")
     reopened = open_tile_array(tmp_path / "o.zarr")
     assert reopened.shape == (2, 96, 80) and reopened[:].min() == 1
+
+
+def test_on_a_cluster_only_the_window_holds_results():
+    """Results already handed out are released: the futures alive never exceed the window."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        alive = []
+        for _, block in compute_bounded(range(12), dask.delayed(np.ones, pure=False), per_thread=1):
+            alive.append(len(client.futures))
+            assert block.shape == (_,)
+    assert max(alive) <= 2 + 1, alive  # window of 2 (1 per thread) + the one being submitted

@@ -158,38 +158,15 @@ def correlate_rows(src, weights, mode, out):
 def correlate_cols(src, weights, mode, out):
     """Correlate every column (axis 0) with centred ``weights``.
 
-    Row by row: each output row is a weighted sum of whole input rows, so
-    the inner loops run along contiguous memory and vectorise.
+    Row by row (:func:`_cols_row`): each output row is a weighted sum of
+    whole input rows, so the inner loops run along contiguous memory and
+    vectorise.
     """
-    ny, nx = src.shape
-    nw = weights.size
-    r = nw // 2
+    nx = src.shape[1]
     kind = _symmetry(weights)
     acc = np.empty(nx, np.float64)
-    for i in range(ny):
-        if kind == 0:
-            for j in range(nx):
-                acc[j] = 0.0
-            for t in range(nw):
-                a = src[_index(i + t - r, ny, mode)]
-                w = weights[t]
-                for j in range(nx):
-                    acc[j] += w * a[j]
-        else:
-            c = src[i]
-            wc = weights[r]
-            for j in range(nx):
-                acc[j] = wc * c[j]
-            for t in range(r):
-                a = src[_index(i + t - r, ny, mode)]
-                b = src[_index(i + r - t, ny, mode)]
-                w = weights[t]
-                if kind == 1:
-                    for j in range(nx):
-                        acc[j] += w * (np.float64(a[j]) + np.float64(b[j]))
-                else:
-                    for j in range(nx):
-                        acc[j] += w * (np.float64(a[j]) - np.float64(b[j]))
+    for i in range(src.shape[0]):
+        _cols_row(src, i, weights, kind, mode, acc)
         o = out[i]
         for j in range(nx):
             o[j] = acc[j]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tiles import open_tile_array
+from ..tiles import open_tile_array, store_stamp
 from ._buffers import output_array
 
 __all__ = ["ChunkCache", "CACHE", "ZarrWindows"]
@@ -132,7 +132,7 @@ class ZarrWindows:
         self.shape = tuple(array.shape)
         self.chunks = tuple(array.chunks)
         self.dtype = np.dtype(array.dtype)
-        self.stamp = os.stat(Path(self.path) / "data" / "zarr.json").st_mtime_ns
+        self.stamp = store_stamp(self.path)
         self._array = array
 
     def __getstate__(self):
