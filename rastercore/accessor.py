@@ -58,9 +58,9 @@ class RasterCoreAccessor:
         A model file brings its feature spec and class names; an in-memory
         estimator needs ``spec``.
         """
-        from rastercore.predict import _resolve_model, predict_lazy
+        from rastercore.predict import predict_lazy, resolve_model
 
-        model, spec, class_names, model_id = _resolve_model(model, spec, class_names)
+        model, spec, class_names, model_id = resolve_model(model, spec, class_names)
         return predict_lazy(model, self._obj, spec, class_names=class_names, probabilities=probabilities,
                             model_id=model_id)
 
@@ -91,8 +91,7 @@ class RasterCoreAccessor:
     def to_store(self, path: str | os.PathLike, *, tile_size: int | None = None, overwrite: bool = False,
                  resume: bool = False, codec: str = "lz4", progress: str = "auto") -> xr.DataArray:
         """Write as a rastercore store, tile by tile, and return it opened lazily (atomic, resumable)."""
-        from rastercore.stack import open_stack
-        from rastercore.tiles import write_tiles
+        from rastercore.store import open_stack, write_tiles
 
         data = self._obj
         if tile_size is not None:

@@ -59,7 +59,7 @@ def ingest(
     progress: ProgressOpt = "auto",
 ) -> None:
     """Ingest co-registered rasters into one zarr-backed stack, tile by tile."""
-    from rastercore.cluster import client
+    from rastercore.scheduler import client
     from rastercore.stack import describe
     from rastercore.stack import ingest as ingest_stack
 
@@ -96,7 +96,7 @@ def export(
     progress: ProgressOpt = "auto",
 ) -> None:
     """Export a stack or result to a Cloud-Optimized GeoTIFF."""
-    from rastercore.cluster import client
+    from rastercore.scheduler import client
     from rastercore.io import write_cog
     from rastercore.stack import open_stack
 
@@ -132,7 +132,7 @@ def synth(
     progress: ProgressOpt = "auto",
 ) -> None:
     """Write a deterministic synthetic SAR scene (HH, HV) and its target as GeoTIFFs."""
-    from rastercore.cluster import client
+    from rastercore.scheduler import client
     from rastercore.datasets import write_synthetic_scene
 
     with client(scheduler):
@@ -152,7 +152,7 @@ def demo(
     progress: ProgressOpt = "auto",
 ) -> None:
     """Run the demo pipeline on built-in synthetic data and print where everything went."""
-    from rastercore.cluster import client
+    from rastercore.scheduler import client
     from rastercore.demo import run_demo
 
     with client(scheduler):
@@ -172,7 +172,7 @@ def run_pipeline_file(
     progress: ProgressOpt = "auto",
 ) -> None:
     """Run a YAML pipeline and print where each output went."""
-    from rastercore.cluster import client
+    from rastercore.scheduler import client
     from rastercore.pipeline import load_pipeline, run_pipeline
 
     spec = load_pipeline(pipeline)
@@ -210,7 +210,7 @@ def features(
     if missing:
         raise typer.BadParameter(f"missing {', '.join(missing)}; e.g. rastercore features stack.zarr "
                                  "-o features.zarr --spec spec.yaml (or --list)")
-    from rastercore.cluster import client
+    from rastercore.scheduler import client
     from rastercore.features import FeatureSpec, write_features
     from rastercore.stack import open_stack
 
@@ -253,7 +253,7 @@ def stats(
     scheduler: SchedulerOpt = None,
 ) -> None:
     """Per-band statistics of a stack, out of core: count, min, max, mean, std, percentiles."""
-    from rastercore.cluster import client
+    from rastercore.scheduler import client
     from rastercore.preprocess import compute_band_stats
     from rastercore.stack import open_stack
 
@@ -314,7 +314,7 @@ def sample(
     scheduler: SchedulerOpt = None,
 ) -> None:
     """Draw a stratified, spatially split sample of features and targets, out of core."""
-    from rastercore.cluster import client
+    from rastercore.scheduler import client
     from rastercore.sampling import SpatialSplit, augment_windows, draw_sample, write_table
     from rastercore.stack import open_stack
     from rastercore.targets import rasterize_polygons, target_on_grid
@@ -355,7 +355,7 @@ def train(
     scheduler: SchedulerOpt = None,
 ) -> None:
     """Fit a model family on a sample table, score it on the validation rows and save it."""
-    from rastercore.cluster import client
+    from rastercore.scheduler import client
     from rastercore.sampling import read_table
     from rastercore.training import MODEL_FAMILIES, train_from_table
 
@@ -385,7 +385,7 @@ def predict(
     progress: ProgressOpt = "auto",
 ) -> None:
     """Predict every pixel of a stack, tile by tile, into a georeferenced mosaic."""
-    from rastercore.cluster import client
+    from rastercore.scheduler import client
     from rastercore.predict import predict as predict_mosaic
     from rastercore.stack import open_stack
 
@@ -457,7 +457,7 @@ def reduce(
 
 def _unsupervised(method, n_components, stack, output, spec, scheduler, **options):
     """Fit ``method`` on ``stack`` and write its map (shared by ``cluster`` and ``reduce``); the fitted model."""
-    from rastercore.cluster import client
+    from rastercore.scheduler import client
     from rastercore.stack import open_stack
     from rastercore.unsupervised import map_unsupervised
 
@@ -481,7 +481,7 @@ def evaluate(
     scheduler: SchedulerOpt = None,
 ) -> None:
     """Score a mosaic against a target, out of core: metrics (JSON, Markdown) and figures."""
-    from rastercore.cluster import client
+    from rastercore.scheduler import client
     from rastercore.evaluate import evaluate_mosaic, metrics_markdown
 
     if region not in ("all", "validation", "train"):

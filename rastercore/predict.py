@@ -4,7 +4,7 @@ For each tile, one task reads the tile plus the halo its features need,
 computes the features, applies the model to the interior pixels and returns
 the output layers: the feature stack is never materialised.  Tiles whose
 inputs are all nodata are not computed.  The mosaic is written with
-:func:`rastercore.tiles.write_tiles` (atomic, resumable after ``kill -9``)
+:func:`rastercore.store.write_tiles` (atomic, resumable after ``kill -9``)
 and can be exported as Cloud-Optimized GeoTIFFs.
 
 Output layers (the ``band`` coordinate of the mosaic):
@@ -18,8 +18,14 @@ Output layers (the ``band`` coordinate of the mosaic):
 * clusterers (e.g. k-means, :mod:`rastercore.unsupervised`): ``cluster``;
 * projections without ``predict`` (e.g. PCA): ``component[<i>]`` per output.
 
-NaN marks nodata in every layer.  RBF support vector classifiers are
-evaluated with :class:`rastercore.models.FastRBF` automatically.
+NaN marks nodata in every layer.  Which layers a model writes, and its
+compiled fast path (:class:`rastercore.models.FastRBF` for RBF SVMs,
+:class:`rastercore.models.FastKernelLinear` for kernel-map models), are
+decided once per model by :func:`rastercore.models.tile_predictor`; the
+per-tile function (:class:`PredictTile`) runs on the tile engine
+(:func:`rastercore.engine.map_tiles`), which reads each tile plus halo
+straight from the store when the stack is an unchanged
+:func:`rastercore.open_stack` result.
 """
 
 from __future__ import annotations
@@ -27,97 +33,62 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
 import xarray as xr
 from dask.base import tokenize
-from sklearn.base import is_classifier, is_clusterer
+from sklearn.base import is_clusterer
 
+from rastercore.engine import Tile, map_tiles
 from rastercore.errors import FeatureSpecError, ModelFileError
 from rastercore.features import FeatureSpec, features_for_block
+from rastercore.models import TilePredictor, tile_predictor
 from rastercore.progress import ProgressMode
+from rastercore.stack import band_names
+from rastercore.store import DEFAULT_CODEC, check_output, open_stack, write_tiles
 
-__all__ = ["predict", "predict_lazy", "prediction_layers", "cog_layers", "categorical_layer"]
+__all__ = ["predict", "predict_lazy", "prediction_layers", "cog_layers", "categorical_layer", "resolve_model",
+           "PredictTile", "has_valid_pixels"]
 
 
 def prediction_layers(model, *, class_names=None, probabilities: bool = True) -> list[str]:
-    """Names of the layers :func:`predict` writes for ``model``."""
-    if hasattr(model, "predict_class") and hasattr(model, "predict_value"):
-        return ["class", "value"]
-    if hasattr(model, "thresholds_"):
-        names = class_names or [str(i) for i in range(len(model.thresholds_))]
-        return [f"label[{n}]" for n in names]
-    if is_clusterer(model):
-        return ["cluster"]
-    if not hasattr(model, "predict") and hasattr(model, "transform"):
-        return [f"component[{i}]" for i in range(len(model.get_feature_names_out()))]
-    if is_classifier(model):
-        names = class_names or [str(c) for c in model.classes_]
-        layers = ["class"]
-        if probabilities and _has_proba(model):
-            layers += [f"p[{n}]" for n in names]
-        return layers
-    return ["value"]
+    """Names of the layers :func:`predict` writes for ``model`` (see :func:`rastercore.models.tile_predictor`)."""
+    return tile_predictor(model, class_names=class_names, probabilities=probabilities, fast=False).layers
 
 
-def _has_proba(model) -> bool:
-    try:
-        return hasattr(model, "predict_proba")
-    except AttributeError:  # available_if raising for SVC(probability=False)
-        return False
+class PredictTile:
+    """The per-tile function of prediction: features of the tile plus halo, then the model, in one task.
 
+    Picklable and light to tokenise (``token`` stands for the model).
+    Tiles whose inputs are all nodata are not computed.
+    """
 
-class _TileModel:
-    """Features + model on one (tile + halo) block; picklable, light to tokenise."""
-
-    def __init__(self, model, spec: FeatureSpec, bands: list[str], layers: list[str], halo: int, fast: bool,
-                 token: str):
-        self.model, self.spec, self.bands, self.layers, self.halo = model, spec, bands, layers, halo
-        self.token = token
-        from rastercore.models._fast_rbf import fast_classifier
-
-        self.fast = fast_classifier(model) if fast else None
+    def __init__(self, predictor: TilePredictor, spec: FeatureSpec, bands: list[str], nodata, token: str):
+        self.predictor, self.spec, self.bands, self.nodata, self.token = predictor, spec, bands, nodata, token
 
     def __dask_tokenize__(self):
         return self.token
 
-    def __call__(self, block: np.ndarray, block_info=None) -> np.ndarray:
-        (i, j) = block_info[0]["chunk-location"][1:]
-        height, width = block_info[None]["chunk-shape"][1:]
-        top, left = (self.halo if i > 0 else 0), (self.halo if j > 0 else 0)
-        out = np.full((len(self.layers), height, width), np.nan, np.float32)
-        interior = block[:, top:top + height, left:left + width]
-        if not np.isfinite(interior).any():
+    def __call__(self, window: np.ndarray, tile: Tile) -> np.ndarray:
+        height, width = tile.shape
+        layers = self.predictor.layers
+        out = np.full((len(layers), height, width), np.nan, np.float32)
+        if not has_valid_pixels(tile.interior(window), self.nodata):
             return out  # an all-nodata tile: nothing to compute
-        feats = features_for_block(block, self.spec, self.bands)[:, top:top + height, left:left + width]
+        feats = features_for_block(window, self.spec, self.bands, nodata=self.nodata, crop=tile.halo)
         X = feats.reshape(feats.shape[0], -1).T
         valid = np.isfinite(X).all(axis=1)
         if valid.any():
-            flat = out.reshape(len(self.layers), -1)
-            flat[:, valid] = self._apply(X[valid]).T
+            flat = out.reshape(len(layers), -1)
+            flat[:, valid] = self.predictor(X[valid]).T
         return out
 
-    def _apply(self, X: np.ndarray) -> np.ndarray:
-        """``(n, n_layers)`` float32 outputs for valid rows."""
-        model = self.model
-        if self.layers == ["class", "value"]:
-            return np.column_stack([model.predict_class(X), model.predict_value(X)]).astype(np.float32)
-        if self.layers[0].startswith("label["):
-            return np.asarray(model.predict(X), dtype=np.float32)
-        if self.layers[0].startswith("component["):
-            return np.asarray(model.transform(X), dtype=np.float32)
-        if self.layers[0] == "class":
-            with_proba = len(self.layers) > 1
-            if self.fast is not None and (not with_proba or self.fast.has_proba):
-                labels, proba = self.fast.predict_with_proba(X) if with_proba else (self.fast.predict(X), None)
-            else:
-                labels = model.predict(X)
-                proba = model.predict_proba(X) if with_proba else None
-            columns = [np.searchsorted(model.classes_, labels)]
-            if with_proba:
-                columns += list(np.asarray(proba).T)
-            return np.column_stack(columns).astype(np.float32)
-        return np.asarray(model.predict(X), dtype=np.float32).reshape(-1, 1)
+
+def has_valid_pixels(block: np.ndarray, nodata=None) -> bool:
+    """Whether any pixel of a raw ``(band, y, x)`` block is valid in every band (finite, not ``nodata``)."""
+    valid = np.isfinite(block) if block.dtype.kind == "f" else np.ones(block.shape, bool)
+    if nodata is not None and not np.isnan(nodata):
+        valid &= block != nodata
+    return bool(valid.all(axis=0).any())
 
 
 def predict_lazy(
@@ -156,26 +127,17 @@ def predict_lazy(
     xarray.DataArray
         float32 ``(band, y, x)`` with one band per output layer.
     """
-    from rastercore.stack import as_float, band_names
-
     spec = FeatureSpec.coerce(spec)
     if class_names is None and is_clusterer(model):  # name the codes, so a cluster map is coded like a class map
         n = getattr(model, "n_clusters", getattr(model, "n_components", None))
         class_names = None if n is None else [str(c) for c in range(int(n))]
-    names = band_names(stack)
-    used = spec.input_bands(names)  # names the missing bands if the stack lacks any
-    data = as_float(stack)[[names.index(b) for b in used]].rechunk({0: -1})
-    halo = spec.halo
-    chunks = data.chunks[1:]
-    grown = [da.overlap.ensure_minimum_chunksize(max(halo, 1), c) for c in chunks]
-    data = data.rechunk((data.chunks[0], *grown))
-    padded = da.overlap.overlap(data, depth={0: 0, 1: halo, 2: halo}, boundary="none") if halo else data
-    layers = prediction_layers(model, class_names=class_names, probabilities=probabilities)
-    token = tokenize(model_id or _model_token(model), spec.to_dict(), used, layers, data.name, fast)
-    tile = _TileModel(model, spec, list(used), layers, halo, fast, token)
-    out = da.map_blocks(tile, padded, chunks=((len(layers),), *grown), dtype=np.float32,
-                        meta=np.empty((0, 0, 0), np.float32), name="predict-" + token)
-    out = out.rechunk((len(layers), *chunks))
+    used = spec.input_bands(band_names(stack))  # names the missing bands if the stack lacks any
+    predictor = tile_predictor(model, class_names=class_names, probabilities=probabilities, fast=fast)
+    layers = predictor.layers
+    fill = stack.attrs.get("_FillValue", stack.encoding.get("_FillValue"))
+    token = tokenize(model_id or _model_token(model), spec.to_dict(), used, layers, fast, fill)
+    out = map_tiles(stack, PredictTile(predictor, spec, list(used), fill, token), halo=spec.halo, bands=used,
+                    n_out=len(layers), name="predict")
     coords = {k: v.variable for k, v in stack.coords.items() if "band" not in v.dims}
     coords["band"] = ("band", np.array(layers, dtype=object))
     result = xr.DataArray(out, dims=("band", "y", "x"), coords=coords, name="prediction")
@@ -205,7 +167,7 @@ def predict(
     overwrite: bool = False,
     resume: bool = False,
     progress: ProgressMode = "auto",
-    codec: str = "lz4",
+    codec: str = DEFAULT_CODEC,
 ) -> xr.DataArray:
     """Predict every pixel of ``stack`` into a zarr mosaic (and optionally a COG).
 
@@ -228,22 +190,20 @@ def predict(
         Also write a Cloud-Optimized GeoTIFF: the class map as uint8 (nodata
         255) for classifiers, every layer (float32) otherwise; see :func:`cog_layers`.
     overwrite, resume : bool, default False
-        As in :func:`rastercore.tiles.write_tiles`: replace an existing
+        As in :func:`rastercore.store.write_tiles`: replace an existing
         mosaic; finish an interrupted one (only missing tiles are computed).
     progress : {"auto", "bar", "json", "none"}
         Progress reporting (bar with ETA).
     codec : {"lz4", "zstd", "none"}, default "lz4"
-        Compression of the mosaic's tiles (:data:`rastercore.tiles.CODECS`).
+        Compression of the mosaic's tiles (:data:`rastercore.store.CODECS`).
 
     Returns
     -------
     xarray.DataArray
         The mosaic, opened lazily from ``path``.
     """
-    from rastercore.stack import open_stack
-    from rastercore.tiles import write_tiles
-
-    model, spec, class_names, model_id = _resolve_model(model, spec, class_names)
+    check_output(path, cog, overwrite=overwrite)
+    model, spec, class_names, model_id = resolve_model(model, spec, class_names)
     mosaic = predict_lazy(model, stack, spec, class_names=class_names, probabilities=probabilities,
                           model_id=model_id)
     tile = mosaic.chunks[1][0], mosaic.chunks[2][0]
@@ -278,17 +238,28 @@ def cog_layers(mosaic: xr.DataArray) -> xr.DataArray:
     return coded.rio.write_nodata(255, encoded=False)
 
 
-def _resolve_model(model, spec, class_names):
-    """(model, spec, class names, stable model id) from a model or a model file."""
+def resolve_model(model, spec=None, class_names=None):
+    """``(model, spec, class names, stable model id)`` from a fitted model or a model file.
+
+    A model file (:func:`rastercore.models.save_model`) is read once and
+    brings its feature spec and class names; its id is the file's hash, so
+    a resumed prediction recognises its own partial output.  An in-memory
+    model needs ``spec`` and has no stable id (None).
+
+    Raises
+    ------
+    ModelFileError
+        The file records no feature spec and none is given.
+    FeatureSpecError
+        An in-memory model without ``spec``.
+    """
     model_id = None
     if isinstance(model, (str, Path)):
-        import hashlib
-
         from rastercore.models import load_model
 
         path = Path(model)
-        model_id = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
         model, manifest = load_model(path, return_manifest=True)
+        model_id = manifest["file_sha256"]
         meta = manifest.get("metadata", {})
         if spec is None:
             if "feature_spec" not in meta:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,12 +38,17 @@ import xarray as xr
 from scipy import ndimage
 
 from rastercore._random import uniform, uniform_keys
-from rastercore.errors import SamplingError, StoreExistsError
+from rastercore.errors import SamplingError
 from rastercore.features import FeatureSpec, features_for_block
 from rastercore.grid import grid_of
+from rastercore.progress import Progress, ProgressMode
+from rastercore.scheduler import compute_bounded
+from rastercore.stack import as_float
+from rastercore.store import writing
 from rastercore.targets import IGNORE
 
-__all__ = ["SpatialSplit", "SampleTable", "PixelPlan", "plan_pixels", "draw_sample", "write_table", "read_table", "augment_windows",
+__all__ = ["SpatialSplit", "SampleTable", "PixelPlan", "CandidateTile", "plan_pixels", "select_pixels",
+           "fit_streaming", "features_at", "draw_sample", "write_table", "read_table", "augment_windows",
            "TRAIN", "VALIDATION"]
 
 TRAIN, VALIDATION, EXCLUDED = 0, 1, -1
@@ -233,7 +237,7 @@ def draw_sample(
         n_validation = round(n * fraction / (1 - fraction)) if fraction < 1 else n
     quotas = np.stack([_quotas(counts[:, s], total, per_class, regression, allow_short, class_names, name)
                        for s, (total, name) in enumerate([(n, "training"), (n_validation, "validation")])], axis=1)
-    rows = _select(plan, quotas)
+    rows = select_pixels(plan, quotas)
     table = _assemble(rows, quotas, plan, stack, per_class)
     table.attrs["counts"] = counts.tolist()
     table.attrs["thresholds"] = None if thresholds is None else np.atleast_1d(thresholds).astype(float).tolist()
@@ -245,10 +249,14 @@ class PixelPlan:
     """Everything needed to visit the eligible pixels of a stack tile by tile.
 
     ``code`` is ``class * 2 + split`` for eligible pixels (labelled, valid
-    input, not in a gap) and -1 elsewhere; ``counts[class, split]`` counts them.
+    input, not in a gap) and -1 elsewhere; ``counts[class, split]`` counts
+    them.  ``stack`` is the raw stack; the features of the pixels are
+    computed tile by tile on the tile engine (:func:`rastercore.engine.tile_tasks`),
+    which reads each tile plus halo straight from the store for an
+    unchanged :func:`rastercore.open_stack` result.
     """
 
-    data: da.Array
+    stack: xr.DataArray
     code: da.Array
     values: da.Array | None
     spec: FeatureSpec
@@ -259,31 +267,65 @@ class PixelPlan:
     seed: int
     counts: np.ndarray
 
+    @property
+    def n_features(self) -> int:
+        """Number of features per row."""
+        return len(self.spec.feature_names(self.bands))
+
+    def cutoff_all(self, which: int) -> np.ndarray:
+        """The key cut-off that takes every eligible pixel of split ``which`` (TRAIN or VALIDATION)."""
+        cutoff = np.zeros(self.counts.shape)
+        cutoff[:, which] = 1.0  # every key is < 1
+        return cutoff
+
     def tile_tasks(self, cutoff: np.ndarray) -> list:
-        """One delayed task per tile returning the rows (dict of arrays) of pixels below ``cutoff``."""
-        return _tile_tasks(self, cutoff)
+        """One delayed task per tile returning the rows (dict of arrays, or None) of pixels below ``cutoff``."""
+        from rastercore.engine import tile_tasks
+
+        fill = self.stack.attrs.get("_FillValue", self.stack.encoding.get("_FillValue"))
+        per_tile = CandidateTile(self.spec, self.bands, fill, cutoff, self.seed)
+        extras = [self.code] if self.values is None else [self.code, self.values]
+        return [task for _, task in tile_tasks(self.stack, per_tile, halo=self.spec.halo, bands=self.bands,
+                                               extras=extras)]
+
+    def candidates(self, cutoff: np.ndarray) -> dict:
+        """Rows (features, target, position, key) of every eligible pixel whose key is below its cut-off.
+
+        Computed a few tiles at a time (:func:`rastercore.scheduler.compute_bounded`);
+        rows are in tile order.
+        """
+        parts = [rows for _, rows in compute_bounded(self.tile_tasks(cutoff), per_thread=4) if rows is not None]
+        if not parts:
+            return {"X": np.zeros((0, self.n_features), np.float32), "code": np.zeros(0, np.int64),
+                    "key": np.zeros(0), "row": np.zeros(0, np.int64), "col": np.zeros(0, np.int64),
+                    "value": np.zeros(0, np.float32)}
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def plan_pixels(stack: xr.DataArray, target: xr.DataArray, spec, *, split: SpatialSplit | None = None,
                 thresholds=None, seed: int = 0) -> PixelPlan:
-    """Prepare the lazy features/target/split of ``stack`` and count eligible pixels (one pass)."""
+    """Prepare the lazy target/split codes of ``stack`` and count eligible pixels (one pass).
+
+    Parameters
+    ----------
+    stack, target, spec, split, thresholds, seed
+        As in :func:`draw_sample`.
+
+    Returns
+    -------
+    PixelPlan
+    """
     spec = FeatureSpec.coerce(spec)
     split = split or SpatialSplit()
     band_names = [str(b) for b in stack["band"].values]
     used = spec.input_bands(band_names)
-    data = _float_bands(stack, [band_names.index(b) for b in used])
+    data = as_float(stack)[[band_names.index(b) for b in used]]
     chunks = data.chunks[1:]
     strata, values, class_names, regression = _strata(target, thresholds, chunks)
     labels = split.labels(stack, seed=seed, halo=spec.halo).rechunk(chunks)
     valid = da.all(da.isfinite(data), axis=0)
     code = da.where(valid & (strata >= 0) & (labels >= 0), strata * 2 + labels, -1).astype(np.int64)
-    return PixelPlan(data, code, values, spec, list(used), class_names, regression, split, seed, _count(code))
-
-
-def _float_bands(stack: xr.DataArray, idx: list[int]) -> da.Array:
-    from rastercore.stack import as_float
-
-    return as_float(stack)[idx]
+    return PixelPlan(stack, code, values, spec, list(used), class_names, regression, split, seed, _count(code))
 
 
 def _strata(target: xr.DataArray, thresholds, chunks):
@@ -359,12 +401,28 @@ def _largest_remainder(shares: np.ndarray) -> np.ndarray:
     return floor
 
 
-def _select(plan: PixelPlan, quotas):
-    """Exact selection: candidates below a key cut-off, then the smallest keys per stratum."""
+def select_pixels(plan: PixelPlan, quotas: np.ndarray) -> dict:
+    """The exact sample: per stratum, the ``quotas[class, split]`` eligible pixels with the smallest keys.
+
+    Only pixels whose key is below a cut-off (a few more than needed) get
+    their features computed; the cut-off is raised where too few of them
+    have finite features.  The result does not depend on the tiling.
+
+    Returns
+    -------
+    dict
+        Rows: ``X``, ``code``, ``key``, ``row``, ``col``, ``value``, in
+        scene order (row, then column).
+
+    Raises
+    ------
+    SamplingError
+        A stratum has fewer pixels with finite features than its quota.
+    """
     counts = plan.counts
     cutoff = np.where(counts > 0, np.minimum(1.0, (quotas + 6 * np.sqrt(quotas) + 16) / np.maximum(counts, 1)), 0.0)
     for _ in range(4):
-        rows = _candidates(plan, cutoff)
+        rows = plan.candidates(cutoff)
         chosen, short = _smallest_keys(rows, quotas)
         if not short.any():
             return {k: v[chosen] for k, v in rows.items()}
@@ -392,60 +450,118 @@ def _smallest_keys(rows, quotas):
     return chosen, short
 
 
-def _tile_tasks(plan: PixelPlan, cutoff: np.ndarray) -> list:
-    halo = plan.spec.halo
-    data = plan.data.rechunk({0: -1})
-    grown = [da.overlap.ensure_minimum_chunksize(max(halo, 1), c) for c in data.chunks[1:]]
-    data = data.rechunk((data.chunks[0], *grown))
-    code_blocks = plan.code.rechunk(grown).to_delayed()
-    value_blocks = plan.values.rechunk(grown).to_delayed() if plan.values is not None else None
-    padded = da.overlap.overlap(data, depth={0: 0, 1: halo, 2: halo}, boundary="none") if halo else data
-    data_blocks = padded.to_delayed()
-    starts = [np.concatenate([[0], np.cumsum(c)[:-1]]) for c in grown]
-    tasks = []
-    for i, j in np.ndindex(len(grown[0]), len(grown[1])):
-        pads = (halo if i > 0 else 0, halo if j > 0 else 0)
-        tasks.append(dask.delayed(_tile_candidates)(
-            data_blocks[0, i, j], code_blocks[i, j], None if value_blocks is None else value_blocks[i, j],
-            int(starts[0][i]), int(starts[1][j]), pads, plan.spec, plan.bands, cutoff, plan.seed))
-    return tasks
+class CandidateTile:
+    """Per-tile function of sampling: rows of the eligible pixels whose key is below their cut-off.
+
+    Runs on the tile engine with the tile's ``code`` (and ``values``)
+    blocks; returns None when the tile holds no such pixel.
+    """
+
+    def __init__(self, spec: FeatureSpec, bands: list[str], nodata, cutoff: np.ndarray, seed: int):
+        self.spec, self.bands, self.nodata, self.cutoff, self.seed = spec, bands, nodata, cutoff, seed
+
+    def __dask_tokenize__(self):
+        return ("rastercore-candidates", repr(self.spec.to_dict()), tuple(self.bands), repr(self.nodata),
+                self.cutoff.tobytes(), self.seed)
+
+    def __call__(self, window: np.ndarray, tile, code: np.ndarray, values: np.ndarray | None = None):
+        height, width = code.shape
+        row0, col0 = tile.origin
+        keys = uniform_keys(self.seed, _KEY_STREAM, row0, col0, height, width)
+        limit = np.zeros(code.shape)
+        eligible = code >= 0
+        limit[eligible] = self.cutoff[code[eligible] // 2, code[eligible] % 2]
+        mask = eligible & (keys < limit)
+        if not mask.any():
+            return None
+        ys, xs = np.nonzero(mask)
+        top, _, left, _ = tile.halo
+        X = features_at(window, self.spec, self.bands, ys + top, xs + left, nodata=self.nodata)
+        finite = np.isfinite(X).all(axis=1)
+        ys, xs, X = ys[finite], xs[finite], X[finite]
+        return {"X": np.ascontiguousarray(X, np.float32), "code": code[ys, xs], "key": keys[ys, xs],
+                "row": (ys + row0).astype(np.int64), "col": (xs + col0).astype(np.int64),
+                "value": (values[ys, xs] if values is not None else np.full(ys.size, np.nan)).astype(np.float32)}
 
 
-def _candidates(plan: PixelPlan, cutoff: np.ndarray) -> dict:
-    """Rows (features, target, position, key) of every eligible pixel whose key is below its cut-off."""
-    from rastercore.tiles import compute_bounded
+def fit_streaming(estimator, plan: PixelPlan, *, which: int = TRAIN, epochs: int = 1, seed: int = 0,
+                  labelled: bool = True, classes=None, batch_rows: int = 1, min_rows: int = 1, stage: str = "fit",
+                  progress: ProgressMode = "auto") -> int:
+    """``estimator.partial_fit`` on every eligible pixel of one split, tile by tile: the one streaming loop.
 
-    parts = [rows for _, rows in compute_bounded(plan.tile_tasks(cutoff), per_thread=4) if rows is not None]
-    if not parts:
-        n_features = len(plan.spec.feature_names(plan.bands))
-        return {"X": np.zeros((0, n_features), np.float32), "code": np.zeros(0, np.int64), "key": np.zeros(0),
-                "row": np.zeros(0, np.int64), "col": np.zeros(0, np.int64), "value": np.zeros(0, np.float32)}
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    Tiles are computed a few at a time on the cluster
+    (:func:`rastercore.scheduler.compute_bounded`) and fed to the estimator
+    in the driver, in a seeded random tile order per epoch, each tile's
+    rows shuffled.  Tiles with fewer than ``batch_rows`` rows are pooled with
+    the next ones into one call; leftovers at the end of an epoch are fitted
+    if there are at least ``min_rows`` of them.
+
+    Parameters
+    ----------
+    estimator : estimator with ``partial_fit``
+    plan : PixelPlan
+    which : int, default TRAIN
+        The split whose pixels are fitted.
+    epochs : int, default 1
+        Passes over the pixels.
+    seed : int, default 0
+        Fixes the tile order and the shuffles.
+    labelled : bool, default True
+        ``partial_fit(X, y[, classes=...])`` with the class codes (or the
+        values, for regression); False for ``partial_fit(X)`` (clustering,
+        projections).
+    classes : array, optional
+        Passed as ``classes=`` to every call (classifiers).
+    batch_rows : int, default 1
+        Rows per call at least (tiles are pooled until there are as many).
+    min_rows : int, default 1
+        Rows the last call of an epoch needs at least (else they are left out).
+    stage, progress
+        Progress reporting: one unit per tile per epoch.
+
+    Returns
+    -------
+    int
+        Rows fitted in all (over every epoch).
+    """
+    tasks = plan.tile_tasks(plan.cutoff_all(which))
+    rng = np.random.default_rng(seed)
+    seen = 0
+    with Progress(stage, epochs * len(tasks), mode=progress) as bar:
+        for _ in range(epochs):
+            pending: list[dict] = []
+            for _, rows in compute_bounded([tasks[i] for i in rng.permutation(len(tasks))]):
+                if rows is not None and len(rows["code"]):
+                    shuffle = rng.permutation(len(rows["code"]))
+                    pending.append({k: v[shuffle] for k, v in rows.items()})
+                    if sum(len(p["code"]) for p in pending) >= batch_rows:
+                        seen += _partial_fit(estimator, pending, plan, labelled, classes)
+                        pending = []
+                bar.update()
+            if pending and sum(len(p["code"]) for p in pending) >= min_rows:
+                seen += _partial_fit(estimator, pending, plan, labelled, classes)
+    return seen
 
 
-def _tile_candidates(block, code, values, row0, col0, pads, spec, used, cutoff, seed):
-    height, width = code.shape
-    keys = uniform_keys(seed, _KEY_STREAM, row0, col0, height, width)
-    limit = np.zeros(code.shape)
-    eligible = code >= 0
-    limit[eligible] = cutoff[code[eligible] // 2, code[eligible] % 2]
-    mask = eligible & (keys < limit)
-    if not mask.any():
-        return None
-    ys, xs = np.nonzero(mask)
-    X = features_at(block, spec, used, ys + pads[0], xs + pads[1])
-    finite = np.isfinite(X).all(axis=1)
-    ys, xs, X = ys[finite], xs[finite], X[finite]
-    return {"X": np.ascontiguousarray(X, np.float32), "code": code[ys, xs], "key": keys[ys, xs],
-            "row": (ys + row0).astype(np.int64), "col": (xs + col0).astype(np.int64),
-            "value": (values[ys, xs] if values is not None else np.full(ys.size, np.nan)).astype(np.float32)}
+def _partial_fit(estimator, parts: list[dict], plan: PixelPlan, labelled: bool, classes) -> int:
+    X = np.concatenate([p["X"] for p in parts])
+    if not labelled:
+        estimator.partial_fit(X)
+        return len(X)
+    y = np.concatenate([p["value"] if plan.regression else p["code"] // 2 for p in parts])
+    if classes is None:
+        estimator.partial_fit(X, y)
+    else:
+        estimator.partial_fit(X, y, classes=classes)
+    return len(X)
 
 
 PATCH_SHARE = 0.25
 """Below this share of a block's pixels, :func:`features_at` computes patches instead of the block."""
 
 
-def features_at(block: np.ndarray, spec: FeatureSpec, bands: list[str], ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+def features_at(block: np.ndarray, spec: FeatureSpec, bands: list[str], ys: np.ndarray, xs: np.ndarray, *,
+                nodata: float | None = None) -> np.ndarray:
     """Features ``(n, n_features)`` of the pixels ``(ys, xs)`` of ``block`` (a tile with its halo).
 
     Sparse pixels (their patches cover under :data:`PATCH_SHARE` of the
@@ -457,12 +573,12 @@ def features_at(block: np.ndarray, spec: FeatureSpec, bands: list[str], ys: np.n
     halo = spec.halo
     height, width = block.shape[1:]
     if len(ys) * (2 * halo + 1) ** 2 >= PATCH_SHARE * height * width:
-        return features_for_block(block, spec, bands)[:, ys, xs].T
+        return features_for_block(block, spec, bands, nodata=nodata)[:, ys, xs].T
     X = np.empty((len(ys), len(spec.feature_names(bands))), np.float32)
     for k, (y, x) in enumerate(zip(ys.tolist(), xs.tolist())):
         r0, r1, c0, c1 = max(y - halo, 0), min(y + halo + 1, height), max(x - halo, 0), min(x + halo + 1, width)
         crop = (y - r0, r1 - y - 1, x - c0, c1 - x - 1)
-        X[k] = features_for_block(block[:, r0:r1, c0:c1], spec, bands, crop=crop)[:, 0, 0]
+        X[k] = features_for_block(block[:, r0:r1, c0:c1], spec, bands, nodata=nodata, crop=crop)[:, 0, 0]
     return X
 
 
@@ -552,19 +668,12 @@ def write_table(table: SampleTable, path: str | os.PathLike, *, overwrite: bool 
     import json
 
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise StoreExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it.")
-    partial = path.with_name(path.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
     columns = {name: np.asarray(getattr(table, name)) for name in SampleTable.COLUMNS if getattr(table, name) is not None}
     meta = {"feature_names": table.feature_names, "class_names": table.class_names,
             "attrs": table.attrs, "rastercore_sample_version": 1}
     writer = _write_h5 if path.suffix in (".h5", ".hdf5") else _write_zarr
-    writer(partial, columns, json.dumps(meta))
-    if path.exists():
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    os.replace(partial, path)
+    with writing(path, overwrite=overwrite) as partial:
+        writer(partial, columns, json.dumps(meta))
     return path
 
 

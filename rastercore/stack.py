@@ -16,20 +16,13 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 import xarray as xr
-from dask.base import tokenize
 
-from rastercore.errors import (
-    BandNameError,
-    IncompleteStoreError,
-    MisalignedInputsError,
-    NotAStackError,
-    NotGeoreferencedWarning,
-    SourceNotFoundError,
-)
+from rastercore.errors import BandNameError, MisalignedInputsError, NotGeoreferencedWarning
 from rastercore.grid import Grid, attach_grid, grid_of
 from rastercore.io.sources import Source, open_source
 from rastercore.progress import ProgressMode
-from rastercore.tiles import COMPLETE_ATTR, DATA_VAR, DEFAULT_CODEC, choose_tile_size, partial_path, write_tiles
+from rastercore.scheduler import choose_tile_size
+from rastercore.store import DATA_VAR, DEFAULT_CODEC, open_stack, partial_path, write_tiles
 
 __all__ = ["ingest", "open_stack", "describe", "lazy_stack", "band_names", "as_float"]
 
@@ -63,7 +56,7 @@ def ingest(
         appended for multi-band files).
     tile_size : int, optional
         Side of the square zarr chunks; default from the memory budget
-        (:func:`rastercore.tiles.choose_tile_size`).
+        (:func:`rastercore.scheduler.choose_tile_size`).
     band_axis : int, default 0
         Band axis of 3-D HDF5 / ``.npy`` / zarr inputs.
     nodata : scalar, optional
@@ -75,7 +68,7 @@ def ingest(
     progress : {"auto", "bar", "json", "none"}, default "auto"
         Progress reporting.
     codec : {"lz4", "zstd", "none"}, default "lz4"
-        Compression of the stored tiles (:data:`rastercore.tiles.CODECS`).
+        Compression of the stored tiles (:data:`rastercore.store.CODECS`).
 
     Returns
     -------
@@ -121,38 +114,13 @@ def lazy_stack(
     tile = tile_size or choose_tile_size(len(names), dtype)
     strips = any(s.sequential for s in sources)
     block = (tile, grid.width if strips else tile)
-    parts = [
-        da.from_array(_WindowReader(s), chunks=(s.count, *block), name="read-" + _source_token(s),
-                      asarray=True, fancy=False)
-        for s in sources
-    ]
+    parts = [s.to_dask((s.count, *block)) for s in sources]
     data = da.concatenate(parts, axis=0).astype(dtype, copy=False) if len(parts) > 1 else parts[0]
     stack = xr.DataArray(data, dims=("band", "y", "x"), coords={"band": np.array(names, dtype=object)},
                          name=DATA_VAR)
     if nodata is None:
         nodata = next((s.nodata for s in sources if s.nodata is not None), None)
     return attach_grid(stack, grid, nodata=nodata)
-
-
-class _WindowReader:
-    """Array-like view of a :class:`Source` for ``dask.array.from_array``."""
-
-    def __init__(self, source: Source):
-        self.source = source
-        self.shape = source.shape
-        self.dtype = source.dtype
-        self.ndim = 3
-
-    def __getitem__(self, key):
-        band, rows, cols = key
-        return self.source.read((rows, cols))[band]
-
-
-def _source_token(source: Source) -> str:
-    """Name of a source's read layer: changes when the file changes."""
-    file = Path(source.options.get("file", source.path))
-    stat = file.stat()
-    return tokenize(source.path, stat.st_size, stat.st_mtime_ns, source.options)
 
 
 def _common_grid(sources: Sequence[Source]) -> Grid:
@@ -200,85 +168,6 @@ def _default_names(source: Source) -> list[str]:
     if source.options.get("kind") in ("hdf5", "zarr") and source.options.get("dataset", source.options.get("array")):
         stem = Path(source.options.get("dataset", source.options.get("array"))).name
     return [stem] if source.count == 1 else [f"{stem}_{i + 1}" for i in range(source.count)]
-
-
-def open_stack(path: str | os.PathLike, *, chunks: dict | None = None) -> xr.DataArray:
-    """Open a stack written by :func:`ingest` (or any rastercore zarr output), lazily.
-
-    Parameters
-    ----------
-    path : path-like
-        The ``.zarr`` store.
-    chunks : dict, optional
-        Dask chunks to use instead of the stored tiles.
-
-    Returns
-    -------
-    xarray.DataArray
-        Dims ``(band, y, x)`` (``(feature, y, x)`` for a feature store,
-        ``(y, x)`` for single-layer outputs), raw stored values (no masking: the nodata value is ``.rio.nodata``).
-
-    Raises
-    ------
-    IncompleteStoreError
-        Only the partial store of an interrupted run exists.
-    NotAStackError
-        ``path`` is not a rastercore store.
-    """
-    path = Path(path)
-    if not path.exists():
-        if partial_path(path).exists():
-            raise IncompleteStoreError(
-                f"{path} was never completed: an interrupted run left {partial_path(path)}. "
-                "Rerun the same command with --resume to finish it, or without --resume to start over."
-            )
-        raise SourceNotFoundError(f"{path} does not exist; create it with `rastercore ingest`.")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            ds = xr.open_zarr(path, mask_and_scale=False, chunks={} if chunks is None else chunks)
-    except (FileNotFoundError, KeyError, ValueError, TypeError) as err:
-        raise NotAStackError(f"{path} is not a zarr store rastercore can open: {err}") from err
-    if DATA_VAR not in ds:
-        raise NotAStackError(f"{path} holds no '{DATA_VAR}' array; it was not written by rastercore.")
-    if not ds.attrs.get(COMPLETE_ATTR, False):
-        raise IncompleteStoreError(f"{path} is not marked complete; rerun the command that made it with --overwrite.")
-    stack = _with_tile_reader(ds[DATA_VAR], path)
-    for dim in ("band", "feature"):  # names as str, whatever zarr's string type
-        if dim in stack.dims:
-            stack = stack.assign_coords({dim: np.array([str(b) for b in stack[dim].values], dtype=object)})
-    _OPENED[stack.data.name] = str(path)
-    return stack
-
-
-def _with_tile_reader(stack: xr.DataArray, path: Path) -> xr.DataArray:
-    """``stack`` with its dask array reading chunks through :func:`rastercore.tiles.open_tile_array`.
-
-    Same values and chunks as xarray's own reader (the store is opened
-    without masking), with fewer layers per chunk and the zarrs pipeline.
-    The name is a function of the store's path, metadata stamp and chunks,
-    so a resumed job recognises its input.
-    """
-    from rastercore.tiles import open_tile_array, store_stamp
-
-    array = open_tile_array(path)
-    chunks = stack.data.chunks
-    name = "rastercore-stack-" + tokenize(str(path.resolve()), store_stamp(path), chunks)
-    data = da.from_array(array, chunks=chunks, name=name, lock=False, asarray=True, inline_array=True)
-    return stack.copy(data=data)
-
-
-_OPENED: dict[str, str] = {}
-"""Dask name of every array :func:`open_stack` returned -> its store.
-
-Lets the feature engine read tile-plus-halo windows straight from the store
-when it is given such an array unchanged (any change renames the array)."""
-
-
-def _store_of(stack: xr.DataArray) -> str | None:
-    """The store ``stack`` was opened from, if it is an unchanged :func:`open_stack` result."""
-    name = getattr(stack.data, "name", None)
-    return _OPENED.get(name) if isinstance(name, str) else None
 
 
 def band_names(stack: xr.DataArray) -> list[str]:

@@ -1,4 +1,4 @@
-"""Targets on the stack's grid: class rasters, thresholds, multi-label layers, polygons.
+"""Targets on the stack's grid: class rasters, thresholds, polygons.
 
 Conventions: a class target is an int32 ``(y, x)`` DataArray with
 :data:`IGNORE` (-1) where there is no label; a continuous target is float32
@@ -25,7 +25,7 @@ from rastercore.errors import SourceNotFoundError, TargetError
 from rastercore.grid import Grid, grid_of
 from rastercore.io.sources import open_source
 
-__all__ = ["IGNORE", "target_on_grid", "threshold_classes", "multilabel_from_thresholds", "rasterize_polygons"]
+__all__ = ["IGNORE", "target_on_grid", "threshold_classes", "rasterize_polygons"]
 
 IGNORE = -1
 
@@ -98,11 +98,7 @@ def _file_target(path, grid: Grid, band: int, kind: str, chunks):
     source = open_source(path, match=grid, resampling=resampling)
     if not 0 <= band < source.count:
         raise TargetError(f"{path} has {source.count} band(s); band {band} does not exist.")
-    from rastercore.stack import _WindowReader, _source_token
-
-    reader = _WindowReader(source)
-    data = da.from_array(reader, chunks=((source.count,),) + tuple(chunks), name="target-" + _source_token(source),
-                         asarray=True, fancy=False)[band]
+    data = source.to_dask(((source.count,),) + tuple(chunks), prefix="target")[band]
     return data, source.nodata
 
 
@@ -148,14 +144,6 @@ def _threshold_names(edges: np.ndarray) -> list[str]:
     names = [f"< {bounds[0]}"]
     names += [f"{lo}..{hi}" for lo, hi in zip(bounds[:-1], bounds[1:])]
     return names + [f">= {bounds[-1]}"]
-
-
-def multilabel_from_thresholds(values: xr.DataArray, thresholds: Sequence[float]) -> xr.DataArray:
-    """Binary layers ``(label, y, x)``: label i is ``values >= thresholds[i]`` (int8, -1 where NaN)."""
-    edges = [float(t) for t in thresholds]
-    layers = [xr.where(np.isfinite(values), (values >= t).astype(np.int8), IGNORE).astype(np.int8) for t in edges]
-    out = xr.concat(layers, dim="label").assign_coords(label=[f">= {t:g}" for t in edges])
-    return out.rename("labels")
 
 
 def rasterize_polygons(

@@ -22,9 +22,8 @@ import numpy as np
 import xarray as xr
 
 from rastercore.errors import SamplingError
-from rastercore.progress import Progress, ProgressMode
-from rastercore.sampling import TRAIN, PixelPlan, SpatialSplit, plan_pixels
-from rastercore.tiles import compute_bounded
+from rastercore.progress import ProgressMode
+from rastercore.sampling import TRAIN, PixelPlan, SpatialSplit, fit_streaming, plan_pixels
 
 __all__ = ["train_incremental", "pixel_arrays", "train_from_table", "build_model", "MODEL_FAMILIES"]
 
@@ -186,12 +185,6 @@ def _validation_scores(model, X, y, family: str) -> dict:
             "balanced_accuracy": float(metrics.balanced_accuracy_score(y, prediction)), "rows": int(len(y))}
 
 
-def _split_cutoff(plan: PixelPlan, which: int) -> np.ndarray:
-    cutoff = np.zeros(plan.counts.shape)
-    cutoff[:, which] = 1.0  # every key is < 1: take all pixels of that split
-    return cutoff
-
-
 def _classes(plan: PixelPlan, which: int) -> np.ndarray | None:
     if plan.regression:
         return None
@@ -237,30 +230,9 @@ def train_incremental(
         The fitted estimator, with ``n_pixels_seen_`` set.
     """
     plan = plan_pixels(stack, target, spec, split=split, thresholds=thresholds, seed=seed)
-    classes = _classes(plan, which)
-    tasks = plan.tile_tasks(_split_cutoff(plan, which))
-    rng = np.random.default_rng(seed)
-    seen = 0
-    with Progress("train", epochs * len(tasks), mode=progress) as bar:
-        for _ in range(epochs):
-            order = rng.permutation(len(tasks))
-            for _, rows in compute_bounded([tasks[i] for i in order]):
-                if rows is not None and len(rows["code"]):
-                    seen += _partial_fit(estimator, rows, plan, classes, rng)
-                bar.update()
-    estimator.n_pixels_seen_ = seen
+    estimator.n_pixels_seen_ = fit_streaming(estimator, plan, which=which, epochs=epochs, seed=seed,
+                                             classes=_classes(plan, which), stage="train", progress=progress)
     return estimator
-
-
-def _partial_fit(estimator, rows: dict, plan: PixelPlan, classes, rng) -> int:
-    shuffle = rng.permutation(len(rows["code"]))
-    X = rows["X"][shuffle]
-    y = rows["value"][shuffle] if plan.regression else (rows["code"][shuffle] // 2)
-    if classes is None:
-        estimator.partial_fit(X, y)
-    else:
-        estimator.partial_fit(X, y, classes=classes)
-    return len(y)
 
 
 def pixel_arrays(
@@ -284,10 +256,10 @@ def pixel_arrays(
     """
     plan = plan_pixels(stack, target, spec, split=split, thresholds=thresholds, seed=seed)
     classes = _classes(plan, which)
-    n_features = len(plan.spec.feature_names(plan.bands))
+    n_features = plan.n_features
     y_dtype = np.float32 if plan.regression else np.int32
     xs, ys = [], []
-    for task in plan.tile_tasks(_split_cutoff(plan, which)):
+    for task in plan.tile_tasks(plan.cutoff_all(which)):
         xs.append(da.from_delayed(dask.delayed(_rows_X)(task, n_features), shape=(np.nan, n_features),
                                   dtype=np.float32))
         ys.append(da.from_delayed(dask.delayed(_rows_y)(task, plan.regression), shape=(np.nan,), dtype=y_dtype))

@@ -24,7 +24,9 @@ import xarray as xr
 
 from rastercore.errors import SamplingError
 from rastercore.features import FeatureSpec
-from rastercore.progress import Progress, ProgressMode
+from rastercore.progress import ProgressMode
+from rastercore.sampling import TRAIN, PixelPlan, SpatialSplit, fit_streaming, plan_pixels, select_pixels
+from rastercore.store import DEFAULT_CODEC, check_output
 
 __all__ = ["UNSUPERVISED_METHODS", "DEFAULT_SPEC", "build_unsupervised", "fit_unsupervised", "map_unsupervised",
            "save_unsupervised", "unsupervised_metadata"]
@@ -129,7 +131,8 @@ def fit_unsupervised(
         raise SamplingError(f"the stack has {available} pixels with valid inputs; {type(estimator).__name__} "
                             f"needs at least {needed}. Check the nodata value, or lower n_components.")
     if stream:
-        seen = _stream(estimator, plan, epochs, seed, needed, progress)
+        seen = fit_streaming(estimator, plan, epochs=epochs, seed=seed, labelled=False,
+                             batch_rows=max(needed, _MIN_BATCH), min_rows=needed, progress=progress)
     else:
         X = _sample(plan, min(sample_size, available))
         if len(X) < needed:
@@ -159,59 +162,21 @@ def unsupervised_metadata(stack: xr.DataArray, spec, estimator, *, method: str, 
     }
 
 
-def _plan(stack: xr.DataArray, spec: FeatureSpec, seed: int):
-    """The sampling plan with one stratum: every pixel whose inputs are valid, all in training."""
-    from rastercore.sampling import SpatialSplit, plan_pixels
-
+def _plan(stack: xr.DataArray, spec: FeatureSpec, seed: int) -> PixelPlan:
+    """The pixel plan with one stratum: every pixel whose inputs are valid, all in training."""
     first = stack.isel(band=0, drop=True)
     everywhere = xr.zeros_like(first, dtype=np.float32)
     return plan_pixels(stack, everywhere, spec, split=SpatialSplit(validation_fraction=0.0, gap=0), seed=seed)
 
 
-def _sample(plan, n: int) -> np.ndarray:
+def _sample(plan: PixelPlan, n: int) -> np.ndarray:
     """Features of the ``n`` valid pixels with the smallest random keys (rows in scene order)."""
-    from rastercore.sampling import _select
-
     quotas = np.zeros_like(plan.counts)
     quotas[0, 0] = n
     try:
-        return _select(plan, quotas)["X"]
+        return select_pixels(plan, quotas)["X"]
     except SamplingError:  # fewer pixels with finite features than asked: take them all
-        cutoff = np.zeros(plan.counts.shape)
-        cutoff[0, 0] = 1.0
-        from rastercore.sampling import _candidates
-
-        return _candidates(plan, cutoff)["X"]
-
-
-def _stream(estimator, plan, epochs: int, seed: int, min_rows: int, progress: ProgressMode) -> int:
-    """``partial_fit`` on every valid pixel, tile by tile; small tiles are pooled into one call."""
-    from rastercore.training import _split_cutoff
-    from rastercore.tiles import compute_bounded
-
-    tasks = plan.tile_tasks(_split_cutoff(plan, 0))
-    rng = np.random.default_rng(seed)
-    seen = 0
-    batch = max(min_rows, _MIN_BATCH)
-    with Progress("fit", epochs * len(tasks), mode=progress) as bar:
-        for _ in range(epochs):
-            pending: list[np.ndarray] = []
-            for _, rows in compute_bounded([tasks[i] for i in rng.permutation(len(tasks))]):
-                if rows is not None and len(rows["X"]):
-                    pending.append(rows["X"][rng.permutation(len(rows["X"]))])
-                    if sum(len(p) for p in pending) >= batch:
-                        seen += _partial_fit(estimator, pending)
-                        pending = []
-                bar.update()
-            if sum(len(p) for p in pending) >= min_rows:
-                seen += _partial_fit(estimator, pending)
-    return seen
-
-
-def _partial_fit(estimator, parts: list[np.ndarray]) -> int:
-    X = np.concatenate(parts)
-    estimator.partial_fit(X)
-    return len(X)
+        return plan.candidates(plan.cutoff_all(TRAIN))["X"]
 
 
 def _min_rows(estimator) -> int:
@@ -246,7 +211,7 @@ def map_unsupervised(
     model_path: str | os.PathLike | None = None,
     cog: str | os.PathLike | None = None,
     overwrite: bool = False,
-    codec: str = "lz4",
+    codec: str = DEFAULT_CODEC,
     progress: ProgressMode = "auto",
 ):
     """Fit (:func:`fit_unsupervised`) and write the map of every pixel: ``cluster`` or ``component[i]`` layers.
@@ -262,12 +227,9 @@ def map_unsupervised(
     (xarray.DataArray, estimator)
         The mosaic (opened lazily from ``path``) and the fitted model.
     """
-    from rastercore.errors import StoreExistsError
     from rastercore.predict import predict
 
-    for out in (path, model_path, cog):
-        if out is not None and Path(out).exists() and not overwrite:
-            raise StoreExistsError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it.")
+    check_output(path, model_path, cog, overwrite=overwrite)
     spec = DEFAULT_SPEC if spec is None else spec
     fitted = fit_unsupervised(stack, spec, method, n_components=n_components, sample_size=sample_size,
                               stream=stream, epochs=epochs, seed=seed, progress=progress)

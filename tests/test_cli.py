@@ -152,16 +152,16 @@ def test_features_writes_store_equal_to_compute_features(tmp_path, small_stack, 
 
 
 def test_features_resume_writes_only_missing_tiles(tmp_path, small_stack, monkeypatch):
-    import rastercore.tiles
+    import rastercore.store._publish
     from rastercore import open_stack
-    from rastercore.tiles import partial_path
+    from rastercore.store import partial_path
 
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(SPEC_YAML)
     out = tmp_path / "f.zarr"
     argv = ["features", small_stack, "-o", str(out), "--spec", str(spec_file), "--tile-size", "128",
             "--scheduler", "sync", "--progress", "none"]
-    original = rastercore.tiles._store_block
+    original = rastercore.store._publish._store_block
     calls = []
 
     def failing(*args):
@@ -170,12 +170,12 @@ def test_features_resume_writes_only_missing_tiles(tmp_path, small_stack, monkey
             raise OSError("disk full")
         return original(*args)
 
-    monkeypatch.setattr(rastercore.tiles, "_store_block", failing)
+    monkeypatch.setattr(rastercore.store._publish, "_store_block", failing)
     with pytest.raises(OSError):
         main(argv)
     assert partial_path(out).exists() and not out.exists()
     written = []
-    monkeypatch.setattr(rastercore.tiles, "_store_block", lambda *a: written.append(a[2]) or original(*a))
+    monkeypatch.setattr(rastercore.store._publish, "_store_block", lambda *a: written.append(a[2]) or original(*a))
     assert main(argv + ["--resume"]) == 0
     assert len(written) == 6 - 3  # 3 x 2 tiles in all
     monkeypatch.undo()

@@ -8,7 +8,7 @@ import rasterio
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.svm import SVC
 
-import rastercore.tiles
+import rastercore.store._publish
 from rastercore import ingest
 from rastercore.datasets import SYNTHETIC_THRESHOLD, synthetic_scene
 from rastercore.errors import IncompleteStoreError
@@ -17,7 +17,7 @@ from rastercore.models import save_model
 from rastercore.predict import predict, predict_lazy
 from rastercore.sampling import TRAIN, draw_sample
 from rastercore.stack import open_stack
-from rastercore.tiles import partial_path
+from rastercore.store import partial_path
 
 SPEC = [{"name": "box_mean", "size": 7}, {"name": "gaussian", "sigma": 1.5, "bands": ["HV"]}]
 
@@ -92,13 +92,13 @@ def test_model_file_mosaic_cog_and_resume_after_kill_9(scene, tmp_path, monkeypa
     model_path = save_model(model, tmp_path / "m.skops",
                             metadata={"feature_spec": table.attrs["feature_spec"], "class_names": table.class_names})
     stack_path = tmp_path / "s.zarr"
-    from rastercore.tiles import write_tiles
+    from rastercore.store import write_tiles
 
     write_tiles(sar.chunk({"y": 40, "x": 40}).astype(np.float32), stack_path, progress="none")
     out = tmp_path / "pred.zarr"
     script = f"""
 import time, dask
-import rastercore.tiles as tiles
+import rastercore.store._publish as tiles
 original = tiles._store_block
 def slow(*a):
     time.sleep(0.1)
@@ -110,7 +110,7 @@ from rastercore.stack import open_stack
 predict({str(model_path)!r}, open_stack({str(stack_path)!r}), {str(out)!r}, progress="none")
 """
     proc = subprocess.Popen([sys.executable, "-c", script])
-    ledger = partial_path(out) / rastercore.tiles.LEDGER_DIR
+    ledger = partial_path(out) / rastercore.store.LEDGER_DIR
     deadline = time.monotonic() + 120
     while len(list(ledger.glob("*.done"))) < 5:
         assert proc.poll() is None and time.monotonic() < deadline
@@ -121,8 +121,8 @@ predict({str(model_path)!r}, open_stack({str(stack_path)!r}), {str(out)!r}, prog
     with pytest.raises(IncompleteStoreError):
         open_stack(out)
     written = []
-    original = rastercore.tiles._store_block
-    monkeypatch.setattr(rastercore.tiles, "_store_block", lambda *a: written.append(1) or original(*a))
+    original = rastercore.store._publish._store_block
+    monkeypatch.setattr(rastercore.store._publish, "_store_block", lambda *a: written.append(1) or original(*a))
     resumed = predict(model_path, open_stack(stack_path), out, resume=True, cog=tmp_path / "pred.tif",
                       progress="none")
     assert len(written) == 30 - done  # 5 x 6 tiles of 40 px

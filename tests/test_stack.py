@@ -11,7 +11,7 @@ import rioxarray
 import xarray as xr
 from affine import Affine
 
-import rastercore.tiles
+import rastercore.store._publish
 from rastercore import describe, ingest, open_stack
 from rastercore.errors import (
     BandNameError,
@@ -21,7 +21,7 @@ from rastercore.errors import (
     SourceReadError,
     StoreExistsError,
 )
-from rastercore.tiles import partial_path
+from rastercore.store import partial_path
 from tests.conftest import TRANSFORM, UTM, assert_same_georef, write_tif
 
 
@@ -133,7 +133,7 @@ def test_failed_ingest_leaves_nothing_that_opens(tmp_path, rng):
 
 KILLED_INGEST = """
 import sys, time
-import rastercore.tiles as tiles
+import rastercore.store._publish as tiles
 original = tiles._store_block
 def slow_store_block(*args):
     time.sleep(0.15)
@@ -149,7 +149,7 @@ ingest(sys.argv[1:3], sys.argv[3], bands=["HH", "HV"], tile_size=64, progress="n
 def test_resume_after_kill_9_writes_only_missing_tiles(tmp_path, hh_hv, monkeypatch):
     (hh, hv), expected = hh_hv
     out = tmp_path / "s.zarr"
-    ledger = partial_path(out) / rastercore.tiles.LEDGER_DIR
+    ledger = partial_path(out) / rastercore.store.LEDGER_DIR
     proc = subprocess.Popen([sys.executable, "-c", KILLED_INGEST, hh, hv, str(out)])
     deadline = time.monotonic() + 60
     while len(list(ledger.glob("*.done"))) < 3:
@@ -163,8 +163,8 @@ def test_resume_after_kill_9_writes_only_missing_tiles(tmp_path, hh_hv, monkeypa
         open_stack(out)
 
     written = []
-    original = rastercore.tiles._store_block
-    monkeypatch.setattr(rastercore.tiles, "_store_block", lambda *a: written.append(a[2]) or original(*a))
+    original = rastercore.store._publish._store_block
+    monkeypatch.setattr(rastercore.store._publish, "_store_block", lambda *a: written.append(a[2]) or original(*a))
     stack = ingest([hh, hv], out, bands=["HH", "HV"], tile_size=64, resume=True, progress="none")
     assert len(written) == 20 - done  # 5 x 4 tiles in all
     np.testing.assert_array_equal(stack.values, expected)
@@ -174,7 +174,7 @@ def test_resume_after_kill_9_writes_only_missing_tiles(tmp_path, hh_hv, monkeypa
 def test_resume_refuses_a_partial_store_of_another_job(tmp_path, hh_hv, monkeypatch):
     (hh, hv), _ = hh_hv
     out = tmp_path / "s.zarr"
-    monkeypatch.setattr(rastercore.tiles, "_finalise", lambda *a: None)  # stop before completion
+    monkeypatch.setattr(rastercore.store._publish, "_finalise", lambda *a: None)  # stop before completion
     with pytest.raises(IncompleteStoreError, match="without --resume to start over"):
         ingest([hh, hv], out, tile_size=64, progress="none")
     monkeypatch.undo()

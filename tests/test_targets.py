@@ -11,7 +11,7 @@ from rasterio.warp import Resampling, reproject, transform_geom
 
 from rastercore import ingest
 from rastercore.errors import TargetError
-from rastercore.targets import IGNORE, multilabel_from_thresholds, rasterize_polygons, target_on_grid, threshold_classes
+from rastercore.targets import IGNORE, rasterize_polygons, target_on_grid, threshold_classes
 from tests.conftest import TRANSFORM, UTM, write_tif
 
 
@@ -83,13 +83,6 @@ def test_a_value_equal_to_a_threshold_is_in_the_upper_class():
     edges = np.array([[0.3, np.nextafter(0.3, 0), 0.6, np.nextafter(0.6, 1), np.nan]], dtype=np.float64)
     classes = threshold_classes(xr.DataArray(edges, dims=("y", "x")).chunk(), [0.3, 0.6])
     np.testing.assert_array_equal(classes.values, [[1, 0, 2, 2, IGNORE]])
-
-
-def test_multilabel_layers(stack):
-    values = stack.isel(band=0)
-    labels = multilabel_from_thresholds(values, [0.25, 0.5, 0.75])
-    assert labels.dims == ("label", "y", "x") and labels.sizes["label"] == 3
-    np.testing.assert_array_equal(labels.values[1], (values.values >= 0.5).astype(np.int8))
 
 
 def _polygons_geojson(path, crs_out=4326):

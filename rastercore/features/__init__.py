@@ -29,9 +29,9 @@ Scene edges
     instead reproduces scikit-image exactly (Gaussian ``'nearest'``, Sobel
     ``'reflect'``, ``numpy.gradient`` one-sided differences).
 Tiles
-    Each tile is extended by ``spec.halo`` pixels from its neighbours
-    (``map_overlap`` with ``boundary="none"``), so tile-by-tile results equal
-    whole-image results for any chunking.
+    Each tile is extended by ``spec.halo`` pixels from its neighbours by the
+    tile engine (:func:`rastercore.engine.map_tiles`), so tile-by-tile
+    results equal whole-image results for any chunking.
 NaN (nodata)
     ``attrs["_FillValue"]`` and +/-inf are turned into NaN first.  An output
     pixel is NaN when the window of any filter that produced it touches a
@@ -43,14 +43,15 @@ NaN (nodata)
 from __future__ import annotations
 
 from ._registry import REGISTRY, REQUIRED
-from ._buffers import release_buffers
+from .._memory import release_buffers
 from ._spec import Feature, FeatureSpec
 from ._store import SPEC_ATTR, stored_spec, write_features
-from ._tiling import compute_features, features_for_block
+from ._tiling import FeatureTile, compute_features, features_for_block
 
 __all__ = [
     "Feature",
     "FeatureSpec",
+    "FeatureTile",
     "SPEC_ATTR",
     "available_features",
     "compute_features",

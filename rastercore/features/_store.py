@@ -2,7 +2,7 @@
 
 A feature store is an ordinary rastercore store whose ``data`` array has
 dims ``(feature, y, x)`` (float32, a ``feature`` coordinate of names, the
-stack's y/x/spatial_ref), written by :func:`rastercore.tiles.write_tiles`
+stack's y/x/spatial_ref), written by :func:`rastercore.store.write_tiles`
 (atomic, resumable).  The spec it was computed with -- including fitted
 normalisation statistics -- is kept as JSON in the array's
 ``rastercore_feature_spec`` attribute, so ``open_stack(path).attrs`` carries
@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..errors import StoreExistsError
+from .._memory import release_buffers
+from ..errors import FeatureSpecError
 from ..progress import ProgressMode
+from ..scheduler import choose_tile_size
+from ..stack import band_names
+from ..store import CACHE, DEFAULT_CODEC, check_output, open_stack, partial_path, store_reader, write_tiles
 from ._spec import FeatureSpec
-from ..stack import _store_of
-from ..tiles import DEFAULT_CODEC
-from ._buffers import release_buffers
-from ._tiling import _features_array
-from ._windows import CACHE
+from ._tiling import compute_features
 
 __all__ = ["write_features", "stored_spec", "SPEC_ATTR"]
 
@@ -64,25 +64,20 @@ def write_features(
         Side of the stored tiles; default the stack's tile side, reduced if
         the features of one tile would not fit the memory budget.
     overwrite, resume : bool
-        As in :func:`rastercore.tiles.write_tiles`.  On resume, fitted
+        As in :func:`rastercore.store.write_tiles`.  On resume, fitted
         statistics are read back from the interrupted store.
     progress : {"auto", "bar", "json", "none"}
         Progress reporting.
     codec : {"lz4", "zstd", "none"}, default "lz4"
-        Compression of the stored tiles (:data:`rastercore.tiles.CODECS`).
+        Compression of the stored tiles (:data:`rastercore.store.CODECS`).
 
     Returns
     -------
     xarray.DataArray
         The feature store, opened lazily (:func:`rastercore.open_stack`).
     """
-    from ..errors import FeatureSpecError
-    from ..stack import band_names, open_stack
-    from ..tiles import choose_tile_size, partial_path, write_tiles
-
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise StoreExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it.")
+    check_output(path, overwrite=overwrite)
     spec = FeatureSpec.coerce(spec)
     if normalize is not None:
         if spec.normalizer is not None:
@@ -101,34 +96,24 @@ def write_features(
             spec = previous
         else:
             spec = spec.fit_normalizer(stack)
-    tile = tile_size or _default_tile(stack, n_out, choose_tile_size)
-    feats = _features_array(stack, spec, tile=tile)
-    if _misaligned(feats, tile):
-        feats = feats.chunk({"y": tile, "x": tile})
+    tile = tile_size or _default_tile(stack, n_out)
+    feats = compute_features(stack, spec, tile_size=tile)
     feats.attrs[SPEC_ATTR] = json.dumps(spec.to_dict())
     try:
         write_tiles(feats, path, tile_chunks=(tile, tile), overwrite=overwrite, resume=resume,
                     progress=progress, stage="features", codec=codec)
     finally:
         release_buffers()
-        source = _store_of(stack)
-        if source is not None:  # its decompressed chunks are of no use once the store is written
-            CACHE.drop((str(Path(source).resolve()),))
+        reader = store_reader(stack)
+        if reader is not None:  # its decompressed chunks are of no use once the store is written
+            CACHE.drop(reader.key[:1])
     return open_stack(path)
 
 
-def _default_tile(stack: xr.DataArray, n_out: int, choose_tile_size) -> int:
+def _default_tile(stack: xr.DataArray, n_out: int) -> int:
     """The stack's tile side, or less if ``n_out`` float32 features per pixel need it."""
     stored = int(stack.chunks[-1][0]) if stack.chunks else 1024
     return min(stored, choose_tile_size(n_out, np.float32, expansion=4))
-
-
-def _misaligned(data: xr.DataArray, tile: int) -> bool:
-    """Whether some dask block along y/x does not start on a multiple of ``tile``."""
-    for chunks in data.chunks[-2:]:
-        if len(chunks) > 1 and (np.cumsum(chunks)[:-1] % tile).any():
-            return True
-    return False
 
 
 def stored_spec(path: str | os.PathLike) -> FeatureSpec | None:

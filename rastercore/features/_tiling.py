@@ -1,36 +1,32 @@
 """Apply a feature spec to one NumPy block, or lazily to a whole stack.
 
 :func:`features_for_block` is the pure per-tile function.
-:func:`compute_features` runs it on every tile extended by ``spec.halo``
-pixels taken from its neighbours -- read straight from the store for a
-stack :func:`rastercore.open_stack` returned (``_windows``), else through
-``dask.array.map_overlap`` with ``boundary="none"`` -- so nothing is
-invented at the scene edge: there the kernels' own edge rule applies (scipy
-``'reflect'``), exactly as on the whole image.  Tile-by-tile therefore
-equals whole-image for any chunking, on either path.
+:func:`compute_features` runs it (as :class:`FeatureTile`) on every tile
+extended by ``spec.halo`` pixels through the tile engine
+(:func:`rastercore.engine.map_tiles`): read straight from the store for a
+stack :func:`rastercore.open_stack` returned, else through
+``dask.array.overlap`` with ``boundary="none"``.  Nothing is invented at the
+scene edge: there the kernels' own edge rule applies (scipy ``'reflect'``),
+exactly as on the whole image.  Tile-by-tile therefore equals whole-image
+for any chunking, on either path.
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-import dask.array as da
 import numpy as np
 import xarray as xr
-from dask.array.core import normalize_chunks
-from dask.array.overlap import ensure_minimum_chunksize
-from dask.base import tokenize
 
-from .._memory import plain_pages
+from .._memory import output_array, plain_pages
+from ..engine import Tile, map_tiles
 from ..errors import BandNameError, FeatureSpecError
-from ..stack import _store_of, as_float, band_names as names_of
-from ._buffers import output_array
+from ..stack import band_names as names_of
 from ._catalogue import BlockContext
 from ._kernels import all_finite, clean_plane
 from ._spec import FeatureSpec
-from ._windows import ZarrWindows
 
-__all__ = ["features_for_block", "compute_features"]
+__all__ = ["features_for_block", "compute_features", "FeatureTile"]
 
 
 def features_for_block(block: np.ndarray, spec: Any, band_names: Sequence[str], *,
@@ -134,65 +130,22 @@ def _clean(block: np.ndarray, idx: list[int], nodata) -> np.ndarray:
     return out
 
 
-def _plan_axis(chunks: tuple[int, ...], depth: int) -> tuple[tuple[int, ...], int]:
-    """Chunks fit for ``depth`` (each >= depth) and the depth actually needed."""
-    size = sum(chunks)
-    if len(chunks) == 1 or depth == 0:
-        return chunks, 0
-    if depth >= size:
-        return (size,), 0
-    new = ensure_minimum_chunksize(depth, chunks)
-    return new, (depth if len(new) > 1 else 0)
+class FeatureTile:
+    """The per-tile function of :func:`compute_features` for the tile engine (picklable, light to tokenise)."""
 
-
-def map_features(data: da.Array, spec: FeatureSpec, band_names: Sequence[str], *,
-                 nodata: float | None = None) -> da.Array:
-    """Lazy ``(feature, y, x)`` float32 array of ``spec`` on a raw ``(band, y, x)`` array."""
-    n_out = len(spec.feature_names(band_names))
-    data = data.rechunk({0: -1})
-    (cy, dy), (cx, dx) = (_plan_axis(data.chunks[ax], spec.halo) for ax in (1, 2))
-    data = data.rechunk((data.chunks[0], cy, cx))
-    block_fn = _OverlapFn(_BlockFn(spec, list(band_names), nodata), (dy, dx))
-    return da.map_overlap(
-        block_fn, data, depth={0: 0, 1: dy, 2: dx}, boundary="none", trim=False,
-        chunks=((n_out,), cy, cx), dtype=np.float32,
-        meta=np.empty((0, 0, 0), np.float32), align_arrays=False, allow_rechunk=False,
-        token="rastercore-features",
-    )
-
-
-class _BlockFn:
-    """Picklable per-block callable (keeps dask graphs light)."""
-
-    def __init__(self, spec: FeatureSpec, band_names: list[str], nodata: float | None = None):
+    def __init__(self, spec: FeatureSpec, band_names: Sequence[str], nodata: float | None = None):
         self.spec = spec
-        self.band_names = band_names
+        self.band_names = list(band_names)
         self.nodata = nodata
 
     def __dask_tokenize__(self):
         return ("rastercore-features", repr(self.spec.to_dict()), tuple(self.band_names), repr(self.nodata))
 
-    def __call__(self, block: np.ndarray, crop=None) -> np.ndarray:
-        return features_for_block(block, self.spec, self.band_names, nodata=self.nodata, crop=crop)
+    def __call__(self, window: np.ndarray, tile: Tile) -> np.ndarray:
+        return features_for_block(window, self.spec, self.band_names, nodata=self.nodata, crop=tile.halo)
 
 
-class _OverlapFn:
-    """Per-block function of ``map_overlap(trim=False)``: crops the halo the block got."""
-
-    def __init__(self, block_fn: _BlockFn, depth: tuple[int, int]):
-        self.block_fn, self.depth = block_fn, depth
-
-    def __dask_tokenize__(self):
-        return ("rastercore-overlap", self.block_fn.__dask_tokenize__(), self.depth)
-
-    def __call__(self, block: np.ndarray, block_info=None) -> np.ndarray:
-        (_, i, j), (_, ni, nj) = block_info[0]["chunk-location"], block_info[0]["num-chunks"]
-        dy, dx = self.depth
-        crop = (dy * (i > 0), dy * (i < ni - 1), dx * (j > 0), dx * (j < nj - 1))
-        return self.block_fn(block, crop)
-
-
-def compute_features(stack: xr.DataArray, spec: Any) -> xr.DataArray:
+def compute_features(stack: xr.DataArray, spec: Any, *, tile_size: int | None = None) -> xr.DataArray:
     """Lazy feature stack of ``spec`` on ``stack``.
 
     Parameters
@@ -206,6 +159,9 @@ def compute_features(stack: xr.DataArray, spec: Any) -> xr.DataArray:
         must be fitted (:meth:`FeatureSpec.fit_normalizer`); it is applied
         to the bands, tile by tile from its global statistics, before the
         features.
+    tile_size : int, optional
+        Compute (and chunk the result) in square tiles of this side; default
+        the stack's chunks.
 
     Returns
     -------
@@ -213,7 +169,7 @@ def compute_features(stack: xr.DataArray, spec: Any) -> xr.DataArray:
         float32, dims ``("feature", "y", "x")``, a ``feature`` coordinate of
         names, the input's other coordinates (y, x, spatial_ref, ...) and
         attrs without ``_FillValue``; chunked like the input along y and x
-        (merged where a chunk is thinner than the halo).
+        (or in ``tile_size`` squares).
 
     Notes
     -----
@@ -221,11 +177,6 @@ def compute_features(stack: xr.DataArray, spec: Any) -> xr.DataArray:
     scikit-image's rules).  NaN: any output whose window touches a NaN is
     NaN.
     """
-    return _features_array(stack, spec)
-
-
-def _features_array(stack: xr.DataArray, spec: Any, *, tile: int | None = None) -> xr.DataArray:
-    """:func:`compute_features`, optionally with square output blocks of side ``tile``."""
     spec = FeatureSpec.coerce(spec)
     names_all = names_of(stack)
     names = spec.feature_names(names_all)
@@ -234,60 +185,10 @@ def _features_array(stack: xr.DataArray, spec: Any, *, tile: int | None = None) 
             f"the spec asks for {spec.normalize_options['method']!r} normalisation but holds no "
             "statistics; fit them first: spec = spec.fit_normalizer(stack)")
     used = spec.input_bands(names_all)
-    idx = [names_all.index(b) for b in used]
     fill = stack.attrs.get("_FillValue", stack.encoding.get("_FillValue"))
-    reader = _windows_of(stack)
-    if reader is not None:
-        chunks = stack.chunks[1:] if tile is None else normalize_chunks((tile, tile), stack.shape[1:])
-        out = window_features(reader, idx, spec, used, chunks, nodata=fill)
-    else:
-        raw = stack.data if isinstance(stack.data, da.Array) else da.from_array(np.asarray(stack.data))
-        if tile is not None:
-            raw = raw.rechunk((raw.chunks[0], tile, tile))
-        out = map_features(raw[idx], spec, used, nodata=fill)
+    out = map_tiles(stack, FeatureTile(spec, used, fill), halo=spec.halo, bands=used, n_out=len(names),
+                    tile_size=tile_size, name="rastercore-features")
     coords = {k: v.variable for k, v in stack.coords.items() if "band" not in v.dims}
     coords["feature"] = ("feature", np.array(names, dtype=object))
     attrs = {k: v for k, v in stack.attrs.items() if k != "_FillValue"}
     return xr.DataArray(out, dims=("feature", "y", "x"), coords=coords, attrs=attrs, name="features")
-
-
-def _windows_of(stack: xr.DataArray) -> ZarrWindows | None:
-    """A window reader when ``stack`` is an unchanged :func:`rastercore.open_stack` result."""
-    path = _store_of(stack)
-    if path is None:
-        return None
-    try:
-        reader = ZarrWindows(path)
-    except (OSError, ValueError, KeyError):
-        return None
-    return reader if reader.shape == tuple(stack.shape) and reader.dtype == stack.dtype else None
-
-
-def window_features(reader: ZarrWindows, band_idx: list[int], spec: FeatureSpec, band_names: Sequence[str],
-                    chunks, *, nodata: float | None = None) -> da.Array:
-    """Lazy ``(feature, y, x)`` array: one task per block, reading its window (block + halo)."""
-    n_out = len(spec.feature_names(band_names))
-    fn = _WindowFn(reader, list(band_idx), spec, list(band_names), nodata)
-    name = "rastercore-features-" + tokenize(reader.key, band_idx, fn.__dask_tokenize__(), chunks)
-    return da.map_blocks(fn, chunks=((n_out,), *chunks), dtype=np.float32,
-                         meta=np.empty((0, 0, 0), np.float32), name=name)
-
-
-class _WindowFn:
-    """Per-block task of :func:`window_features` (picklable)."""
-
-    def __init__(self, reader, band_idx, spec, band_names, nodata):
-        self.reader, self.band_idx = reader, band_idx
-        self.block_fn = _BlockFn(spec, band_names, nodata)
-
-    def __dask_tokenize__(self):
-        return ("rastercore-window-features", self.reader.key, tuple(self.band_idx),
-                self.block_fn.__dask_tokenize__())
-
-    def __call__(self, block_info=None) -> np.ndarray:
-        (_, _), (r0, r1), (c0, c1) = block_info[None]["array-location"]
-        halo = self.block_fn.spec.halo
-        ny, nx = self.reader.shape[-2:]
-        y0, y1, x0, x1 = max(r0 - halo, 0), min(r1 + halo, ny), max(c0 - halo, 0), min(c1 + halo, nx)
-        window = self.reader.read(self.band_idx, (y0, y1), (x0, x1))
-        return self.block_fn(window, (r0 - y0, y1 - r1, c0 - x0, x1 - c1))

@@ -1,10 +1,11 @@
 """Cloud-Optimized GeoTIFF export, window by window.
 
-Blocks of the (lazy) array are computed in parallel batches and written in
-place into a tiled GeoTIFF; GDAL's COG driver then adds overviews and lays
-the file out as a COG.  The result is written as ``<path>.partial`` and
-renamed only when complete.  GDAL's block cache is capped so memory stays
-bounded whatever the scene size.
+Blocks of the (lazy) array are computed a few at a time in parallel
+(:func:`rastercore.scheduler.compute_bounded`) and written in place into a
+tiled GeoTIFF; GDAL's COG driver then adds overviews and lays the file out
+as a COG.  The result is written as ``<path>.partial`` and renamed only when
+complete (:func:`rastercore.store.writing`).  GDAL's block cache is capped
+so memory stays bounded whatever the scene size.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from rastercore.errors import StoreExistsError
 from rastercore.grid import grid_of
 from rastercore.progress import Progress, ProgressMode
+from rastercore.scheduler import compute_bounded
+from rastercore.store import block_regions, check_output, writing
 
 __all__ = ["write_cog", "write_geotiff"]
 
@@ -78,11 +80,8 @@ def write_geotiff(
     import rasterio
     import rasterio.shutil
 
-    from rastercore.tiles import _block_regions, compute_bounded, partial_path
-
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise StoreExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it.")
+    check_output(path, overwrite=overwrite)
     if data.ndim == 2:
         data = data.expand_dims("band")
     elif data.dims[0] != "band":  # a feature store (feature, y, x) or any other layered result
@@ -91,29 +90,32 @@ def write_geotiff(
     if data.dtype == bool:
         data = data.astype(np.uint8)
     grid = grid_of(data)
-    partial = partial_path(path)
-    tmp = path.with_name(path.name + ".tiled.tmp") if cog else partial
     profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=data.sizes["band"],
                    dtype=data.dtype.name, crs=grid.crs, transform=grid.transform, nodata=data.rio.nodata,
                    tiled=True, blockxsize=blocksize, blockysize=blocksize, compress=_temporary_compression(data, cog, compress),
                    BIGTIFF="IF_SAFER")
-    regions = list(_block_regions(data))
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(tmp, "w", **profile) as dst:
-        if "band" in data.coords:
-            for i, name in enumerate(data["band"].values, start=1):
-                dst.set_band_description(i, str(name))
-        with Progress(path.name, len(regions), mode=progress) as bar:
-            # Computed in parallel batches, written here: rasterio datasets are not thread-safe.
-            blocks = compute_bounded(regions, lambda region: data.data.blocks[(0, *region[0])])
-            for (_, (rows, cols)), block in blocks:
-                dst.write(block, window=rasterio.windows.Window.from_slices(rows, cols))
-                bar.update()
-    if cog:
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-            rasterio.shutil.copy(tmp, partial, driver="COG", COMPRESS=compress, BLOCKSIZE=blocksize,
-                                 OVERVIEW_RESAMPLING=resampling.upper(), BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
-        tmp.unlink()
-    os.replace(partial, path)
+    regions = list(block_regions(data))
+    with writing(path, overwrite=overwrite) as partial:
+        tmp = path.with_name(path.name + ".tiled.tmp") if cog else partial
+        try:
+            with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(tmp, "w", **profile) as dst:
+                if "band" in data.coords:
+                    for i, name in enumerate(data["band"].values, start=1):
+                        dst.set_band_description(i, str(name))
+                with Progress(path.name, len(regions), mode=progress) as bar:
+                    # Computed in parallel, written here: rasterio datasets are not thread-safe.
+                    blocks = compute_bounded(regions, lambda region: data.data.blocks[(0, *region[0])])
+                    for (_, (rows, cols)), block in blocks:
+                        dst.write(block, window=rasterio.windows.Window.from_slices(rows, cols))
+                        bar.update()
+            if cog:
+                with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+                    rasterio.shutil.copy(tmp, partial, driver="COG", COMPRESS=compress, BLOCKSIZE=blocksize,
+                                         OVERVIEW_RESAMPLING=resampling.upper(), BIGTIFF="IF_SAFER",
+                                         NUM_THREADS="ALL_CPUS")
+        finally:
+            if cog and tmp.exists():
+                tmp.unlink()
     return path
 
 

@@ -76,6 +76,21 @@ class Source:
         """``(bands, height, width)``."""
         return (self.count, self.grid.height, self.grid.width)
 
+    def to_dask(self, chunks, *, prefix: str = "read"):
+        """The raster as a lazy ``(band, y, x)`` dask array whose every block is one window read.
+
+        The dask name changes when the file changes (size, modification
+        time), so a resumed job recognises its inputs and a rewritten file
+        is never served from an old graph.
+        """
+        import dask.array as da
+        from dask.base import tokenize
+
+        file = Path(self.options.get("file", self.path))
+        stat = file.stat()
+        name = f"{prefix}-" + tokenize(self.path, stat.st_size, stat.st_mtime_ns, self.options)
+        return da.from_array(_WindowReader(self), chunks=chunks, name=name, asarray=True, fancy=False)
+
     def read(self, window: Window) -> np.ndarray:
         """Read all bands of ``window`` (row slice, column slice) as ``(band, y, x)``."""
         try:
@@ -86,6 +101,20 @@ class Source:
                 f"could not read rows {rows.start}-{rows.stop}, columns {cols.start}-{cols.stop} "
                 f"of {self.path}: {err}. The file may be truncated or corrupt; re-create or re-download it."
             ) from err
+
+
+class _WindowReader:
+    """Array-like view of a :class:`Source` for ``dask.array.from_array``."""
+
+    def __init__(self, source: Source):
+        self.source = source
+        self.shape = source.shape
+        self.dtype = source.dtype
+        self.ndim = 3
+
+    def __getitem__(self, key):
+        band, rows, cols = key
+        return self.source.read((rows, cols))[band]
 
 
 def open_source(spec: str | Path, *, band_axis: int = 0, match: Grid | None = None,
@@ -313,11 +342,10 @@ def _open_zarr(spec: str, file_part: str, inner: str, band_axis: int) -> Source:
     import zarr
 
     if not inner:
-        from rastercore.stack import open_stack
+        from rastercore.grid import grid_of
+        from rastercore.store import open_stack
 
         stack = open_stack(file_part)
-        from rastercore.grid import grid_of
-
         return Source(
             path=spec,
             count=stack.sizes["band"],

@@ -11,7 +11,9 @@ All are scikit-learn estimators (they pass ``check_estimator``):
 - :class:`HurdleModel` -- a classifier for ``y >= threshold`` and a regressor below it;
 - :class:`ThresholdedMultiLabel` -- one binary estimator per label with tuned thresholds;
 - :class:`FastRBF` -- numba inference for fitted RBF SVCs (same labels, decisions and
-  probabilities as scikit-learn), used automatically by :func:`rastercore.predict.predict`.
+  probabilities as scikit-learn), :class:`FastKernelLinear` for Nystroem kernel-map models;
+  :func:`tile_predictor` decides once, when a model is loaded, which layers it writes and which
+  fast path it uses (each estimator can say so itself: ``fast_predictor()``, ``tile_predictor()``).
 
 Work is parallel on the active ``distributed.Client`` when there is one.
 :func:`save_model` / :func:`load_model` store a model with a JSON manifest
@@ -19,18 +21,21 @@ in a skops file, which loads without running code from the file.
 """
 
 from ._cascade import CascadeSVC
-from ._fast_rbf import FastKernelLinear, FastRBF, fast_classifier
+from ._fast_rbf import FastKernelLinear, FastRBF
 from ._forest import ShardedForestClassifier, ShardedForestRegressor
 from ._hurdle import HurdleModel
 from ._kernel_sgd import KernelSGD, KernelSGDRegressor
 from ._multilabel import ThresholdedMultiLabel
+from ._predictor import TilePredictor, fast_predictor, tile_predictor
 from ._persist import MODEL_FORMAT_VERSION, load_model, read_manifest, save_model, trusted_types
 from ._svm import SampledSVC
 
 __all__ = [
     "FastRBF",
     "FastKernelLinear",
-    "fast_classifier",
+    "fast_predictor",
+    "tile_predictor",
+    "TilePredictor",
     "SampledSVC",
     "CascadeSVC",
     "KernelSGD",

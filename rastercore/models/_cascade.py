@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from rastercore.errors import TrainingDataError
 
 from ._common import parallel_map, require_two_classes, resolve_gamma, seeds, shard_indices
+from ._fast_rbf import rbf_svc_predictor
 
 __all__ = ["CascadeSVC"]
 
@@ -217,6 +218,11 @@ class CascadeSVC(ClassifierMixin, BaseEstimator):
         """Support vectors of the final SVC."""
         check_is_fitted(self)
         return self.svc_.support_vectors_
+
+    def fast_predictor(self):
+        """The compiled stand-in for :meth:`predict` / :meth:`predict_proba` (:class:`rastercore.models.FastRBF`)."""
+        check_is_fitted(self)
+        return rbf_svc_predictor(self.svc_, self.calibrator_)
 
     def decision_function(self, X):
         """Signed distance to the separating surface of the final SVC."""

@@ -7,22 +7,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from rastercore.errors import TrainingDataError
+from rastercore.scheduler import active_client
 
 __all__: list[str] = []
 
 _MAX_SEED = np.iinfo(np.int32).max
-
-
-def active_client():
-    """The active ``distributed.Client``, or ``None`` when there is none."""
-    try:
-        from distributed import default_client
-    except ImportError:  # pragma: no cover - distributed is a dependency
-        return None
-    try:
-        return default_client()
-    except ValueError:
-        return None
 
 
 def parallel_map(func: Callable, tasks: Sequence[tuple], *, n_jobs: int | None = None) -> list:

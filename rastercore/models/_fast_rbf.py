@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["FastRBF", "FastKernelLinear", "fast_classifier"]
+__all__ = ["FastRBF", "FastKernelLinear", "FastCalibratedRBF", "rbf_svc_predictor"]
 
 _LOG2E = np.float32(1.4426950408889634)
 _LN2 = np.float32(0.6931471805599453)
@@ -288,8 +288,8 @@ def _ovr_from_ovo(dec: np.ndarray, n_classes: int) -> np.ndarray:
     return votes + confidence / (3 * (np.abs(confidence) + 1))
 
 
-class _FastCalibrated:
-    """An SVC + sigmoid calibration (``CalibratedClassifierCV(ensemble=False)``) on the fast kernel."""
+class FastCalibratedRBF:
+    """An RBF SVC + its sigmoid calibration (a fitted ``CalibratedClassifierCV``) on the fast kernel."""
 
     def __init__(self, svc, calibrator):
         self.rbf = FastRBF(svc)
@@ -303,6 +303,13 @@ class _FastCalibrated:
     def predict_with_proba(self, X):
         labels, dec = self.rbf.predict_with_decision(X)
         return labels, calibrated_proba(self.calibrated, dec)
+
+
+def rbf_svc_predictor(svc, calibrator=None):
+    """The fast stand-in of a fitted RBF ``SVC`` (with its fitted sigmoid ``calibrator``), else None."""
+    if getattr(svc, "kernel", None) != "rbf":
+        return None
+    return FastCalibratedRBF(svc, calibrator) if calibrator is not None else FastRBF(svc)
 
 
 def calibrated_proba(calibrated, decision: np.ndarray) -> np.ndarray:
@@ -326,29 +333,43 @@ def calibrated_proba(calibrated, decision: np.ndarray) -> np.ndarray:
 
 
 class FastKernelLinear:
-    """A fitted :class:`rastercore.models.KernelSGD` (Nystroem map + linear model) on a numba kernel.
+    """A linear model on a Nystroem RBF map (optionally after standardising), on a numba kernel.
 
     The linear model on the Nystroem features ``N k(z)`` is folded into one
     weight matrix ``N.T @ coef.T``, so each row costs one pass over the map's
     centres, the same loop as :class:`FastRBF`.  Decisions match scikit-learn
-    within float32 tolerance; probabilities follow ``SGDClassifier`` for
-    ``loss="log_loss"``.
+    within float32 tolerance.  Built by :meth:`rastercore.models.KernelSGD.fast_predictor`
+    and, for a scikit-learn ``Pipeline`` of ``[StandardScaler,] Nystroem(kernel="rbf"),
+    <linear classifier>``, by :func:`rastercore.models.fast_predictor`.
+
+    Parameters
+    ----------
+    nystroem : sklearn.kernel_approximation.Nystroem
+        Fitted, with ``kernel="rbf"``.
+    linear : fitted linear classifier
+        ``coef_``, ``intercept_`` and ``classes_`` (``SGDClassifier``,
+        ``LogisticRegression``, ``LinearSVC``, ...).
+    scaler : sklearn.preprocessing.StandardScaler, optional
+        Fitted scaler applied before the map.
+    proba : {"ovr", "softmax"} or None
+        How the linear model turns decisions into probabilities: ``"ovr"``
+        (``SGDClassifier(loss="log_loss")``: logistic per class, normalised),
+        ``"softmax"`` (multinomial ``LogisticRegression``), or None (no
+        probabilities).
     """
 
-    def __init__(self, model):
-        steps = dict(model.kernel_map_.steps)
-        scaler, nystroem = steps.get("standardscaler"), steps["nystroem"]
+    def __init__(self, nystroem, linear, *, scaler=None, proba: str | None = None):
         n_features = nystroem.components_.shape[1]
         self.shift = np.zeros(n_features, np.float32) if scaler is None else scaler.mean_.astype(np.float32)
         self.scale = np.ones(n_features, np.float32) if scaler is None else scaler.scale_.astype(np.float32)
         self.centres_t = np.ascontiguousarray(nystroem.components_.T, dtype=np.float32)
-        self.gamma = np.float32(nystroem.gamma)
-        sgd = model.sgd_
-        coef = np.atleast_2d(sgd.coef_)
+        self.gamma = np.float32(nystroem.gamma if nystroem.gamma is not None else 1.0 / n_features)
+        coef = np.atleast_2d(linear.coef_)
         self.weights = np.ascontiguousarray(nystroem.normalization_.T @ coef.T, dtype=np.float64)
-        self.bias = np.atleast_1d(sgd.intercept_).astype(np.float64)
-        self.classes_ = np.asarray(sgd.classes_)
-        self.has_proba = getattr(sgd, "loss", None) == "log_loss"
+        self.bias = np.atleast_1d(linear.intercept_).astype(np.float64)
+        self.classes_ = np.asarray(linear.classes_)
+        self.proba = proba
+        self.has_proba = proba is not None
 
     def decision_function(self, X) -> np.ndarray:
         dec = _kernel_linear(np.ascontiguousarray(X, dtype=np.float32), self.shift, self.scale, self.centres_t,
@@ -362,34 +383,14 @@ class FastKernelLinear:
         return self.classes_[(dec > 0).astype(int)] if dec.ndim == 1 else self.classes_[np.argmax(dec, axis=1)]
 
     def predict_with_proba(self, X):
-        from scipy.special import expit
+        from scipy.special import expit, softmax
 
         dec = self.decision_function(X)
         if dec.ndim == 1:
             p = expit(dec)
             return self._labels(dec), np.column_stack([1 - p, p])
+        if self.proba == "softmax":
+            return self._labels(dec), softmax(dec, axis=1)
         proba = expit(dec)
         total = proba.sum(axis=1, keepdims=True)
         return self._labels(dec), np.divide(proba, total, out=np.full_like(proba, 1 / proba.shape[1]), where=total != 0)
-
-
-def fast_classifier(model):
-    """A fast stand-in for ``model``'s ``predict`` / ``predict_proba``, or None.
-
-    Covers a plain RBF ``SVC`` and rastercore's ``SampledSVC`` / ``CascadeSVC``
-    (whose ``predict`` is their ``svc_``'s, and whose probabilities are a sigmoid
-    calibration of it).  The stand-in has ``predict(X)``, ``has_proba`` and,
-    when ``has_proba``, ``predict_with_proba(X) -> (labels, proba)``.
-    """
-    from sklearn.svm import SVC
-
-    if type(model).__name__ == "KernelSGD" and getattr(model, "kernel_map_", None) is not None \
-            and "nystroem" in dict(model.kernel_map_.steps):
-        return FastKernelLinear(model)
-    if isinstance(model, SVC):
-        return FastRBF(model) if model.kernel == "rbf" else None
-    svc = getattr(model, "svc_", None)
-    if type(model).__name__ not in ("SampledSVC", "CascadeSVC") or not isinstance(svc, SVC) or svc.kernel != "rbf":
-        return None
-    calibrator = getattr(model, "calibrator_", None)
-    return _FastCalibrated(svc, calibrator) if calibrator is not None else FastRBF(svc)

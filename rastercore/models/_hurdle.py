@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from rastercore.errors import TrainingDataError
 
 from ._common import seeds
+from ._predictor import TilePredictor
 
 __all__ = ["HurdleModel"]
 
@@ -123,6 +124,11 @@ class HurdleModel(RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         return np.asarray(self.regressor_.predict(validate_data(self, X, reset=False)), dtype=float)
 
+    def tile_predictor(self, *, class_names=None, probabilities=True, fast=True):
+        """Prediction layers ``class`` (1 at or above ``threshold``) and ``value`` (the regressor's)."""
+        check_is_fitted(self)
+        return _HurdleLayers(self)
+
     def predict(self, X):
         """The hurdle prediction: ``above_value`` for class-1 rows, else the (clipped) regressor value."""
         check_is_fitted(self)
@@ -132,3 +138,13 @@ class HurdleModel(RegressorMixin, BaseEstimator):
             value = np.minimum(value, self.threshold)
         above_value = self.threshold if self.above_value is None else self.above_value
         return np.where(self.classifier_.predict(X) == 1, float(above_value), value)
+
+
+class _HurdleLayers(TilePredictor):
+    layers = ["class", "value"]
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, X):
+        return np.column_stack([self.model.predict_class(X), self.model.predict_value(X)]).astype(np.float32)

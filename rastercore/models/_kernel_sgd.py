@@ -208,6 +208,20 @@ class KernelSGD(_KernelMapMixin, ClassifierMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return self.sgd_.predict(self._features(X))
 
+    def fast_predictor(self):
+        """The compiled stand-in for :meth:`predict` (:class:`rastercore.models.FastKernelLinear`), or None.
+
+        Covers the Nystroem map (the default); probabilities for ``loss="log_loss"``.
+        """
+        check_is_fitted(self)
+        steps = dict(self.kernel_map_.steps) if self.kernel_map_ is not None else {}
+        if "nystroem" not in steps:
+            return None
+        from ._fast_rbf import FastKernelLinear
+
+        return FastKernelLinear(steps["nystroem"], self.sgd_, scaler=steps.get("standardscaler"),
+                                proba="ovr" if self.loss == "log_loss" else None)
+
     def _has_proba(self):
         return self.loss in ("log_loss", "modified_huber")
 

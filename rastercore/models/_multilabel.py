@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from rastercore.errors import TrainingDataError
 
 from ._common import parallel_map, seeds
+from ._predictor import TilePredictor
 
 __all__ = ["ThresholdedMultiLabel", "THRESHOLD_METRICS"]
 
@@ -194,6 +195,11 @@ class ThresholdedMultiLabel(ClassifierMixin, BaseEstimator):
         return self._shaped(np.column_stack([self.label_classes_[j][positive[:, j].astype(np.intp)]
                                              for j in range(self.n_labels_)]))
 
+    def tile_predictor(self, *, class_names=None, probabilities=True, fast=True):
+        """Prediction layers ``label[<name>]`` (0/1), one per label (names default to 0, 1, ...)."""
+        check_is_fitted(self)
+        return _LabelLayers(self, class_names or [str(i) for i in range(len(self.thresholds_))])
+
     def score(self, X, y, sample_weight=None):
         """Subset accuracy: the share of rows with every label right."""
         predicted = self.predict(X)
@@ -251,3 +257,12 @@ class ThresholdedMultiLabel(ClassifierMixin, BaseEstimator):
         if self.uses_proba_:
             return DEFAULT_PROBABILITY_GRID
         return np.unique(np.quantile(scores, np.linspace(0.02, 0.98, 49)))
+
+
+class _LabelLayers(TilePredictor):
+    def __init__(self, model, names):
+        self.model = model
+        self.layers = [f"label[{n}]" for n in names]
+
+    def __call__(self, X):
+        return np.asarray(self.model.predict(X), dtype=np.float32).reshape(len(X), -1)

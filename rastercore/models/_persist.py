@@ -268,10 +268,20 @@ def _open_archive(path: Path, *, whole: bool) -> tuple[bytes | None, dict]:
 def read_manifest(path) -> dict:
     """The manifest of a model file (format, metadata, library versions) without loading the model.
 
-    Raises the same errors as :func:`load_model` for missing, foreign,
-    corrupt or too-new files.
+    Besides what :func:`save_model` stored, ``file_sha256`` is the hash of
+    the file's bytes: a stable identity of the model file.  Raises the same
+    errors as :func:`load_model` for missing, foreign, corrupt or too-new
+    files.
     """
-    return _open_archive(Path(path), whole=False)[1]
+    import hashlib
+
+    path = Path(path)
+    manifest = _open_archive(path, whole=False)[1]
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return {**manifest, "file_sha256": digest.hexdigest()}
 
 
 def _warn_versions(path: Path, saved: dict) -> None:
@@ -299,7 +309,9 @@ def load_model(path, *, trusted=(), return_manifest: bool = False):
         :func:`trusted_types` -- only types you have reviewed (e.g. your own
         estimator class).
     return_manifest : bool, default False
-        Also return the manifest (with the metadata given to ``save_model``).
+        Also return the manifest (with the metadata given to ``save_model``),
+        as :func:`read_manifest` gives it: ``file_sha256`` is the hash of the
+        bytes the model was loaded from (the file is read once).
 
     Returns
     -------
@@ -351,4 +363,8 @@ def load_model(path, *, trusted=(), return_manifest: bool = False):
             f"file is damaged or was written by an incompatible library version -- save the "
             f"model again."
         ) from err
-    return (model, manifest) if return_manifest else model
+    if not return_manifest:
+        return model
+    import hashlib
+
+    return model, {**manifest, "file_sha256": hashlib.sha256(data).hexdigest()}

@@ -15,8 +15,10 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from rastercore.errors import TrainingDataError
+from rastercore.scheduler import active_client
 
-from ._common import active_client, class_sample, fit_svc, require_two_classes, resolve_gamma, seeds
+from ._common import class_sample, fit_svc, require_two_classes, resolve_gamma, seeds
+from ._fast_rbf import rbf_svc_predictor
 
 __all__ = ["SampledSVC", "DEFAULT_C_GRID", "DEFAULT_GAMMA_FACTORS"]
 
@@ -210,6 +212,11 @@ class SampledSVC(ClassifierMixin, BaseEstimator):
         """Support vectors of the final SVC (``svc_.support_vectors_``)."""
         check_is_fitted(self)
         return self.svc_.support_vectors_
+
+    def fast_predictor(self):
+        """The compiled stand-in for :meth:`predict` / :meth:`predict_proba` (:class:`rastercore.models.FastRBF`)."""
+        check_is_fitted(self)
+        return rbf_svc_predictor(self.svc_, self.calibrator_)
 
     def decision_function(self, X):
         """Signed distance to the separating surface, as :meth:`sklearn.svm.SVC.decision_function`."""

@@ -69,7 +69,7 @@ def test_stored_stack_with_threads_equals_the_whole_image(tmp_path):
     """The window path (tiles read from the store, input and output buffers reused per thread) with 2 threads."""
     from rastercore import open_stack
     from rastercore.features import write_features
-    from rastercore.tiles import write_tiles
+    from rastercore.store import write_tiles
 
     values = np.random.default_rng(3).random((2, 150, 170)).astype(np.float32)
     write_tiles(make_stack(values, (2, 64, 64)), tmp_path / "s.zarr", progress="none")  # uneven edge tiles
@@ -164,7 +164,7 @@ FILL = -1.0
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory, values):
     """``values`` written as a rastercore store (4 x 3 tiles of 8 x 12) with a nodata value."""
-    from rastercore.tiles import write_tiles
+    from rastercore.store import write_tiles
 
     raw = np.where(np.isnan(values), FILL, values).astype(np.float32)
     raw[0, 0, 3] = np.inf
@@ -181,11 +181,11 @@ def stored(tmp_path_factory, values):
 ])
 def test_stored_stack_windows_equal_map_overlap(stored, spec):
     from rastercore import open_stack
-    from rastercore.features._tiling import _windows_of
+    from rastercore.store import store_reader
 
     path, raw = stored
     stack = open_stack(path)
-    assert _windows_of(stack) is not None  # the direct path is taken
+    assert store_reader(stack) is not None  # the direct path is taken
     direct = compute_features(stack, spec)
     assert direct.chunks[1:] == ((8, 8, 8), (12, 12, 6))
     in_memory = compute_features(make_stack(raw, (2, 8, 12), attrs={"_FillValue": FILL}), spec)
@@ -193,10 +193,10 @@ def test_stored_stack_windows_equal_map_overlap(stored, spec):
     assert_array_equal(direct.values, features_for_block(raw, spec, ["HH", "HV"], nodata=FILL))
     assert np.isnan(direct.values[:, 0, 3]).any()  # inf is nodata (in HH)
     rechunked = open_stack(path, chunks={"band": 1, "y": 5, "x": 7})
-    assert _windows_of(rechunked) is not None
+    assert store_reader(rechunked) is not None
     assert_array_equal(compute_features(rechunked, spec).values, in_memory.values)
     changed = stack.sel(band=["HV", "HH"])
-    assert _windows_of(changed) is None  # any change falls back to map_overlap
+    assert store_reader(changed) is None  # any change falls back to map_overlap
     assert_array_equal(compute_features(changed, spec).values,
                        features_for_block(raw[::-1], spec, ["HV", "HH"], nodata=FILL))
 
@@ -219,7 +219,7 @@ def test_write_features_any_tile_size(stored, tmp_path):
 def test_chunk_cache_budgets_and_single_reads():
     import threading
 
-    from rastercore.features._windows import ChunkCache
+    from rastercore.store import ChunkCache
 
     cache = ChunkCache(budget=10 * 8)
     reads = []

@@ -57,18 +57,18 @@ def test_probabilities_match_scikit_learn(n_classes):
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_fast_stand_in_for_calibrated_sampled_svc(n_classes):
     from rastercore.models import SampledSVC
-    from rastercore.models._fast_rbf import fast_classifier
+    from rastercore.models import fast_predictor
 
     rng = np.random.default_rng(3)
     X = rng.normal(size=(300, 3))
     y = np.digitize(X[:, 0] + X[:, 1] ** 2, [0.5, 1.5][: n_classes - 1])
     model = SampledSVC(search=False, probability=True, random_state=0).fit(X, y)
-    fast = fast_classifier(model)
+    fast = fast_predictor(model)
     X_test = rng.normal(size=(800, 3))
     labels, proba = fast.predict_with_proba(X_test)
     np.testing.assert_array_equal(labels, model.predict(X_test))
     np.testing.assert_allclose(proba, model.predict_proba(X_test), atol=1e-4)
-    plain = fast_classifier(SampledSVC(search=False, random_state=0).fit(X, y))
+    plain = fast_predictor(SampledSVC(search=False, random_state=0).fit(X, y))
     assert not plain.has_proba
     np.testing.assert_array_equal(plain.predict(X_test), model.predict(X_test))
 
@@ -76,14 +76,14 @@ def test_fast_stand_in_for_calibrated_sampled_svc(n_classes):
 @pytest.mark.parametrize("n_classes,loss", [(2, "hinge"), (2, "log_loss"), (3, "log_loss")])
 def test_kernel_sgd_stand_in_matches(n_classes, loss):
     from rastercore.models import KernelSGD
-    from rastercore.models._fast_rbf import FastKernelLinear, fast_classifier
+    from rastercore.models import FastKernelLinear, fast_predictor
 
     rng = np.random.default_rng(n_classes)
     X = rng.normal(size=(2000, 5)) * [1, 10, 0.1, 1, 3] + [0, 5, 0, 1, 0]
     score = np.sin(X[:, 0]) + X[:, 1] / 10
     y = np.digitize(score, np.quantile(score, np.linspace(0, 1, n_classes + 1)[1:-1]))
     model = KernelSGD(loss=loss, n_components=80, random_state=0).fit(X, y)
-    fast = fast_classifier(model)
+    fast = fast_predictor(model)
     assert isinstance(fast, FastKernelLinear)
     X_test = rng.normal(size=(3000, 5)) * [1, 10, 0.1, 1, 3] + [0, 5, 0, 1, 0]
     reference = model.decision_function(X_test)
@@ -93,3 +93,42 @@ def test_kernel_sgd_stand_in_matches(n_classes, loss):
     if loss == "log_loss":
         labels, proba = fast.predict_with_proba(X_test)
         np.testing.assert_allclose(proba, model.predict_proba(X_test), atol=1e-4)
+
+
+@pytest.mark.parametrize("linear,scaled", [("sgd", True), ("logistic", True), ("logistic3", False), ("hinge", False)])
+def test_scikit_learn_kernel_pipelines_get_the_compiled_stand_in(linear, scaled):
+    """An sklearn Pipeline([StandardScaler,] Nystroem(rbf), linear) is predicted by FastKernelLinear."""
+    from sklearn.kernel_approximation import Nystroem
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from rastercore.models import FastKernelLinear, fast_predictor
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(1500, 4)) * [1, 5, 0.2, 1]
+    n_classes = 3 if linear == "logistic3" else 2
+    y = np.digitize(np.sin(X[:, 0]) + X[:, 1] / 5, [-0.5, 0.5][: n_classes - 1])
+    head = {"sgd": SGDClassifier(loss="log_loss", random_state=0), "hinge": SGDClassifier(random_state=0),
+            "logistic": LogisticRegression(max_iter=500), "logistic3": LogisticRegression(max_iter=500)}[linear]
+    steps = ([StandardScaler()] if scaled else []) + [Nystroem(gamma=0.3, n_components=60, random_state=0), head]
+    model = make_pipeline(*steps).fit(X, y)
+    fast = fast_predictor(model)
+    assert isinstance(fast, FastKernelLinear)
+    X_test = rng.normal(size=(2000, 4)) * [1, 5, 0.2, 1]
+    assert (fast.predict(X_test) == model.predict(X_test)).mean() > 0.999
+    assert fast.has_proba == (linear != "hinge")
+    if fast.has_proba:
+        np.testing.assert_allclose(fast.predict_with_proba(X_test)[1], model.predict_proba(X_test), atol=1e-4)
+
+
+def test_pipelines_without_a_kernel_map_have_no_stand_in():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from rastercore.models import fast_predictor
+
+    X = np.random.default_rng(0).normal(size=(100, 3))
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, X[:, 0] > 0)
+    assert fast_predictor(model) is None

@@ -94,10 +94,10 @@ def test_one_class_is_a_clear_error():
 
 def test_fast_rbf_stand_in_reproduces_the_calibrated_cascade(three_blobs):
     # rastercore.predict evaluates SVC-based models through FastRBF; it relies on svc_ / calibrator_
-    from rastercore.models._fast_rbf import fast_classifier
+    from rastercore.models import fast_predictor
 
     X, y, Xt, _ = three_blobs
     model = CascadeSVC(n_shards=3, probability=True, random_state=0).fit(X, y)
-    labels, proba = fast_classifier(model).predict_with_proba(Xt)
+    labels, proba = fast_predictor(model).predict_with_proba(Xt)
     np.testing.assert_array_equal(labels, model.predict(Xt))
     np.testing.assert_allclose(proba, model.predict_proba(Xt), atol=1e-4)

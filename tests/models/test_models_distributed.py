@@ -1,5 +1,6 @@
 """On an active distributed client the estimators run their parallel work there, with the same result."""
 
+import dask
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster, get_task_stream
@@ -8,10 +9,17 @@ from rastercore.models import CascadeSVC, SampledSVC, ShardedForestClassifier, T
 
 
 @pytest.fixture(scope="module")
-def dask_client():
+def cluster_client():
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
         with Client(cluster) as client:
             yield client
+
+
+@pytest.fixture
+def dask_client(cluster_client):
+    """The cluster's client as the active dask scheduler (the suite's default is synchronous)."""
+    with dask.config.set(scheduler=cluster_client):
+        yield cluster_client
 
 
 def _models():

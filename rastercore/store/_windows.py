@@ -2,18 +2,18 @@
 
 With ``map_overlap`` every tile pulls thin halo strips out of its eight
 neighbours, and zarr must decompress a whole neighbour chunk for each strip.
-When the output is written batch by batch (:func:`rastercore.tiles.write_tiles`
-computes a few tiles at a time to bound memory), the neighbours are read
-again for every batch that touches them: up to nine decompressions per
-chunk, which dominates cheap filters.
+The tiled writer keeps only a few tiles in flight to bound memory (a
+sliding window, :func:`rastercore.scheduler.compute_bounded`), so a
+neighbour is decompressed again for each tile that needs a strip of it:
+up to nine decompressions per chunk, which dominates cheap filters.
 
-For a stack that :func:`rastercore.open_stack` returned unchanged,
-:func:`compute_features` instead builds one task per output tile that reads
-its window through :class:`ChunkCache`, a byte-bounded, thread-safe LRU of
-decompressed chunks per process.  Tiles are processed in row-major order,
-so a budget of a few rows of chunks makes every chunk decompress once.
-Numbers are identical to the ``map_overlap`` path (same windows, same
-per-block function).
+For a stack that :func:`open_stack` returned unchanged, the tile engine
+(:func:`rastercore.engine.map_tiles`) instead gives each output tile one
+task that reads its window through :class:`StoreWindows` and
+:class:`ChunkCache`, a byte-bounded, thread-safe LRU of decompressed chunks
+per process.  Tiles are processed in row-major order, so a budget of a few
+rows of chunks makes every chunk decompress once.  The windows are the
+ones ``map_overlap`` would give, so the numbers are identical.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tiles import open_tile_array, store_stamp
-from ._buffers import output_array
+from rastercore._memory import output_array
 
-__all__ = ["ChunkCache", "CACHE", "ZarrWindows"]
+from ._layout import open_tile_array, store_stamp
+
+__all__ = ["ChunkCache", "CACHE", "StoreWindows"]
 
 
 class ChunkCache:
@@ -118,16 +119,25 @@ CACHE = ChunkCache(int(os.environ.get("RASTERCORE_CHUNK_CACHE_MB", "512")) * 2**
 """The process-wide cache (``RASTERCORE_CHUNK_CACHE_MB``, default 512 MiB)."""
 
 
-class ZarrWindows:
+class StoreWindows:
     """Windows of the ``data`` array of a rastercore store, read through :data:`CACHE`.
 
     Picklable (the zarr array is reopened lazily in each process).  The key of
     a chunk includes the store's modification stamp, so a rewritten store is
     never served from stale entries.
+
+    Parameters
+    ----------
+    path : path-like
+        The store.
+    name : str, optional
+        Dask name of the array this reader stands for (see
+        :func:`rastercore.store.store_reader`).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, *, name: str | None = None):
         self.path = str(Path(path).resolve())
+        self.name = name
         array = open_tile_array(self.path)
         self.shape = tuple(array.shape)
         self.chunks = tuple(array.chunks)

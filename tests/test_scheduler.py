@@ -4,7 +4,7 @@ import pytest
 from distributed import LocalCluster, get_task_stream
 
 from rastercore import ingest
-from rastercore.cluster import SCHEDULER_ENV, client, resolve_scheduler
+from rastercore.scheduler import SCHEDULER_ENV, client, resolve_scheduler
 from rastercore.errors import SchedulerUnreachableError
 
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import rastercore.tiles
+import rastercore.store._publish
 from rastercore.errors import CodecError, IncompleteStoreError
-from rastercore.tiles import choose_tile_size, compute_bounded, open_tile_array, write_tiles
+from rastercore.scheduler import choose_tile_size, compute_bounded
+from rastercore.store import open_tile_array, write_tiles
 
 
 def test_tile_size_follows_the_memory_budget():
@@ -69,7 +70,7 @@ def test_unknown_codec_is_refused_before_anything_is_written(tmp_path):
 
 def test_resume_refuses_another_codec(tmp_path, monkeypatch):
     data = xr.DataArray(da.zeros((64, 64), chunks=32), dims=("y", "x"))
-    monkeypatch.setattr(rastercore.tiles, "_finalise", lambda *a: None)  # stop before completion
+    monkeypatch.setattr(rastercore.store._publish, "_finalise", lambda *a: None)  # stop before completion
     write_tiles(data, tmp_path / "o.zarr", codec="lz4", progress="none")
     monkeypatch.undo()
     with pytest.raises(IncompleteStoreError, match="different job"):
