@@ -38,10 +38,12 @@ import xarray as xr
 from scipy import ndimage
 
 from rastercore._random import uniform, uniform_keys
+from rastercore.engine import map_tiles
 from rastercore.errors import SamplingError
 from rastercore.features import FeatureSpec, features_for_block
 from rastercore.grid import grid_of
 from rastercore.progress import Progress, ProgressMode
+from rastercore.quotas import class_quotas
 from rastercore.scheduler import compute_bounded
 from rastercore.stack import as_float
 from rastercore.store import writing
@@ -94,9 +96,8 @@ class SpatialSplit:
                                 dtype=np.int8, meta=np.empty((0, 0), np.int8))
         if gap == 0:
             return raw
-        raw = raw.rechunk(tuple(da.overlap.ensure_minimum_chunksize(gap + 1, c) for c in raw.chunks))
-        return da.map_overlap(_apply_gap, raw, depth=gap, boundary="none", dtype=np.int8,
-                              meta=np.empty((0, 0), np.int8), gap=gap).rechunk(chunks)
+        labels = xr.DataArray(raw[np.newaxis], dims=("band", "y", "x"))
+        return map_tiles(labels, GapTile(gap), halo=gap, n_out=1, dtype=np.int8, name="split-gap")[0]
 
 
 def _block_split(block_size, fraction, seed, gap=0, block_info=None):
@@ -132,6 +133,19 @@ def _apply_gap(labels: np.ndarray, gap: int) -> np.ndarray:
     size = 2 * gap + 1
     same = ndimage.maximum_filter(labels, size, mode="nearest") == ndimage.minimum_filter(labels, size, mode="nearest")
     return np.where(same, labels, EXCLUDED).astype(np.int8)
+
+
+class GapTile:
+    """Per-tile function of the split gap on the tile engine: :func:`_apply_gap` on the window, cropped to the tile."""
+
+    def __init__(self, gap: int):
+        self.gap = gap
+
+    def __dask_tokenize__(self):
+        return ("rastercore-split-gap", self.gap)
+
+    def __call__(self, window: np.ndarray, tile) -> np.ndarray:
+        return tile.interior(_apply_gap(window[0], self.gap)[np.newaxis])
 
 
 @dataclass
@@ -361,7 +375,7 @@ def _bincount(block: np.ndarray) -> np.ndarray:
 
 def _quotas(available: np.ndarray, total: int, per_class, regression: bool, allow_short: bool,
             class_names, split_name: str) -> np.ndarray:
-    """Exact per-class counts for one split (largest remainder where shares are fractional)."""
+    """Exact per-class counts for one split (:func:`rastercore.quotas.class_quotas`; a short class is an error)."""
     present = available > 0
     if not present.any() or (total == 0 and not isinstance(per_class, Mapping)):
         return np.zeros_like(available)
@@ -372,11 +386,8 @@ def _quotas(available: np.ndarray, total: int, per_class, regression: bool, allo
             if not 0 <= int(cls) < len(available):
                 raise SamplingError(f"per_class names class {cls}, which the target does not hold.")
             quota[int(cls)] = round(count * scale)
-    elif per_class == "balanced" and not regression:
-        shares = present / present.sum()
-        quota = _largest_remainder(shares * total)
     elif per_class in ("proportional", "balanced"):
-        quota = _largest_remainder(available / available.sum() * total)
+        quota = class_quotas(available, total, balance=per_class == "balanced" and not regression)
     else:
         raise SamplingError(f"per_class must be 'balanced', 'proportional' or a dict of counts, not {per_class!r}")
     short = quota > available
@@ -391,14 +402,6 @@ def _quotas(available: np.ndarray, total: int, per_class, regression: bool, allo
 
 def _name(code: int, class_names) -> str:
     return f"{class_names[code]!r}" if class_names and code < len(class_names) else str(code)
-
-
-def _largest_remainder(shares: np.ndarray) -> np.ndarray:
-    floor = np.floor(shares).astype(np.int64)
-    missing = int(round(shares.sum())) - floor.sum()
-    order = np.argsort(-(shares - floor), kind="stable")
-    floor[order[:missing]] += 1
-    return floor
 
 
 def select_pixels(plan: PixelPlan, quotas: np.ndarray) -> dict:

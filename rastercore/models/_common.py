@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from rastercore.errors import TrainingDataError
+from rastercore.quotas import class_quotas
 from rastercore.scheduler import active_client
 
 __all__: list[str] = []
@@ -53,36 +54,17 @@ def require_two_classes(y: np.ndarray, *, who: str, what: str = "the sample") ->
     return classes
 
 
-def class_quotas(counts: np.ndarray, n_samples: int | None, *, balance: bool) -> np.ndarray:
-    """How many rows to draw from each class for a sample of at most ``n_samples`` rows.
-
-    ``balance=True`` fills classes equally, a class with too few rows giving
-    all it has and leaving the rest to the others (water filling);
-    ``balance=False`` draws in proportion to the counts.  Every class keeps
-    at least one row.
-    """
-    counts = np.asarray(counts, dtype=np.int64)
-    total = int(counts.sum())
-    if n_samples is None or n_samples >= total:
-        return counts.copy()
-    n_samples = max(int(n_samples), counts.size)
-    if not balance:
-        quotas = np.floor(counts * (n_samples / total)).astype(np.int64)
-        return np.clip(quotas, 1, counts)
-    quotas = np.zeros_like(counts)
-    remaining = n_samples
-    order = np.argsort(counts, kind="stable")
-    for i, k in enumerate(order):
-        quotas[k] = min(counts[k], remaining // (counts.size - i))
-        remaining -= quotas[k]
-    return np.maximum(quotas, 1)
-
-
 def class_sample(y: np.ndarray, n_samples: int | None, *, balance: bool,
                  rng: np.random.RandomState) -> np.ndarray:
-    """Sorted row indices of a (class-balanced) random sample of ``y``; see :func:`class_quotas`."""
+    """Sorted row indices of a random sample of at most ``n_samples`` rows of ``y`` (all rows if None).
+
+    Quotas per class by :func:`rastercore.quotas.class_quotas`: balanced (or
+    proportional), a short class giving all it has and the others filling
+    the rest, every class keeping at least one row.
+    """
     classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
-    quotas = class_quotas(counts, n_samples, balance=balance)
+    quotas = counts if n_samples is None else class_quotas(counts, n_samples, balance=balance, fill=True,
+                                                            at_least_one=True)
     if np.array_equal(quotas, counts):
         return np.arange(len(y))
     picked = [rng.choice(np.flatnonzero(inverse == k), size=int(q), replace=False)

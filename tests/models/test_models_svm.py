@@ -5,7 +5,7 @@ from sklearn.svm import SVC
 
 from rastercore.errors import RasterCoreError, TrainingDataError
 from rastercore.models import SampledSVC
-from rastercore.models._common import class_quotas
+from rastercore.quotas import class_quotas
 
 
 def test_without_sampling_or_search_it_is_a_plain_svc(three_blobs):
@@ -35,8 +35,9 @@ def test_balanced_sample_takes_equal_rows_per_class():
 
 
 def test_class_quotas_keep_every_class():
-    np.testing.assert_array_equal(class_quotas(np.array([1000, 1]), 10, balance=False), [9, 1])
-    np.testing.assert_array_equal(class_quotas(np.array([5, 5]), None, balance=True), [5, 5])
+    np.testing.assert_array_equal(class_quotas(np.array([1000, 1]), 10, balance=False, fill=True, at_least_one=True),
+                                  [9, 1])
+    np.testing.assert_array_equal(class_quotas(np.array([5, 5]), 10**9, balance=True, fill=True), [5, 5])
 
 
 def test_search_picks_the_best_cross_validated_parameters(moons):
