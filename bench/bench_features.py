@@ -68,7 +68,7 @@ FILTERS = {"box": {"name": "box_mean", "size": 5}, "gaussian": {"name": "gaussia
 
 MAKE_INPUTS = r"""
 import sys, dask, dask.array as da, numpy as np, xarray as xr
-from rastercore.tiles import write_tiles
+from rastercore.store import write_tiles
 dask.config.set(scheduler="threads")
 path, kind, h, w, tile = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 
@@ -190,14 +190,14 @@ _timed(lambda: write_features(open_stack(sys.argv[1]), [SPEC], sys.argv[2], over
     # (b) single filters, zarr to zarr
     "copy_dask": r"""
 import dask.array as da
-from rastercore.tiles import store_codecs
+from rastercore.store import store_codecs
 kw = {} if CODEC is None else {"compressors": store_codecs(CODEC)}   # None: zarr's default (zstd)
 result["rss_before_mib"] = _rss()
 _timed(lambda: da.from_zarr(sys.argv[1], component="data").to_zarr(sys.argv[2], component="data", overwrite=True, **kw))
 """,
     "copy_rastercore": r"""
 from rastercore import open_stack
-from rastercore.tiles import write_tiles
+from rastercore.store import write_tiles
 result["rss_before_mib"] = _rss()
 _timed(lambda: write_tiles(open_stack(sys.argv[1]), sys.argv[2], overwrite=True, progress="none"))
 """,
@@ -211,7 +211,7 @@ _timed(lambda: write_features(open_stack(sys.argv[1]), [SPEC], sys.argv[2], over
     "daskimage_zarr": r"""
 import dask.array as da
 from dask_image import ndfilters
-from rastercore.tiles import store_codecs
+from rastercore.store import store_codecs
 spec = SPEC
 kw = {} if CODEC is None else {"compressors": store_codecs(CODEC)}   # None: zarr's default (zstd)
 def job():

@@ -93,9 +93,9 @@ result.update(support_vectors=int(len(svc.support_)), rows=len(X_test), fastrbf_
               speedup_per_core=round(t_sk / t_fast, 1), labels_identical=bool((ours == ref).all()),
               note="both single-threaded: numba kernel vs libsvm, same rows")
 from threadpoolctl import threadpool_limits
-from rastercore.models import FastKernelLinear, KernelSGD
+from rastercore.models import KernelSGD
 sgd = KernelSGD(random_state=0).fit(X, y)
-fast_sgd = FastKernelLinear(sgd); fast_sgd.predict(X_test[:10])
+fast_sgd = sgd.fast_predictor(); fast_sgd.predict(X_test[:10])
 with threadpool_limits(1):
     t = time.perf_counter(); ref = sgd.predict(X_test); t_sk = time.perf_counter() - t
 t = time.perf_counter(); ours = fast_sgd.predict(X_test); t_fast = time.perf_counter() - t

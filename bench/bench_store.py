@@ -1,6 +1,6 @@
 """Tile storage: codecs and codec pipelines, measured on the same scene.
 
-Backs the choices in ``rastercore.tiles`` (LZ4 by default, tile I/O through
+Backs the choices in ``rastercore.store`` (LZ4 by default, tile I/O through
 the zarrs codec pipeline).  Every job runs in a fresh process
 (``_common.run_measured``) on an 8192 x 8192 float32 SAR-like scene in
 1024-px tiles (speckle: little to compress), and on its Gaussian-smoothed
@@ -35,7 +35,7 @@ SIZE, TILE = 8192, 1024
 
 MAKE_SCENE = r"""
 import sys, numpy as np, dask, dask.array as da, scipy.ndimage as ndi, xarray as xr
-from rastercore.tiles import write_tiles
+from rastercore.store import write_tiles
 dask.config.set(scheduler="threads", num_workers=2)
 path, smooth, n, tile = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), int(sys.argv[4])
 def speckle(block_info=None):
@@ -54,7 +54,7 @@ write_tiles(stack, path, codec="none", overwrite=True, progress="none")
 CODEC_JOB = r"""
 import os, sys, time, numpy as np, dask, dask.array as da, zarr, subprocess
 dask.config.set(scheduler="threads", num_workers=2)
-from rastercore.tiles import store_codecs
+from rastercore.store import store_codecs
 src, dst, codec = sys.argv[1], sys.argv[2], sys.argv[3]
 scene = da.from_zarr(src, component="data")
 scene.compute()   # read once, so that the timed write does not include the source
@@ -69,13 +69,13 @@ result["bytes"] = sum(f.stat().st_size for f in __import__("pathlib").Path(dst).
 PIPELINE_JOB = r"""
 import sys, time, numpy as np, dask, zarr, distributed, xarray
 dask.config.set(scheduler="threads", num_workers=2)
-import rastercore.tiles as tiles, rastercore.features._windows as windows
+import rastercore.store._layout as layout, rastercore.store._publish as publish, rastercore.store._windows as windows
 from rastercore import open_stack
 from rastercore.features import features_for_block, write_features
 if sys.argv[3] == "zarr-python":   # the same arrays, opened without the zarrs pipeline
     def plain(store, mode="r"):
         return zarr.open_array(store=str(store), path="data", mode=mode)
-    tiles.open_tile_array = windows.open_tile_array = plain
+    layout.open_tile_array = publish.open_tile_array = windows.open_tile_array = plain
 features_for_block(np.ones((1, 64, 64), np.float32), [{"name": "box_mean", "size": 5}], ["a"])
 stack = open_stack(sys.argv[1])
 t = time.perf_counter()

@@ -67,24 +67,24 @@ def _gaussian_weights(sigma: float, order: int) -> np.ndarray:
     return weights
 
 
-def _separable(img, w0, w1, mode, dtype=np.float32, *, out=None, tmp=None):
-    """Axis 0 then axis 1, fused row by row (``tmp`` is accepted and unused)."""
+def _separable(img, w0, w1, mode, dtype=np.float32, *, out=None):
+    """Axis 0 then axis 1, fused row by row."""
     out = np.empty(img.shape, dtype) if out is None else out
     K.separable(img, w0, w1, mode, np.dtype(dtype) == np.float32, out)
     return out
 
 
-def gaussian(img, sigma, *, order=(0, 0), mode=REFLECT, out=None, tmp=None):
+def gaussian(img, sigma, *, order=(0, 0), mode=REFLECT, out=None):
     """Gaussian smoothing (or derivative, ``order`` per axis) at ``sigma``.
 
     Matches ``scipy.ndimage.gaussian_filter(img, sigma, order, mode=...,
-    truncate=4.0)``.  ``out`` and ``tmp`` (float32 planes of ``img``'s
-    shape) may be given to avoid allocating.
+    truncate=4.0)``.  ``out`` (a float32 plane of ``img``'s shape) may be
+    given to avoid allocating.
     """
     sigma = float(sigma)
     w0 = _gaussian_weights(sigma, int(order[0]))
     w1 = _gaussian_weights(sigma, int(order[1]))
-    return _separable(img, w0, w1, mode, out=out, tmp=tmp)
+    return _separable(img, w0, w1, mode, out=out)
 
 
 def _uniform(size):

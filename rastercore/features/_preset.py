@@ -58,7 +58,7 @@ def _multiscale_into(ctx, p, b, out):
     k = 0
     for s in multiscale_sigmas(p):
         g = ctx.dest(out[k], 2) if p["intensity"] else spare
-        F.gaussian(plane, s, mode=F.NEAREST, out=g, tmp=tmp)  # skimage.filters.gaussian default
+        F.gaussian(plane, s, mode=F.NEAREST, out=g)  # skimage.filters.gaussian default
         if p["intensity"]:
             ctx.commit(out[k], g)
             k += 1

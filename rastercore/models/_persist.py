@@ -39,6 +39,7 @@ from rastercore.errors import (
     StoreExistsError,
     UntrustedModelTypeError,
 )
+from rastercore.store import check_output
 
 __all__ = ["save_model", "load_model", "read_manifest", "trusted_types", "MODEL_FORMAT_VERSION",
            "MANIFEST_NAME"]
@@ -153,8 +154,7 @@ def save_model(model, path, *, metadata: dict | None = None, overwrite: bool = F
     path = Path(path)
     if path.is_dir():
         raise StoreExistsError(f"{path} is a folder; give a file name for the model, e.g. {path / 'model.skops'}.")
-    if path.exists() and not overwrite:
-        raise StoreExistsError(f"{path} already exists; pass overwrite=True to replace it or choose another name.")
+    check_output(path, overwrite=overwrite)
     manifest = {
         "format": _FORMAT_NAME,
         "format_version": MODEL_FORMAT_VERSION,

@@ -71,25 +71,12 @@ class ClassLayers(TilePredictor):
         return np.column_stack(columns).astype(np.float32)
 
 
-class ValueLayers(TilePredictor):
-    """One ``value`` layer: a regressor's prediction."""
+class PredictLayer(TilePredictor):
+    """One layer holding the model's ``predict``: ``value`` for regressors, ``cluster`` for clusterers."""
 
-    layers = ["value"]
-
-    def __init__(self, model):
+    def __init__(self, model, name: str):
         self.model = model
-
-    def __call__(self, X):
-        return np.asarray(self.model.predict(X), dtype=np.float32).reshape(-1, 1)
-
-
-class ClusterLayers(TilePredictor):
-    """One ``cluster`` layer: a clusterer's label of each row."""
-
-    layers = ["cluster"]
-
-    def __init__(self, model):
-        self.model = model
+        self.layers = [name]
 
     def __call__(self, X):
         return np.asarray(self.model.predict(X), dtype=np.float32).reshape(-1, 1)
@@ -123,13 +110,13 @@ def tile_predictor(model, *, class_names=None, probabilities: bool = True, fast:
     if callable(own):
         return own(class_names=class_names, probabilities=probabilities, fast=fast)
     if is_clusterer(model):
-        return ClusterLayers(model)
+        return PredictLayer(model, "cluster")
     if not hasattr(model, "predict") and hasattr(model, "transform"):
         return ComponentLayers(model)
     if is_classifier(model):
         return ClassLayers(model, class_names=class_names, probabilities=probabilities,
                            fast=fast_predictor(model) if fast else None)
-    return ValueLayers(model)
+    return PredictLayer(model, "value")
 
 
 def fast_predictor(model):
