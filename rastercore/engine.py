@@ -40,6 +40,7 @@ from dask.array.core import normalize_chunks
 from dask.array.overlap import ensure_minimum_chunksize
 from dask.base import tokenize
 
+from rastercore.errors import run_portably
 from rastercore.store import store_reader
 
 __all__ = ["Tile", "TilePlan", "plan_tiles", "map_tiles", "tile_tasks"]
@@ -300,6 +301,9 @@ class _TileCall:
 
     def run(self, tile: Tile, window: np.ndarray | None, *extras):
         """``per_tile`` on ``tile``: ``window`` is its overlapped block, or None to read it from the store."""
+        return run_portably(self._run, tile, window, *extras)
+
+    def _run(self, tile, window, *extras):
         if window is None:
             window = self.geometry.window(tile)
         return self.per_tile(window, tile, *extras)

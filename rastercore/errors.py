@@ -10,6 +10,8 @@ from __future__ import annotations
 
 __all__ = [
     "RasterCoreError",
+    "portable",
+    "run_portably",
     "SourceNotFoundError",
     "UnsupportedSourceError",
     "SourceReadError",
@@ -25,11 +27,38 @@ __all__ = [
     "TargetError",
     "SamplingError",
     "NotGeoreferencedWarning",
+    "RasterCoreDeprecationWarning",
 ]
 
 
 class RasterCoreError(Exception):
     """Base class of every error rastercore raises on purpose."""
+
+
+def portable(error: RasterCoreError) -> RasterCoreError:
+    """A copy of ``error`` that travels from a dask worker to the client intact.
+
+    Its class and message, with the text of the error that caused it folded
+    into the message, and no chained exceptions: ``distributed`` pickles the
+    whole chain, and a library's error in it (rasterio's, for one) may not
+    unpickle on the client, which then gets a bare ``Exception`` instead.
+    """
+    message = str(error)
+    cause = error.__cause__ or error.__context__
+    if cause is not None and str(cause) and str(cause) not in message:
+        message = f"{message} ({type(cause).__name__}: {cause})"
+    return type(error)(message)
+
+
+def run_portably(func, *args, **kwargs):
+    """``func(*args, **kwargs)``, raising any :class:`RasterCoreError` as its :func:`portable` copy (task bodies)."""
+    try:
+        return func(*args, **kwargs)
+    except RasterCoreError as err:
+        if err.__cause__ is None and err.__context__ is None:
+            raise
+        failure = portable(err)
+    raise failure  # outside the except block, so nothing is chained to it
 
 
 class SourceNotFoundError(RasterCoreError, FileNotFoundError):
@@ -92,6 +121,10 @@ class NotGeoreferencedWarning(UserWarning):
     """An input has no CRS or transform; a plain pixel grid is used."""
 
 
+class RasterCoreDeprecationWarning(FutureWarning):
+    """An old spelling of an option, keyword or field that still works for one release."""
+
+
 # --- models (training and persistence) -------------------------------------
 
 __all__ += [
@@ -126,3 +159,33 @@ class ModelMetadataError(RasterCoreError, TypeError):
 
 class ModelVersionWarning(UserWarning):
     """A model file was saved under other versions of Python or its libraries."""
+
+
+# --- outputs, arguments and the cluster ------------------------------------
+
+__all__ += ["ParameterError", "OutputLockedError", "StoreChangedError", "OutputNotWritableError",
+            "ClusterLostError", "WorkerError"]
+
+
+class ParameterError(RasterCoreError, ValueError):
+    """An argument or option value is out of range or of the wrong kind (named in the message)."""
+
+
+class OutputLockedError(RasterCoreError, FileExistsError):
+    """Another process is writing the same output (its lock file names the host and process)."""
+
+
+class StoreChangedError(RasterCoreError, OSError):
+    """A store was replaced or removed while it was being read; nothing mixed old and new tiles."""
+
+
+class OutputNotWritableError(RasterCoreError, PermissionError):
+    """An output cannot be written: its directory is missing, read-only, or the disk is full."""
+
+
+class ClusterLostError(RasterCoreError, ConnectionError):
+    """The dask scheduler or its workers went away during the work."""
+
+
+class WorkerError(RasterCoreError, RuntimeError):
+    """An error raised inside a task that could not travel back as itself (its text is kept)."""

@@ -1,11 +1,13 @@
+import time
+
 import dask
 import numpy as np
 import pytest
 from distributed import LocalCluster, get_task_stream
 
 from rastercore import ingest
-from rastercore.scheduler import SCHEDULER_ENV, client, resolve_scheduler
 from rastercore.errors import SchedulerUnreachableError
+from rastercore.scheduler import SCHEDULER_ENV, choose_tile_size, client, compute_bounded, resolve_scheduler
 
 
 def test_resolve_scheduler_prefers_argument_then_environment(monkeypatch):
@@ -48,3 +50,84 @@ def test_unreachable_scheduler_is_a_clear_error():
     with pytest.raises(SchedulerUnreachableError, match=r"tcp://127\.0\.0\.1:9.*--scheduler"):
         with client("tcp://127.0.0.1:9", connect_timeout="1s"):
             pass
+
+
+def test_tile_size_follows_the_memory_budget():
+    small = choose_tile_size(2, np.float32, memory_budget=2**30, threads=2)
+    large = choose_tile_size(2, np.float32, memory_budget=16 * 2**30, threads=2)
+    many_bands = choose_tile_size(16, np.float32, memory_budget=16 * 2**30, threads=2)
+    assert small % 256 == 0 and 256 <= small < large <= 2048
+    assert many_bands < large
+    # The chosen tile with its working set fits the per-thread share of the budget.
+    assert 2 * 2 * small**2 * 2 * 4 * 64 <= 2**30
+    assert choose_tile_size(1, np.uint8, memory_budget=10**6, threads=8) == 256  # floor
+    assert choose_tile_size(1, np.uint8, memory_budget=10**13, threads=1) == 2048  # ceiling
+
+
+def test_tile_size_uses_the_active_clusters_memory():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, memory_limit="1GiB",
+                      dashboard_address=":0") as cluster, Client(cluster):
+        on_cluster = choose_tile_size(2, np.float32)
+    assert on_cluster == choose_tile_size(2, np.float32, memory_budget=2**30, threads=2)
+
+
+def _timed_square(i):
+    """``i * i`` and when the task ran (in-process schedulers share the clock)."""
+    began = time.monotonic()
+    time.sleep(0.02)
+    return i * i, began, time.monotonic()
+
+
+def _peak_overlap(intervals) -> int:
+    events = sorted([(t0, 1) for t0, _ in intervals] + [(t1, -1) for _, t1 in intervals])
+    now = peak = 0
+    for _, step in events:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads", "distributed"])
+def test_compute_bounded_keeps_order_and_bounds_the_work_in_flight(scheduler):
+    items = list(range(12))
+
+    def run():
+        return list(compute_bounded(items, dask.delayed(_timed_square, pure=False), per_thread=2))
+
+    if scheduler == "distributed":
+        from distributed import Client, LocalCluster
+
+        with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
+                Client(cluster):
+            results = run()
+    else:
+        with dask.config.set(scheduler=scheduler, num_workers=2):
+            results = run()
+    assert [(i, r[0]) for i, r in results] == [(i, i * i) for i in items]
+    peak = _peak_overlap([r[1:] for _, r in results])
+    assert peak == 1 if scheduler == "sync" else 2 <= peak <= 4
+
+
+def test_compute_bounded_raises_the_tasks_error():
+    def fail(i):
+        if i == 3:
+            raise KeyError(f"item {i}")
+        return i
+
+    with dask.config.set(scheduler="threads", num_workers=2), pytest.raises(KeyError, match="item 3"):
+        list(compute_bounded(range(8), dask.delayed(fail, pure=False)))
+
+
+def test_on_a_cluster_only_the_window_holds_results():
+    """Results already handed out are released: the futures alive never exceed the window."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        alive = []
+        for _, block in compute_bounded(range(12), dask.delayed(np.ones, pure=False), per_thread=1):
+            alive.append(len(client.futures))
+            assert block.shape == (_,)
+    assert max(alive) <= 2 + 1, alive  # window of 2 (1 per thread) + the one being submitted

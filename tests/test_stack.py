@@ -175,12 +175,16 @@ def test_resume_refuses_a_partial_store_of_another_job(tmp_path, hh_hv, monkeypa
     (hh, hv), _ = hh_hv
     out = tmp_path / "s.zarr"
     monkeypatch.setattr(rastercore.store._publish, "_finalise", lambda *a: None)  # stop before completion
-    with pytest.raises(IncompleteStoreError, match="without --resume to start over"):
+    with pytest.raises(IncompleteStoreError, match="--resume to finish it, or with --overwrite to start over"):
         ingest([hh, hv], out, tile_size=64, progress="none")
     monkeypatch.undo()
-    with pytest.raises(IncompleteStoreError, match="different job"):
+    with pytest.raises(IncompleteStoreError, match="different job.*--overwrite"):
         ingest([hh, hv], out, tile_size=128, resume=True, progress="none")
-    ingest([hh, hv], out, tile_size=128, progress="none")  # without --resume: starts over
+    with pytest.raises(IncompleteStoreError, match=r"another job .* left .*s\.zarr\.partial; pass --overwrite"):
+        ingest([hh, hv], out, tile_size=128, progress="none")  # an interrupted run is never discarded unasked
+    with pytest.raises(IncompleteStoreError, match=r"left .*s\.zarr\.partial with 20 of 20 tiles; pass --resume"):
+        ingest([hh, hv], out, tile_size=64, progress="none")
+    ingest([hh, hv], out, tile_size=128, overwrite=True, progress="none")  # --overwrite starts over
     assert open_stack(out).chunks[1][0] == 128
 
 

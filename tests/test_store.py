@@ -1,27 +1,23 @@
-import time
+import os
+import subprocess
+import sys
 
-import dask
 import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
 
 import rastercore.store._publish
-from rastercore.errors import CodecError, IncompleteStoreError
-from rastercore.scheduler import choose_tile_size, compute_bounded
-from rastercore.store import open_tile_array, write_tiles
-
-
-def test_tile_size_follows_the_memory_budget():
-    small = choose_tile_size(2, np.float32, memory_budget=2**30, threads=2)
-    large = choose_tile_size(2, np.float32, memory_budget=16 * 2**30, threads=2)
-    many_bands = choose_tile_size(16, np.float32, memory_budget=16 * 2**30, threads=2)
-    assert small % 256 == 0 and 256 <= small < large <= 2048
-    assert many_bands < large
-    # The chosen tile with its working set fits the per-thread share of the budget.
-    assert 2 * 2 * small**2 * 2 * 4 * 64 <= 2**30
-    assert choose_tile_size(1, np.uint8, memory_budget=10**6, threads=8) == 256  # floor
-    assert choose_tile_size(1, np.uint8, memory_budget=10**13, threads=1) == 2048  # ceiling
+from rastercore.errors import (
+    CodecError,
+    IncompleteStoreError,
+    OutputLockedError,
+    OutputNotWritableError,
+    StoreChangedError,
+    StoreExistsError,
+)
+from rastercore.features import compute_features
+from rastercore.store import check_output, lock_path, open_stack, open_tile_array, output_lock, write_tiles, writing
 
 
 def test_write_tiles_rejects_blocks_that_split_chunks(tmp_path):
@@ -37,15 +33,6 @@ def test_write_tiles_strips_into_square_chunks(tmp_path):
     out = xr.open_zarr(tmp_path / "o.zarr")["data"]
     assert out.chunks == ((32, 32, 32, 4), (32, 32, 26))
     np.testing.assert_array_equal(out.values, values)
-
-
-def test_tile_size_uses_the_active_clusters_memory():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, memory_limit="1GiB",
-                      dashboard_address=":0") as cluster, Client(cluster):
-        on_cluster = choose_tile_size(2, np.float32)
-    assert on_cluster == choose_tile_size(2, np.float32, memory_budget=2**30, threads=2)
 
 
 @pytest.mark.parametrize("codec, compressor", [("lz4", "lz4"), ("zstd", "zstd"), ("none", None)])
@@ -92,53 +79,6 @@ def test_tile_arrays_use_the_zarrs_pipeline_without_changing_zarrs_config(tmp_pa
     np.testing.assert_array_equal(array[:, 10:50, 5:40], values[:, 10:50, 5:40])
 
 
-def _timed_square(i):
-    """``i * i`` and when the task ran (in-process schedulers share the clock)."""
-    began = time.monotonic()
-    time.sleep(0.02)
-    return i * i, began, time.monotonic()
-
-
-def _peak_overlap(intervals) -> int:
-    events = sorted([(t0, 1) for t0, _ in intervals] + [(t1, -1) for _, t1 in intervals])
-    now = peak = 0
-    for _, step in events:
-        now += step
-        peak = max(peak, now)
-    return peak
-
-
-@pytest.mark.parametrize("scheduler", ["sync", "threads", "distributed"])
-def test_compute_bounded_keeps_order_and_bounds_the_work_in_flight(scheduler):
-    items = list(range(12))
-
-    def run():
-        return list(compute_bounded(items, dask.delayed(_timed_square, pure=False), per_thread=2))
-
-    if scheduler == "distributed":
-        from distributed import Client, LocalCluster
-
-        with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
-                Client(cluster):
-            results = run()
-    else:
-        with dask.config.set(scheduler=scheduler, num_workers=2):
-            results = run()
-    assert [(i, r[0]) for i, r in results] == [(i, i * i) for i in items]
-    peak = _peak_overlap([r[1:] for _, r in results])
-    assert peak == 1 if scheduler == "sync" else 2 <= peak <= 4
-
-
-def test_compute_bounded_raises_the_tasks_error():
-    def fail(i):
-        if i == 3:
-            raise KeyError(f"item {i}")
-        return i
-
-    with dask.config.set(scheduler="threads", num_workers=2), pytest.raises(KeyError, match="item 3"):
-        list(compute_bounded(range(8), dask.delayed(fail, pure=False)))
-
-
 def test_a_rewritten_store_is_reopened_not_served_from_the_cache(tmp_path):
     first = xr.DataArray(da.zeros((1, 64, 64), chunks=32, dtype=np.float32), dims=("band", "y", "x"))
     write_tiles(first, tmp_path / "o.zarr", progress="none")
@@ -149,14 +89,78 @@ def test_a_rewritten_store_is_reopened_not_served_from_the_cache(tmp_path):
     assert reopened.shape == (2, 96, 80) and reopened[:].min() == 1
 
 
-def test_on_a_cluster_only_the_window_holds_results():
-    """Results already handed out are released: the futures alive never exceed the window."""
-    from distributed import Client, LocalCluster
+def _stack(value, shape=(2, 64, 64), chunks=32):
+    data = da.full(shape, np.float32(value), chunks=(shape[0], chunks, chunks))
+    return xr.DataArray(data, dims=("band", "y", "x"), coords={"band": ["a", "b"]})
 
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
-        alive = []
-        for _, block in compute_bounded(range(12), dask.delayed(np.ones, pure=False), per_thread=1):
-            alive.append(len(client.futures))
-            assert block.shape == (_,)
-    assert max(alive) <= 2 + 1, alive  # window of 2 (1 per thread) + the one being submitted
+
+HOLD_LOCK = """
+import sys, time
+from rastercore.store import output_lock
+with output_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_writer_refuses_while_the_first_holds_the_lock_and_takes_over_a_dead_ones(tmp_path):
+    out = tmp_path / "o.zarr"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputLockedError, match=rf"o\.zarr is being written by process {holder.pid} on "):
+            write_tiles(_stack(1.0), out, progress="none")
+        assert not out.exists() and not (tmp_path / "o.zarr.partial").exists()  # the refusal wrote nothing
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock_path(out).exists()  # SIGKILL left it behind: stale now
+    with pytest.warns(UserWarning, match=rf"left by process {holder.pid}, which is gone; taking it over"):
+        write_tiles(_stack(1.0), out, progress="none")
+    assert not lock_path(out).exists()
+    np.testing.assert_array_equal(open_stack(out).values, 1.0)
+
+
+def test_the_same_process_cannot_write_one_output_twice_at_once(tmp_path):
+    with output_lock(tmp_path / "t.h5"):
+        with pytest.raises(OutputLockedError, match=f"process {os.getpid()}"):
+            with writing(tmp_path / "t.h5"):
+                pass
+    with writing(tmp_path / "t.h5") as partial:
+        partial.write_text("done")
+    assert (tmp_path / "t.h5").read_text() == "done" and not lock_path(tmp_path / "t.h5").exists()
+
+
+def test_a_failed_file_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
+    out = tmp_path / "t.txt"
+    out.write_text("old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with writing(out, overwrite=True) as partial:
+            partial.write_text("half")
+            raise RuntimeError("boom")
+    assert out.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["t.txt"]
+
+
+@pytest.mark.parametrize("read", ["dask", "store windows"])
+def test_a_store_replaced_while_read_is_never_read_half_old_half_new(tmp_path, read):
+    out = tmp_path / "s.zarr"
+    write_tiles(_stack(1.0), out, progress="none")
+    old = open_stack(out)
+    lazy = old * 1 if read == "dask" else compute_features(old, [{"name": "box_mean", "size": 3}])
+    write_tiles(_stack(2.0), out, overwrite=True, progress="none")  # ingest --overwrite while a job reads
+    with pytest.raises(StoreChangedError, match="s.zarr was replaced or removed while it was being read"):
+        lazy.compute()
+    np.testing.assert_array_equal(open_stack(out).values, 2.0)  # the new store is whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]  # the old one is gone, nothing left aside
+
+
+def test_outputs_are_checked_before_any_work(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputNotWritableError, match="afile is not a directory"):
+        check_output(tmp_path / "afile" / "o.zarr")
+    check_output(tmp_path / "new" / "dir" / "o.zarr")  # a missing directory is created
+    assert (tmp_path / "new" / "dir").is_dir()
+    (tmp_path / "o.zarr").mkdir()
+    with pytest.raises(StoreExistsError, match="o.zarr already exists"):
+        check_output(tmp_path / "x.tif", tmp_path / "o.zarr")
+    check_output(tmp_path / "o.zarr", overwrite=True)

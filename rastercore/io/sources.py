@@ -97,10 +97,17 @@ class Source:
             return _READERS[self.options["kind"]](self, window)
         except (OSError, RuntimeError, ValueError, KeyError) as err:
             rows, cols = window
-            raise SourceReadError(
+            failure = SourceReadError(
                 f"could not read rows {rows.start}-{rows.stop}, columns {cols.start}-{cols.stop} "
-                f"of {self.path}: {err}. The file may be truncated or corrupt; re-create or re-download it."
-            ) from err
+                f"of {self.path}: {_deepest(err)}. The file may be truncated or corrupt; re-create or re-download it.")
+        raise failure  # raised in a dask task: nothing chained, so it reaches the client as itself
+
+
+def _deepest(error: BaseException) -> str:
+    """The message of the innermost cause of ``error`` (rasterio's says "see previous exception")."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return str(error).rstrip(".")
 
 
 class _WindowReader:

@@ -19,10 +19,10 @@ import numpy as np
 import xarray as xr
 from dask.base import tokenize
 
-from rastercore.errors import CodecError, IncompleteStoreError, NotAStackError, SourceNotFoundError
+from rastercore.errors import CodecError, IncompleteStoreError, NotAStackError, SourceNotFoundError, StoreChangedError
 
 __all__ = ["DATA_VAR", "COMPLETE_ATTR", "CODECS", "DEFAULT_CODEC", "store_codecs", "partial_path", "open_stack",
-           "open_tile_array", "store_stamp", "store_reader"]
+           "open_tile_array", "store_stamp", "check_stamp", "store_reader", "CheckedArray"]
 
 DATA_VAR = "data"
 COMPLETE_ATTR = "rastercore_complete"
@@ -87,7 +87,7 @@ def open_stack(path: str | os.PathLike, *, chunks: dict | None = None) -> xr.Dat
         if partial_path(path).exists():
             raise IncompleteStoreError(
                 f"{path} was never completed: an interrupted run left {partial_path(path)}. "
-                "Rerun the same command with --resume to finish it, or without --resume to start over."
+                "Rerun the same command with --resume to finish it, or with --overwrite to start over."
             )
         raise SourceNotFoundError(f"{path} does not exist; create it with `rastercore ingest`.")
     try:
@@ -119,10 +119,11 @@ def _with_tile_reader(stack: xr.DataArray, path: Path) -> xr.DataArray:
     """
     from ._windows import StoreWindows
 
-    array = open_tile_array(path)
+    stamp = store_stamp(path)
     chunks = stack.data.chunks
-    name = "rastercore-stack-" + tokenize(str(path.resolve()), store_stamp(path), chunks)
-    data = da.from_array(array, chunks=chunks, name=name, lock=False, asarray=True, inline_array=True)
+    name = "rastercore-stack-" + tokenize(str(path.resolve()), stamp, chunks)
+    data = da.from_array(CheckedArray(path, stamp), chunks=chunks, name=name, lock=False, asarray=True,
+                         inline_array=True)
     stack = stack.copy(data=data)
     stack.encoding[READER_ENCODING] = StoreWindows(path, name=name)
     return stack
@@ -171,6 +172,41 @@ def open_tile_array(store: str | os.PathLike, mode: str = "r"):
 
 _ZARR_CONFIG_LOCK = threading.Lock()
 _OPEN_ARRAYS: dict = {}
+
+
+class CheckedArray:
+    """A store's ``data`` array for ``dask.array.from_array`` that refuses to mix tiles of two stores.
+
+    Every read checks, after reading, that the store is still the one it
+    was opened as (:func:`check_stamp`): a store replaced (``--overwrite``)
+    or removed while a job reads it ends the job with
+    :class:`rastercore.errors.StoreChangedError` rather than giving it some
+    old and some new tiles.  Picklable (the zarr array is reopened per process).
+    """
+
+    def __init__(self, path, stamp: tuple[int, int, int]):
+        self.path, self.stamp = str(Path(path).resolve()), tuple(stamp)
+        array = open_tile_array(self.path)
+        self.shape, self.dtype, self.ndim = tuple(array.shape), np.dtype(array.dtype), array.ndim
+
+    def __getitem__(self, key):
+        try:
+            values = open_tile_array(self.path)[key]
+        except FileNotFoundError:
+            values = None
+        check_stamp(self.path, self.stamp)
+        return values
+
+
+def check_stamp(store: str | os.PathLike, stamp: tuple[int, int, int]) -> None:
+    """Raise :class:`rastercore.errors.StoreChangedError` unless ``store`` still has ``stamp``."""
+    try:
+        same = store_stamp(store) == tuple(stamp)
+    except FileNotFoundError:
+        same = False
+    if not same:
+        raise StoreChangedError(f"{store} was replaced or removed while it was being read (e.g. by an ingest "
+                                "with --overwrite); nothing was written from it. Rerun once it is complete.")
 
 
 def store_stamp(store: str | os.PathLike) -> tuple[int, int, int]:

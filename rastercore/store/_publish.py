@@ -12,16 +12,23 @@ complete:
   marker file per block, plus the job's fingerprint), so ``resume=True``
   computes only the missing blocks after a crash or ``kill -9``.  Only a
   few blocks are in flight at a time (:func:`rastercore.scheduler.compute_bounded`),
-  whatever the scene size.
+  whatever the scene size.  An interrupted run's partial store is never
+  discarded unasked: without ``resume`` or ``overwrite`` the writer refuses.
+
+Every writer holds the output's lock (:func:`rastercore.store.output_lock`)
+while it works, so a second writer of the same output refuses instead of
+deleting the first one's work.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import json
 import os
 import shutil
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,11 +37,12 @@ import dask
 import numpy as np
 import xarray as xr
 
-from rastercore.errors import IncompleteStoreError, StoreExistsError
+from rastercore.errors import IncompleteStoreError, OutputNotWritableError, StoreExistsError
 from rastercore.progress import Progress, ProgressMode
 from rastercore.scheduler import compute_bounded
 
 from ._layout import COMPLETE_ATTR, DATA_VAR, DEFAULT_CODEC, READER_ENCODING, open_tile_array, partial_path, store_codecs
+from ._lock import output_lock
 
 __all__ = ["check_output", "publish", "writing", "write_tiles", "block_regions", "LEDGER_DIR"]
 
@@ -42,26 +50,55 @@ LEDGER_DIR = "_rastercore_ledger"
 
 
 def check_output(*paths: str | os.PathLike | None, overwrite: bool = False) -> None:
-    """Refuse outputs that exist unless ``overwrite``: the one check every writer makes before any work.
+    """The one check every writer makes before any work: each output may be written.
 
-    ``None`` entries (outputs not asked for) are skipped.
+    ``None`` entries (outputs not asked for) are skipped.  A missing parent
+    directory is created.
 
     Raises
     ------
     StoreExistsError
-        One of ``paths`` exists and ``overwrite`` is false.
+        An output exists and ``overwrite`` is false.
+    OutputNotWritableError
+        An output's directory cannot be created or written (read-only,
+        not a directory).
     """
     for path in paths:
-        if path is not None and Path(path).exists() and not overwrite:
+        if path is None:
+            continue
+        path = Path(path)
+        if path.exists() and not overwrite:
             raise StoreExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it.")
+        parent = path.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise OutputNotWritableError(f"cannot write {path}: {parent} is not a directory.") from None
+        except OSError as err:
+            raise OutputNotWritableError(f"cannot write {path}: its directory {parent} cannot be created "
+                                         f"({err.strerror or err}).") from None
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputNotWritableError(f"cannot write {path}: {parent} is read-only; choose another output "
+                                         "directory.")
 
 
 def publish(partial: str | os.PathLike, path: str | os.PathLike) -> Path:
-    """Move a finished ``partial`` (file or directory) to ``path``, replacing what is there."""
+    """Move a finished ``partial`` (file or directory) to ``path``, replacing what is there.
+
+    A file replaces a file atomically.  A directory is swapped in by two
+    renames (the old one aside, the new one in place) before the old one
+    is deleted, so a reader sees the old store, no store, or the new one,
+    and readers of the old store notice the change
+    (:class:`rastercore.errors.StoreChangedError`) instead of mixing tiles.
+    """
     partial, path = Path(partial), Path(path)
-    if path.exists() and partial.is_dir():
-        _remove(path)
-    os.replace(partial, path)
+    if partial.is_dir() and path.exists():
+        aside = path.with_name(f"{path.name}.replaced-{os.getpid()}-{time.monotonic_ns()}")
+        os.replace(path, aside)
+        os.replace(partial, path)
+        _remove(aside)
+    else:
+        os.replace(partial, path)
     return path
 
 
@@ -73,8 +110,9 @@ def _remove(path: Path) -> None:
 def writing(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Build a single-file output at ``<path>.partial``; publish it as ``path`` when the block succeeds.
 
-    Checks :func:`check_output` first and creates the parent directory.  If
-    the block raises, the partial file is removed and ``path`` is untouched.
+    Checks the output first (:func:`check_output`) and holds its lock
+    (:func:`rastercore.store.output_lock`) throughout.  If the block raises,
+    the partial file is removed and ``path`` is untouched.
 
     Examples
     --------
@@ -83,17 +121,18 @@ def writing(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Pat
     """
     path = Path(path)
     check_output(path, overwrite=overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(path)
-    if partial.exists():
-        _remove(partial)
-    try:
-        yield partial
-    except BaseException:
-        if partial.exists():
+    with output_lock(path):
+        partial = partial_path(path)
+        if partial.exists():  # left by an interrupted run: a single file cannot be resumed
             _remove(partial)
-        raise
-    publish(partial, path)
+        try:
+            yield partial
+        except BaseException:
+            if partial.exists():
+                _remove(partial)
+            raise
+        check_output(path, overwrite=overwrite)  # it may have appeared meanwhile
+        publish(partial, path)
 
 
 def write_tiles(
@@ -121,7 +160,8 @@ def write_tiles(
         block may span several zarr chunks (e.g. full-width strips read from
         a JPEG) but not part of one.
     overwrite : bool, default False
-        Replace ``path`` if it exists (only once the new store is complete).
+        Replace ``path`` if it exists (only once the new store is complete),
+        and start over rather than resume an interrupted run.
     resume : bool, default False
         Continue an interrupted run of the same job from ``<path>.partial``.
     progress : {"auto", "bar", "json", "none"}, default "auto"
@@ -141,7 +181,13 @@ def write_tiles(
     StoreExistsError
         ``path`` exists and ``overwrite`` is false.
     IncompleteStoreError
-        ``resume`` was asked but the partial store belongs to another job.
+        An interrupted run left ``<path>.partial`` and neither ``resume``
+        (finish it) nor ``overwrite`` (start over) was asked; or ``resume``
+        was asked but the partial store belongs to another job.
+    OutputLockedError
+        Another process is writing ``path``.
+    OutputNotWritableError
+        The output directory is read-only, or the disk filled up.
     """
     path, partial = Path(path), partial_path(path)
     check_output(path, overwrite=overwrite)
@@ -150,21 +196,38 @@ def write_tiles(
     chunks = tile_chunks or (data.chunks[-2][0], data.chunks[-1][0])
     _check_block_alignment(data, chunks)
     fingerprint = _fingerprint(data, chunks, codec)
-    if partial.exists() and not (resume and _fingerprint_of(partial) == fingerprint):
-        if resume:
-            raise IncompleteStoreError(
-                f"{partial} was left by a different job (other inputs, shape or tiling); "
-                "rerun without --resume to start over."
-            )
-        shutil.rmtree(partial)
-    if not partial.exists():
-        _create_store(data, partial, chunks, fingerprint, compressors)
-    _write_blocks(data, partial, stage=stage, progress=progress)
-    missing = [idx for idx, _ in block_regions(data) if not (partial / LEDGER_DIR / _marker_name(idx)).exists()]
-    if missing:
-        raise IncompleteStoreError(f"{partial}: tiles {missing[:5]} were not written; rerun with --resume.")
-    _finalise(partial, path)
+    with output_lock(path):
+        if partial.exists():
+            _reuse_or_clear(partial, data, fingerprint, resume=resume, overwrite=overwrite)
+        if not partial.exists():
+            _create_store(data, partial, chunks, fingerprint, compressors)
+        _write_blocks(data, partial, stage=stage, progress=progress)
+        missing = [idx for idx, _ in block_regions(data) if not (partial / LEDGER_DIR / _marker_name(idx)).exists()]
+        if missing:
+            raise IncompleteStoreError(f"{partial}: tiles {missing[:5]} were not written; rerun with --resume.")
+        _finalise(partial, path)
     return path
+
+
+def _reuse_or_clear(partial: Path, data: xr.DataArray, fingerprint: str, *, resume: bool, overwrite: bool) -> None:
+    """Keep an interrupted run's partial store to resume it, remove it to start over, or refuse to guess."""
+    same_job = _fingerprint_of(partial) == fingerprint
+    if resume and same_job:
+        return
+    if resume:
+        raise IncompleteStoreError(
+            f"{partial} was left by a different job (other inputs, shape, tiling or codec); "
+            "rerun with --overwrite instead of --resume to start over.")
+    if not overwrite:
+        if not same_job:
+            raise IncompleteStoreError(f"an interrupted run of another job (other inputs, shape, tiling or codec) "
+                                       f"left {partial}; pass --overwrite to start over.")
+        done = len(list((partial / LEDGER_DIR).glob("*.done")))
+        total = len(data.chunks[-2]) * len(data.chunks[-1])
+        raise IncompleteStoreError(
+            f"an interrupted run left {partial} with {done} of {total} tiles; pass --resume to finish it "
+            "or --overwrite to start over.")
+    shutil.rmtree(partial)
 
 
 def _check_block_alignment(data: xr.DataArray, chunks: tuple[int, int]) -> None:
@@ -224,10 +287,23 @@ def block_regions(data: xr.DataArray):
 
 def _store_block(block: np.ndarray, store: str, region: tuple[slice, slice], marker: str) -> int:
     """Write one block into the zarr array, then record it as done (runs in a task)."""
-    target = open_tile_array(store, mode="r+")
-    target[(Ellipsis, *region)] = block
-    Path(marker).touch()
-    return 1
+    try:
+        target = open_tile_array(store, mode="r+")
+        target[(Ellipsis, *region)] = block
+        Path(marker).touch()
+    except (OSError, RuntimeError) as err:
+        if not _disk_full(err):
+            raise
+        failure = OutputNotWritableError(
+            f"the disk holding {Path(store).parent} is full ({shutil.disk_usage(Path(store).parent).free // 2**20} "
+            f"MiB free) while writing {store}; free some space and rerun with --resume.")
+    else:
+        return 1
+    raise failure  # nothing chained: it reaches the client as itself
+
+
+def _disk_full(err: BaseException) -> bool:
+    return getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err)
 
 
 def _write_blocks(data: xr.DataArray, partial: Path, *, stage: str, progress: ProgressMode) -> None:

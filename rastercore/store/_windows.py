@@ -27,7 +27,7 @@ import numpy as np
 
 from rastercore._memory import output_array
 
-from ._layout import open_tile_array, store_stamp
+from ._layout import check_stamp, open_tile_array, store_stamp
 
 __all__ = ["ChunkCache", "CACHE", "StoreWindows"]
 
@@ -163,8 +163,16 @@ class StoreWindows:
         cy, cx = self.chunks[-2:]
         rows = slice(ci * cy, min((ci + 1) * cy, self.shape[-2]))
         cols = slice(cj * cx, min((cj + 1) * cx, self.shape[-1]))
-        return CACHE.get(self.key + (ci, cj), lambda: np.asarray(self._zarr()[..., rows, cols]),
-                         group_budget=self.working_set)
+        return CACHE.get(self.key + (ci, cj), lambda: self._read_checked(rows, cols), group_budget=self.working_set)
+
+    def _read_checked(self, rows: slice, cols: slice) -> np.ndarray:
+        """Decompress one chunk, then make sure the store is still the one opened (see :func:`check_stamp`)."""
+        try:
+            values = np.asarray(self._zarr()[..., rows, cols])
+        except FileNotFoundError:
+            values = None
+        check_stamp(self.path, self.stamp)
+        return values
 
     @property
     def working_set(self) -> int:
