@@ -31,6 +31,7 @@ straight from the store when the stack is an unchanged
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,16 +39,16 @@ import xarray as xr
 from dask.base import tokenize
 from sklearn.base import is_clusterer
 
+from rastercore.contract import match_model_inputs
 from rastercore.engine import Tile, map_tiles
 from rastercore.errors import FeatureSpecError, ModelFileError
 from rastercore.features import FeatureSpec, features_for_block
 from rastercore.models import TilePredictor, tile_predictor
 from rastercore.progress import ProgressMode
-from rastercore.stack import band_names
 from rastercore.store import DEFAULT_CODEC, check_output, open_stack, write_tiles
 
 __all__ = ["predict", "predict_lazy", "prediction_layers", "cog_layers", "categorical_layer", "resolve_model",
-           "PredictTile", "has_valid_pixels"]
+           "LoadedModel", "PredictTile", "has_valid_pixels"]
 
 
 def prediction_layers(model, *, class_names=None, probabilities: bool = True) -> list[str]:
@@ -94,23 +95,33 @@ def has_valid_pixels(block: np.ndarray, nodata=None) -> bool:
 def predict_lazy(
     model,
     stack: xr.DataArray,
-    spec,
+    spec=None,
     *,
     class_names=None,
     probabilities: bool = True,
     fast: bool = True,
     model_id: str | None = None,
+    band_map=None,
 ) -> xr.DataArray:
     """The prediction mosaic of ``model`` on ``stack`` as a lazy DataArray.
 
+    The stack is checked against what the model expects first
+    (:func:`rastercore.contract.match_model_inputs`): its bands by name (in
+    the model's training order, through ``band_map`` if they are named
+    otherwise), the number of features, and, for a model file, the value
+    ranges of the training pixels.
+
     Parameters
     ----------
-    model : fitted estimator
-        Takes the features of ``spec`` as columns, in ``spec.feature_names`` order.
+    model : fitted estimator, path to a model file, or LoadedModel
+        An estimator takes the features of ``spec`` as columns, in
+        ``spec.feature_names`` order; a model file brings its spec, bands
+        and class names (:func:`resolve_model`).
     stack : xarray.DataArray
-        ``(band, y, x)`` with the bands the spec uses.
-    spec : FeatureSpec, dict or list
-        The feature spec the model was trained with (with its normaliser).
+        ``(band, y, x)`` with the bands the model was trained on.
+    spec : FeatureSpec, dict or list, optional
+        The feature spec the model was trained with (with its normaliser);
+        required with an estimator.
     class_names : list of str, optional
         Names of the model's classes, for layer names.
     probabilities : bool, default True
@@ -121,23 +132,35 @@ def predict_lazy(
         A stable identity of the model (e.g. its file's hash), so that a
         resumed run recognises its own partial output; default a hash of
         the pickled model (stable within one process only).
+    band_map : mapping or str, optional
+        Stack band name -> model band name (``{"VV": "HH", "VH": "HV"}`` or
+        ``"VV=HH,VH=HV"``), for a stack that names the bands otherwise.
 
     Returns
     -------
     xarray.DataArray
         float32 ``(band, y, x)`` with one band per output layer.
+
+    Raises
+    ------
+    BandNameError
+        The stack lacks a band the model needs.
+    ModelFileError
+        The spec does not give the features the estimator was fitted on.
     """
-    spec = FeatureSpec.coerce(spec)
+    loaded = resolve_model(model, spec, class_names, model_id=model_id)
+    model, spec, class_names = loaded.model, FeatureSpec.coerce(loaded.spec), loaded.class_names
     if class_names is None and is_clusterer(model):  # name the codes, so a cluster map is coded like a class map
         n = getattr(model, "n_clusters", getattr(model, "n_components", None))
         class_names = None if n is None else [str(c) for c in range(int(n))]
-    used = spec.input_bands(band_names(stack))  # names the missing bands if the stack lacks any
+    inputs = match_model_inputs(model, spec, stack, bands=loaded.bands, feature_names=loaded.feature_names,
+                                band_ranges=loaded.band_ranges, band_map=band_map, what=loaded.name)
     predictor = tile_predictor(model, class_names=class_names, probabilities=probabilities, fast=fast)
     layers = predictor.layers
     fill = stack.attrs.get("_FillValue", stack.encoding.get("_FillValue"))
-    token = tokenize(model_id or _model_token(model), spec.to_dict(), used, layers, fast, fill)
-    out = map_tiles(stack, PredictTile(predictor, spec, list(used), fill, token), halo=spec.halo, bands=used,
-                    n_out=len(layers), name="predict")
+    token = tokenize(loaded.model_id or _model_token(model), spec.to_dict(), inputs, layers, fast, fill)
+    out = map_tiles(stack, PredictTile(predictor, spec, inputs.bands, fill, token), halo=spec.halo,
+                    bands=inputs.stack_bands, n_out=len(layers), name="predict")
     coords = {k: v.variable for k, v in stack.coords.items() if "band" not in v.dims}
     coords["band"] = ("band", np.array(layers, dtype=object))
     result = xr.DataArray(out, dims=("band", "y", "x"), coords=coords, name="prediction")
@@ -168,6 +191,7 @@ def predict(
     resume: bool = False,
     progress: ProgressMode = "auto",
     codec: str = DEFAULT_CODEC,
+    band_map=None,
 ) -> xr.DataArray:
     """Predict every pixel of ``stack`` into a zarr mosaic (and optionally a COG).
 
@@ -196,6 +220,8 @@ def predict(
         Progress reporting (bar with ETA).
     codec : {"lz4", "zstd", "none"}, default "lz4"
         Compression of the mosaic's tiles (:data:`rastercore.store.CODECS`).
+    band_map : mapping or str, optional
+        Stack band name -> model band name, as in :func:`predict_lazy`.
 
     Returns
     -------
@@ -203,9 +229,8 @@ def predict(
         The mosaic, opened lazily from ``path``.
     """
     check_output(path, cog, overwrite=overwrite)
-    model, spec, class_names, model_id = resolve_model(model, spec, class_names)
-    mosaic = predict_lazy(model, stack, spec, class_names=class_names, probabilities=probabilities,
-                          model_id=model_id)
+    mosaic = predict_lazy(resolve_model(model, spec, class_names), stack, class_names=class_names,
+                          probabilities=probabilities, band_map=band_map)
     tile = mosaic.chunks[1][0], mosaic.chunks[2][0]
     write_tiles(mosaic, path, tile_chunks=tile, overwrite=overwrite, resume=resume, progress=progress,
                 stage="predict", codec=codec)
@@ -238,13 +263,41 @@ def cog_layers(mosaic: xr.DataArray) -> xr.DataArray:
     return coded.rio.write_nodata(255, encoded=False)
 
 
-def resolve_model(model, spec=None, class_names=None):
-    """``(model, spec, class names, stable model id)`` from a fitted model or a model file.
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model with what prediction needs to know about it (from its file, when it has one).
+
+    Attributes
+    ----------
+    model : fitted estimator
+    spec : FeatureSpec, dict or list
+    class_names : list of str or None
+    model_id : str or None
+        The file's hash (stable across processes), else None.
+    bands, feature_names, band_ranges
+        The training bands in order, the feature names and the training
+        pixels' value ranges, when the file records them.
+    name : str
+        How messages name the model.
+    """
+
+    model: object
+    spec: object
+    class_names: list | None = None
+    model_id: str | None = None
+    bands: list | None = None
+    feature_names: list | None = None
+    band_ranges: dict | None = None
+    name: str = "the model"
+
+
+def resolve_model(model, spec=None, class_names=None, *, model_id: str | None = None) -> LoadedModel:
+    """A :class:`LoadedModel` from a fitted estimator, a model file, or a LoadedModel (returned as is).
 
     A model file (:func:`rastercore.models.save_model`) is read once and
-    brings its feature spec and class names; its id is the file's hash, so
-    a resumed prediction recognises its own partial output.  An in-memory
-    model needs ``spec`` and has no stable id (None).
+    brings its feature spec, class names, training bands, feature names and
+    value ranges; its id is the file's hash, so a resumed prediction
+    recognises its own partial output.  An in-memory model needs ``spec``.
 
     Raises
     ------
@@ -253,20 +306,21 @@ def resolve_model(model, spec=None, class_names=None):
     FeatureSpecError
         An in-memory model without ``spec``.
     """
-    model_id = None
-    if isinstance(model, (str, Path)):
-        from rastercore.models import load_model
-
-        path = Path(model)
-        model, manifest = load_model(path, return_manifest=True)
-        model_id = manifest["file_sha256"]
-        meta = manifest.get("metadata", {})
+    if isinstance(model, LoadedModel):
+        return model
+    if not isinstance(model, (str, Path)):
         if spec is None:
-            if "feature_spec" not in meta:
-                raise ModelFileError(f"{path} records no feature spec (not saved by rastercore train?); "
-                                     "pass spec= explicitly.")
-            spec = meta["feature_spec"]
-        class_names = class_names or meta.get("class_names")
-    if spec is None:
-        raise FeatureSpecError("predict needs the feature spec the model was trained with (spec=...).")
-    return model, spec, class_names, model_id
+            raise FeatureSpecError("predict needs the feature spec the model was trained with (spec=...).")
+        return LoadedModel(model, spec, class_names, model_id)
+    from rastercore.models import load_model
+
+    path = Path(model)
+    estimator, manifest = load_model(path, return_manifest=True)
+    meta = manifest.get("metadata", {})
+    if spec is None and "feature_spec" not in meta:
+        raise ModelFileError(f"{path} records no feature spec (not saved by rastercore train?); pass spec= explicitly.")
+    return LoadedModel(estimator, meta["feature_spec"] if spec is None else spec,
+                       class_names or meta.get("class_names"), manifest["file_sha256"],
+                       bands=meta.get("bands") if spec is None else None,
+                       feature_names=meta.get("feature_names") if spec is None else None,
+                       band_ranges=meta.get("band_ranges"), name=f"model {path}")

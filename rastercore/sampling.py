@@ -50,7 +50,7 @@ from rastercore.store import writing
 from rastercore.targets import IGNORE
 
 __all__ = ["SpatialSplit", "SampleTable", "PixelPlan", "CandidateTile", "plan_pixels", "select_pixels",
-           "fit_streaming", "features_at", "draw_sample", "write_table", "read_table", "augment_windows",
+           "fit_streaming", "features_at", "band_ranges", "draw_sample", "write_table", "read_table", "augment_windows",
            "TRAIN", "VALIDATION"]
 
 TRAIN, VALIDATION, EXCLUDED = 0, 1, -1
@@ -312,7 +312,7 @@ class PixelPlan:
         if not parts:
             return {"X": np.zeros((0, self.n_features), np.float32), "code": np.zeros(0, np.int64),
                     "key": np.zeros(0), "row": np.zeros(0, np.int64), "col": np.zeros(0, np.int64),
-                    "value": np.zeros(0, np.float32)}
+                    "value": np.zeros(0, np.float32), "bands": np.zeros((0, len(self.bands)), np.float32)}
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -484,7 +484,8 @@ class CandidateTile:
         ys, xs, X = ys[finite], xs[finite], X[finite]
         return {"X": np.ascontiguousarray(X, np.float32), "code": code[ys, xs], "key": keys[ys, xs],
                 "row": (ys + row0).astype(np.int64), "col": (xs + col0).astype(np.int64),
-                "value": (values[ys, xs] if values is not None else np.full(ys.size, np.nan)).astype(np.float32)}
+                "value": (values[ys, xs] if values is not None else np.full(ys.size, np.nan)).astype(np.float32),
+                "bands": window[:, ys + top, xs + left].T.astype(np.float32)}
 
 
 def fit_streaming(estimator, plan: PixelPlan, *, which: int = TRAIN, epochs: int = 1, seed: int = 0,
@@ -605,6 +606,7 @@ def _assemble(rows, quotas, plan: PixelPlan, stack, per_class) -> SampleTable:
         "block_size": block_size,
         "validation_fraction": split.validation_fraction if split.regions is None else None,
         "gap": spec.halo if split.gap is None else split.gap,
+        "band_ranges": band_ranges(rows["bands"], used),
     }
     y = rows["value"] if regression else classes.astype(np.int32)
     value = None if regression or np.isnan(rows["value"]).all() else rows["value"]
@@ -616,6 +618,19 @@ def _assemble(rows, quotas, plan: PixelPlan, stack, per_class) -> SampleTable:
         split=(rows["code"] % 2).astype(np.int8), feature_names=spec.feature_names(list(used)),
         class_names=None if regression else list(class_names), attrs=attrs,
     )
+
+
+def band_ranges(values: np.ndarray, bands: list[str]) -> dict[str, list[float]] | None:
+    """``{band: [p1, p50, p99]}`` of the input values at sampled pixels (``values``: rows x bands), or None.
+
+    Kept with the sample and the model, so prediction can tell a stack
+    whose values are far from the training rows' (uint8 against calibrated
+    floats, decibels against linear power).
+    """
+    if len(values) == 0:
+        return None
+    quantiles = np.percentile(values, [1, 50, 99], axis=0)
+    return {band: [float(q) for q in quantiles[:, i]] for i, band in enumerate(bands)}
 
 
 _OFFSET = re.compile(r"^(?P<prefix>.+)/dy=(?P<dy>-?\d+),dx=(?P<dx>-?\d+)$")

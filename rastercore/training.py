@@ -138,6 +138,8 @@ def train_from_table(table, family: str, *, seed: int = 0, params: dict | None =
         "task": "regression" if y_kind == "value" and family != "hurdle" else task,
         "feature_spec": table.attrs["feature_spec"],
         "bands": table.attrs["bands"],
+        "feature_names": list(table.feature_names),
+        "band_ranges": table.attrs.get("band_ranges"),
         "class_names": (["below", "above"] if family == "hurdle" else
                         [f">= {t:g}" for t in labels] if family == "multilabel" else table.class_names),
         "thresholds": table.attrs.get("thresholds"),

@@ -21,7 +21,7 @@ LAYERS = [
     ("stack", ["stack"]),
     ("engine", ["engine"]),
     ("per tile", ["features", "models", "preprocess", "targets", "datasets"]),
-    ("stages", ["predict", "sampling", "training", "unsupervised", "evaluate", "viz"]),
+    ("stages", ["contract", "predict", "sampling", "training", "unsupervised", "evaluate", "viz"]),
     ("faces", ["pipeline", "demo", "accessor", "cli", "__init__", "tiles", "cluster"]),
 ]
 LAYER_OF = {top: rank for rank, (_, tops) in enumerate(LAYERS) for top in tops}
