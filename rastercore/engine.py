@@ -40,6 +40,7 @@ from dask.array.core import normalize_chunks
 from dask.array.overlap import ensure_minimum_chunksize
 from dask.base import tokenize
 
+from rastercore.checks import check_tile_size
 from rastercore.errors import run_portably
 from rastercore.store import store_reader
 
@@ -212,6 +213,7 @@ def plan_tiles(stack: xr.DataArray, *, halo: int, bands: Sequence[int] | Sequenc
     if bands is not None and any(isinstance(b, str) for b in bands):
         names = [str(b) for b in stack[stack.dims[0]].values]
         bands = [names.index(str(b)) for b in bands]
+    tile_size = check_tile_size(tile_size, "tile_size")
     chunks = None if tile_size is None else normalize_chunks((tile_size, tile_size), stack.shape[1:])
     return TilePlan(stack, halo=halo, bands=bands, chunks=chunks)
 

@@ -17,15 +17,18 @@ can be stored with a feature spec.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+
 import dask.array as da
 import numpy as np
 import xarray as xr
 
+from .checks import check_int
 from .errors import BandNameError, FeatureSpecError
 from .stack import as_float, band_names
 
-__all__ = ["BandStats", "Normalizer", "compute_band_stats", "NORMALIZE_METHODS"]
+__all__ = ["BandStats", "Normalizer", "NormalizationWarning", "compute_band_stats", "NORMALIZE_METHODS"]
 
 NORMALIZE_METHODS = ("minmax", "percentile", "zscore", "zca")
 
@@ -172,7 +175,7 @@ def compute_band_stats(stack: xr.DataArray, *, bins: int = 1024) -> BandStats:
     BandStats
     """
     names = band_names(stack)
-    nb, bins = len(names), int(bins)
+    nb, bins = len(names), check_int(bins, "bins (--bins)", 2, 2**20)
     data = as_float(stack, np.float64).rechunk({0: -1})
     per_block = _per_block(data, lambda b: _moments(b).ravel(), 5 * nb).compute()
     parts = [per_block[:, i, j].reshape(5, nb) for i in range(per_block.shape[1])
@@ -185,6 +188,10 @@ def compute_band_stats(stack: xr.DataArray, *, bins: int = 1024) -> BandStats:
     s1 = sums[nb * bins + 1: nb * bins + 1 + nb] / n_joint
     cov = sums[nb * bins + 1 + nb:].reshape(nb, nb) / n_joint - np.outer(s1, s1)
     return BandStats(names, count, lo, hi, mean, std, hist, cov, np.nan_to_num(mean) + s1)
+
+
+class NormalizationWarning(UserWarning):
+    """A normalisation leaves a band without information (constant or empty over the stack)."""
 
 
 class Normalizer:
@@ -228,6 +235,30 @@ class Normalizer:
             raise FeatureSpecError(f"unknown normalisation {method!r}; valid: {', '.join(NORMALIZE_METHODS)}")
         if not 0.0 <= low < high <= 100.0:
             raise FeatureSpecError(f"percentiles need 0 <= low < high <= 100, got low={low}, high={high}")
+
+    def warn_constant_bands(self) -> list[str]:
+        """Warn about, and return, the bands this normalisation maps to a constant (no information left).
+
+        A band with a single value over the stack (or an empty one) becomes 0
+        everywhere under ``minmax``, ``percentile`` and ``zscore`` (and
+        carries nothing under ``zca``): features of it are constant, and
+        those that divide by it (``cv``, ``ratio``, ``normalised_difference``)
+        are NaN everywhere.
+        """
+        s = self.stats
+        if self.method == "percentile":
+            span = s.percentile(self.high) - s.percentile(self.low)
+        else:
+            span = s.maximum - s.minimum
+        flat = [b for b, width, n in zip(s.band_names, span, s.count) if not (n > 0 and width > 0)]
+        for band in flat:
+            i = list(s.band_names).index(band)
+            value = "no valid pixels" if s.count[i] == 0 else f"the single value {float(s.minimum[i]):g}"
+            warnings.warn(f"band {band} has {value} over the stack: {self.method} normalisation maps it to a "
+                          "constant, so its features carry nothing and those dividing by it (cv, ratio, "
+                          "normalised_difference) are NaN everywhere; leave it out of the spec's bands.",
+                          NormalizationWarning, stacklevel=4)
+        return flat
 
     @property
     def band_names(self) -> list[str]:

@@ -38,8 +38,9 @@ import xarray as xr
 from scipy import ndimage
 
 from rastercore._random import uniform, uniform_keys
+from rastercore.checks import check_int
 from rastercore.engine import map_tiles
-from rastercore.errors import SamplingError
+from rastercore.errors import ParameterError, SamplingError
 from rastercore.features import FeatureSpec, features_for_block
 from rastercore.grid import grid_of
 from rastercore.progress import Progress, ProgressMode
@@ -80,10 +81,15 @@ class SpatialSplit:
     gap: int | None = None
     regions: xr.DataArray | None = field(default=None, compare=False)
 
+    def __post_init__(self):
+        check_int(self.block_size, "block_size (--block-size)", 1)
+        if self.gap is not None:
+            check_int(self.gap, "gap", 0)
+        if not 0 <= self.validation_fraction < 1:
+            raise ParameterError(f"validation_fraction (--validation) must be in [0, 1), not {self.validation_fraction}")
+
     def labels(self, like: xr.DataArray, *, seed: int, halo: int) -> da.Array:
         """Lazy int8 ``(y, x)``: TRAIN, VALIDATION or EXCLUDED (gaps included) for every pixel."""
-        if not 0 <= self.validation_fraction < 1:
-            raise SamplingError(f"validation_fraction must be in [0, 1), not {self.validation_fraction}")
         chunks = like.chunks[-2:]
         gap = halo if self.gap is None else self.gap
         if self.regions is None and 2 * gap <= self.block_size:  # the gap follows from the block grid
@@ -240,6 +246,10 @@ def draw_sample(
     -------
     SampleTable
     """
+    if not isinstance(per_class, Mapping):
+        check_int(n, "n (-n), the number of training rows", 1)
+    if n_validation is not None:
+        check_int(n_validation, "n_validation (--n-validation)", 0)
     plan = plan_pixels(stack, target, spec, split=split, thresholds=thresholds, seed=seed)
     counts, class_names, regression, split = plan.counts, plan.class_names, plan.regression, plan.split
     if not regression and np.count_nonzero(counts.sum(axis=1)) < 2:

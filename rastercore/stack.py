@@ -17,7 +17,8 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from rastercore.errors import BandNameError, MisalignedInputsError, NotGeoreferencedWarning
+from rastercore.checks import check_tile_size
+from rastercore.errors import BandNameError, MisalignedInputsError, NotGeoreferencedWarning, ParameterError
 from rastercore.grid import Grid, attach_grid, grid_of
 from rastercore.io.sources import Source, open_source
 from rastercore.progress import ProgressMode
@@ -86,7 +87,8 @@ def ingest(
     """
     specs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     if not specs:
-        raise ValueError("ingest needs at least one input")
+        raise ParameterError("ingest needs at least one input raster.")
+    tile_size = check_tile_size(tile_size)
     sources = [open_source(spec, band_axis=band_axis) for spec in specs]
     dtype = np.result_type(*[s.dtype for s in sources])
     tile = tile_size or choose_tile_size(sum(s.count for s in sources), dtype)

@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "rastercore"
 
 LAYERS = [
-    ("ground", ["errors", "grid", "progress", "quotas", "_memory", "_random", "_deprecated"]),
+    ("ground", ["errors", "checks", "grid", "progress", "quotas", "_memory", "_random", "_deprecated"]),
     ("storage", ["scheduler", "store"]),
     ("io", ["io"]),
     ("stack", ["stack"]),
@@ -26,7 +26,7 @@ LAYERS = [
 ]
 LAYER_OF = {top: rank for rank, (_, tops) in enumerate(LAYERS) for top in tops}
 # Within a layer, modules may import each other only in this order (a stage builds on sampling, ...).
-ORDER_WITHIN = {"scheduler": 0, "store": 1, "preprocess": 0, "features": 1, "targets": 0, "models": 0,
+ORDER_WITHIN = {"errors": 0, "checks": 1, "scheduler": 0, "store": 1, "preprocess": 0, "features": 1, "targets": 0, "models": 0,
                 "datasets": 1, "sampling": 0, "training": 1, "predict": 1, "unsupervised": 2, "viz": 2,
                 "evaluate": 3}
 

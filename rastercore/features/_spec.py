@@ -337,8 +337,10 @@ class FeatureSpec:
                                       **{k: v for k, v in given.items() if v is not None}})
         bands = self.feature_bands(names_of(stack))
         stats = compute_band_stats(stack.sel(band=bands), bins=bins)
-        return self.with_normalizer(Normalizer(stats, options["method"], low=options["low"],
-                                               high=options["high"], eps=options["eps"]))
+        normalizer = Normalizer(stats, options["method"], low=options["low"], high=options["high"],
+                                eps=options["eps"])
+        normalizer.warn_constant_bands()
+        return self.with_normalizer(normalizer)
 
     def to_list(self) -> list[dict]:
         """Plain list-of-dicts form of the features (without normalisation)."""

@@ -20,6 +20,7 @@ import numpy as np
 import xarray as xr
 
 from .._memory import release_buffers
+from ..checks import check_tile_size
 from ..errors import FeatureSpecError
 from ..progress import ProgressMode
 from ..scheduler import choose_tile_size
@@ -77,6 +78,7 @@ def write_features(
         The feature store, opened lazily (:func:`rastercore.open_stack`).
     """
     path = Path(path)
+    tile_size = check_tile_size(tile_size)
     check_output(path, overwrite=overwrite)
     spec = FeatureSpec.coerce(spec)
     if normalize is not None:

@@ -153,3 +153,21 @@ def test_spec_file_yaml_and_json(tmp_path, raw):
         FeatureSpec.from_file(tmp_path / "bad.yaml")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         FeatureSpec.from_file(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("method", ["zscore", "minmax", "percentile", "zca"])
+def test_a_constant_band_is_named_when_normalisation_would_empty_it(method):
+    import xarray as xr
+
+    from rastercore.features import FeatureSpec, compute_features
+    from rastercore.preprocess import NormalizationWarning
+
+    values = np.stack([np.random.default_rng(0).random((40, 50)), np.full((40, 50), 3.0)]).astype(np.float32)
+    stack = xr.DataArray(values, dims=("band", "y", "x"), coords={"band": ["a", "flat"]}).chunk({"y": 20})
+    spec = FeatureSpec([{"name": "cv", "size": 3}], normalize=method)
+    with pytest.warns(NormalizationWarning, match="band flat has the single value 3 over the stack.*NaN everywhere"):
+        fitted = spec.fit_normalizer(stack)
+    with pytest.warns(NormalizationWarning):
+        assert fitted.normalizer.warn_constant_bands() == ["flat"]
+    feats = compute_features(stack, fitted).values
+    assert np.isfinite(feats[0]).any() and (method == "zca" or not np.isfinite(feats[1]).any())
