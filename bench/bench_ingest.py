@@ -32,7 +32,7 @@ MAKE_SCENE = """
 import dask, sys
 from rastercore.datasets import write_synthetic_scene
 dask.config.set(scheduler="threads")
-write_synthetic_scene(sys.argv[1], (int(sys.argv[2]), int(sys.argv[2])), seed=0, tile=1024, progress="none")
+write_synthetic_scene(sys.argv[1], (int(sys.argv[2]), int(sys.argv[2])), seed=0, tile_size=1024, progress="none")
 """
 
 RASTERCORE = """

@@ -8,7 +8,7 @@ through a rastercore store first::
     scene = rioxarray.open_rasterio("scene.tif", chunks=1024).assign_coords(band=["HH", "HV"])
     feats = scene.rc.features([{"name": "gaussian", "sigma": 2}])      # lazy (feature, y, x)
     classes = scene.rc.predict("model.skops")                          # lazy (band, y, x) layers
-    clusters = scene.rc.cluster(6)                                     # lazy k-means map
+    clusters, model = scene.rc.cluster(6, return_model=True)           # lazy k-means map, fitted model
     scene.rc.to_cog("scene_cog.tif")
 
 Every result is lazy (dask) and keeps the input's coordinates and CRS, so it
@@ -22,6 +22,9 @@ from __future__ import annotations
 import os
 
 import xarray as xr
+
+from rastercore._deprecated import renamed_keywords
+from rastercore.store import DEFAULT_CODEC
 
 __all__ = ["RasterCoreAccessor"]
 
@@ -58,38 +61,56 @@ class RasterCoreAccessor:
         A model file brings its feature spec and class names; an in-memory
         estimator needs ``spec``.
         """
-        from rastercore.predict import predict_lazy, resolve_model
+        from rastercore.predict import predict_lazy
 
-        model, spec, class_names, model_id = resolve_model(model, spec, class_names)
-        return predict_lazy(model, self._obj, spec, class_names=class_names, probabilities=probabilities,
-                            model_id=model_id)
+        return predict_lazy(model, self._obj, spec, class_names=class_names, probabilities=probabilities)
 
-    def cluster(self, n_clusters: int = 8, *, spec=None, sample_size: int = 100_000, stream: bool = False,
-                seed: int = 0) -> xr.DataArray:
+    @renamed_keywords({"sample_size": "n"}, ".rc.cluster()")
+    def cluster(self, n_clusters: int = 8, *, spec=None, n: int = 100_000, stream: bool = False, seed: int = 0,
+                return_model: bool = False):
         """Lazy k-means cluster map (fitted now, applied tile by tile; see :mod:`rastercore.unsupervised`).
 
-        The fitted model is in ``result.attrs["model"]``.
+        Parameters
+        ----------
+        n_clusters : int, default 8
+        spec : FeatureSpec, list of dict or dict, optional
+            Features to cluster; default the band values.
+        n : int, default 100000
+            Pixels to fit on (an exact uniform random sample of the valid
+            pixels); ``sample_size``, its old name, still works for one release.
+        stream : bool, default False
+            Fit on every valid pixel instead, tile by tile (``MiniBatchKMeans``).
+        seed : int, default 0
+        return_model : bool, default False
+            Also return the fitted model.
+
+        Returns
+        -------
+        xarray.DataArray, or (xarray.DataArray, estimator) with ``return_model``
+            The ``cluster`` layer ``(band, y, x)``.
         """
-        return self._unsupervised("kmeans", n_clusters, spec, sample_size, stream, seed)
+        return self._unsupervised("kmeans", {"n_clusters": n_clusters}, spec, n, stream, seed, return_model)
 
-    def pca(self, n_components: int = 3, *, spec=None, sample_size: int = 100_000, stream: bool = False,
-            seed: int = 0) -> xr.DataArray:
-        """Lazy principal-component layers (fitted now, applied tile by tile)."""
-        return self._unsupervised("pca", n_components, spec, sample_size, stream, seed)
+    @renamed_keywords({"sample_size": "n"}, ".rc.pca()")
+    def pca(self, n_components: int = 3, *, spec=None, n: int = 100_000, stream: bool = False, seed: int = 0,
+            return_model: bool = False):
+        """Lazy principal-component layers ``component[i]`` (fitted now, applied tile by tile).
 
-    def _unsupervised(self, method, n, spec, sample_size, stream, seed) -> xr.DataArray:
+        The keywords are those of :meth:`cluster` (``IncrementalPCA`` when streaming).
+        """
+        return self._unsupervised("pca", {"n_components": n_components}, spec, n, stream, seed, return_model)
+
+    def _unsupervised(self, method, size, spec, n, stream, seed, return_model):
         from rastercore.predict import predict_lazy
         from rastercore.unsupervised import DEFAULT_SPEC, fit_unsupervised
 
         spec = DEFAULT_SPEC if spec is None else spec
-        model = fit_unsupervised(self._obj, spec, method, n_components=n, sample_size=sample_size, stream=stream,
-                                 seed=seed, progress="none")
+        model = fit_unsupervised(self._obj, spec, method, **size, n=n, stream=stream, seed=seed, progress="none")
         result = predict_lazy(model, self._obj, spec)
-        result.attrs["model"] = model
-        return result
+        return (result, model) if return_model else result
 
     def to_store(self, path: str | os.PathLike, *, tile_size: int | None = None, overwrite: bool = False,
-                 resume: bool = False, codec: str = "lz4", progress: str = "auto") -> xr.DataArray:
+                 resume: bool = False, codec: str = DEFAULT_CODEC, progress: str = "auto") -> xr.DataArray:
         """Write as a rastercore store, tile by tile, and return it opened lazily (atomic, resumable)."""
         from rastercore.store import open_stack, write_tiles
 

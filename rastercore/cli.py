@@ -15,7 +15,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from rastercore._deprecated import deprecated, renamed
 from rastercore.errors import RasterCoreError
+from rastercore.store import CODECS, DEFAULT_CODEC
 
 app = typer.Typer(
     help="Out-of-core, tiled raster processing and pixel-wise machine learning.",
@@ -33,7 +35,16 @@ ProgressOpt = Annotated[str, typer.Option(
                        "'none', or 'auto' (bar on a terminal).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
 CodecOpt = Annotated[str, typer.Option(
-    "--codec", help="Compression of the stored tiles: lz4 (fastest), zstd (smaller 8-bit stores) or none.")]
+    "--codec", help=f"Compression of the stored tiles: {', '.join(CODECS)} (lz4 is the fastest, "
+                    "zstd smaller on 8-bit data, none stores raw bytes).")]
+
+
+def _old_option(value, old_value, old: str, new: str, command: str):
+    """``old_value`` if the option was given under its old spelling ``old`` (with a notice), else ``value``."""
+    if old_value is None:
+        return value
+    renamed(old, new, f"rastercore {command}")
+    return old_value
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -54,7 +65,7 @@ def ingest(
     nodata: Annotated[Optional[float], typer.Option(help="Nodata value (default: from the inputs).")] = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted ingest of the same inputs.")] = False,
-    codec: CodecOpt = "lz4",
+    codec: CodecOpt = DEFAULT_CODEC,
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = "auto",
 ) -> None:
@@ -195,7 +206,7 @@ def features(
                                                           "smaller if memory needs it).")] = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of the same job.")] = False,
-    codec: CodecOpt = "lz4",
+    codec: CodecOpt = DEFAULT_CODEC,
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = "auto",
     list_features: Annotated[bool, typer.Option("--list", help="List the available features and their "
@@ -347,28 +358,32 @@ def sample(
 def train(
     sample_table: Annotated[Path, typer.Argument(metavar="SAMPLE", help="Sample table from `rastercore sample`.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Model file to write (.skops).")],
-    model: Annotated[str, typer.Option("--model", help="Model family: svm, cascade-svm, forest, sharded-forest, hgb, sgd, hurdle, multilabel.")] = "svm",
+    family: Annotated[str, typer.Option("--family", help="Model family: svm, cascade-svm, forest, sharded-forest, hgb, "
+                                                         "sgd, hurdle, multilabel.")] = "svm",
     params: Annotated[Optional[str], typer.Option(help="Estimator parameters as JSON, e.g. '{\"C\": 10}'.")] = None,
     labels: Annotated[Optional[str], typer.Option(help="multilabel: label thresholds t1,t2; hurdle: the threshold.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the estimator.")] = 0,
     overwrite: OverwriteOpt = False,
     scheduler: SchedulerOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", hidden=True)] = None,
 ) -> None:
     """Fit a model family on a sample table, score it on the validation rows and save it."""
     from rastercore.scheduler import client
     from rastercore.sampling import read_table
     from rastercore.training import MODEL_FAMILIES, train_from_table
 
-    if model not in MODEL_FAMILIES:
-        raise typer.BadParameter(f"unknown model {model!r}; choose one of {', '.join(MODEL_FAMILIES)}", param_hint="--model")
+    family = _old_option(family, model, "--model", "--family", "train")
+    if family not in MODEL_FAMILIES:
+        raise typer.BadParameter(f"unknown model family {family!r}; choose one of {', '.join(MODEL_FAMILIES)}",
+                                 param_hint="--family")
     try:
         estimator_params = json.loads(params) if params else {}
     except json.JSONDecodeError as err:
         raise typer.BadParameter(f"--params is not valid JSON: {err}") from None
     with client(scheduler):
-        _, meta = train_from_table(read_table(sample_table), model, seed=seed, params=estimator_params,
+        _, meta = train_from_table(read_table(sample_table), family, seed=seed, params=estimator_params,
                                    labels=_split_floats(labels), path=output, overwrite=overwrite)
-    print(f"wrote {output}: {model}, fitted in {meta['fit_seconds']:.2f} s; validation {meta['validation']}")
+    print(f"wrote {output}: {family}, fitted in {meta['fit_seconds']:.2f} s; validation {meta['validation']}")
 
 
 @app.command()
@@ -380,7 +395,7 @@ def predict(
     probabilities: Annotated[bool, typer.Option(help="Write per-class probability layers.")] = True,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted prediction (missing tiles only).")] = False,
-    codec: CodecOpt = "lz4",
+    codec: CodecOpt = DEFAULT_CODEC,
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = "auto",
 ) -> None:
@@ -395,7 +410,7 @@ def predict(
     print(f"wrote {output}: layers {', '.join(str(b) for b in mosaic['band'].values)}" + (f"; {cog}" if cog else ""))
 
 
-SampleOpt = Annotated[int, typer.Option("--sample", help="Fit on this many randomly drawn valid pixels.")]
+_SAMPLE_HELP = "Fit on this many randomly drawn valid pixels"
 StreamOpt = Annotated[bool, typer.Option("--stream", help="Fit on every valid pixel, tile by tile "
                                                           "(MiniBatchKMeans / IncrementalPCA).")]
 UnsupervisedSpecOpt = Annotated[Optional[Path], typer.Option("--spec", help="Feature spec (default: the band values).")]
@@ -408,24 +423,28 @@ FittedModelOpt = Annotated[Optional[Path], typer.Option("--model", help="Also sa
 def cluster(
     stack: Annotated[Path, typer.Argument(help="The .zarr stack.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Cluster map to write (.zarr).")],
-    clusters: Annotated[int, typer.Option("-k", "--clusters", help="Number of clusters.")] = 8,
+    n_clusters: Annotated[int, typer.Option("-k", "--n-clusters", help="Number of clusters.")] = 8,
     spec: UnsupervisedSpecOpt = None,
-    sample: SampleOpt = 100_000,
+    n: Annotated[int, typer.Option("-n", help=f"{_SAMPLE_HELP}.")] = 100_000,
     stream: StreamOpt = False,
     epochs: EpochsOpt = 1,
     model: FittedModelOpt = None,
     cog: Annotated[Optional[Path], typer.Option(help="Also write the cluster map as a Cloud-Optimized GeoTIFF.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sample and of k-means.")] = 0,
     overwrite: OverwriteOpt = False,
-    codec: CodecOpt = "lz4",
+    codec: CodecOpt = DEFAULT_CODEC,
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = "auto",
+    clusters: Annotated[Optional[int], typer.Option("--clusters", hidden=True)] = None,
+    sample: Annotated[Optional[int], typer.Option("--sample", hidden=True)] = None,
 ) -> None:
     """Cluster the pixels of a stack (k-means on its features) into a georeferenced cluster map."""
-    fitted = _unsupervised("kmeans", clusters, stack, output, spec, scheduler, sample_size=sample, stream=stream,
+    n_clusters = _old_option(n_clusters, clusters, "--clusters", "--n-clusters", "cluster")
+    n = _old_option(n, sample, "--sample", "-n", "cluster")
+    fitted = _unsupervised("kmeans", stack, output, spec, scheduler, n_clusters=n_clusters, n=n, stream=stream,
                            epochs=epochs, model_path=model, cog=cog, seed=seed, overwrite=overwrite, codec=codec,
                            progress=progress)
-    print(f"wrote {output}: {clusters} clusters, fitted on {fitted.n_pixels_seen_} pixels"
+    print(f"wrote {output}: {n_clusters} clusters, fitted on {fitted.n_pixels_seen_} pixels"
           + (f"; {cog}" if cog else "") + (f"; model {model}" if model else ""))
 
 
@@ -433,29 +452,37 @@ def cluster(
 def reduce(
     stack: Annotated[Path, typer.Argument(help="The .zarr stack.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Component layers to write (.zarr).")],
-    components: Annotated[int, typer.Option("-n", "--components", help="Number of principal components.")] = 3,
+    n_components: Annotated[int, typer.Option("--n-components", help="Number of principal components.")] = 3,
     spec: UnsupervisedSpecOpt = None,
-    sample: SampleOpt = 100_000,
+    sample: Annotated[int, typer.Option("--sample", help=f"{_SAMPLE_HELP} (deprecated spelling: the next release "
+                                                         "calls it -n, as `sample` and `cluster` do).")] = 100_000,
     stream: StreamOpt = False,
     epochs: EpochsOpt = 1,
     model: FittedModelOpt = None,
     cog: Annotated[Optional[Path], typer.Option(help="Also write the components as a Cloud-Optimized GeoTIFF.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
     overwrite: OverwriteOpt = False,
-    codec: CodecOpt = "lz4",
+    codec: CodecOpt = DEFAULT_CODEC,
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = "auto",
+    components: Annotated[Optional[int], typer.Option("--components", hidden=True)] = None,
+    n_old: Annotated[Optional[int], typer.Option("-n", hidden=True)] = None,
 ) -> None:
     """Project the features of every pixel onto their principal components (PCA), tile by tile."""
-    fitted = _unsupervised("pca", components, stack, output, spec, scheduler, sample_size=sample, stream=stream,
+    n_components = _old_option(n_components, components, "--components", "--n-components", "reduce")
+    if n_old is not None:
+        deprecated("rastercore reduce: -n is the number of components; spell it --n-components; in the next "
+                   "release -n will be the sample size, as in `sample` and `cluster`.")
+        n_components = n_old
+    fitted = _unsupervised("pca", stack, output, spec, scheduler, n_components=n_components, n=sample, stream=stream,
                            epochs=epochs, model_path=model, cog=cog, seed=seed, overwrite=overwrite, codec=codec,
                            progress=progress)
     ratios = ", ".join(f"{r:.3f}" for r in fitted.explained_variance_ratio_)
-    print(f"wrote {output}: {components} components (explained variance ratio {ratios}), fitted on "
+    print(f"wrote {output}: {n_components} components (explained variance ratio {ratios}), fitted on "
           f"{fitted.n_pixels_seen_} pixels" + (f"; {cog}" if cog else "") + (f"; model {model}" if model else ""))
 
 
-def _unsupervised(method, n_components, stack, output, spec, scheduler, **options):
+def _unsupervised(method, stack, output, spec, scheduler, **options):
     """Fit ``method`` on ``stack`` and write its map (shared by ``cluster`` and ``reduce``); the fitted model."""
     from rastercore.scheduler import client
     from rastercore.stack import open_stack
@@ -463,8 +490,7 @@ def _unsupervised(method, n_components, stack, output, spec, scheduler, **option
 
     data = open_stack(stack)
     with client(scheduler):
-        _, fitted = map_unsupervised(data, output, _load_spec(spec) if spec is not None else None, method,
-                                     n_components=n_components, **options)
+        _, fitted = map_unsupervised(data, output, _load_spec(spec) if spec is not None else None, method, **options)
     return fitted
 
 

@@ -34,6 +34,7 @@ from dask.base import tokenize
 from numba import njit
 from rasterio.crs import CRS
 
+from rastercore._deprecated import renamed_keywords
 from rastercore._random import uniform as _uniform
 from rastercore.errors import StoreExistsError
 from rastercore.grid import Grid, attach_grid
@@ -173,12 +174,13 @@ def synthetic_scene(
     return ds
 
 
+@renamed_keywords({"tile": "tile_size"})
 def write_synthetic_scene(
     directory: str | os.PathLike,
     shape: tuple[int, int] = (1024, 1024),
     *,
     seed: int = 0,
-    tile: int = 1024,
+    tile_size: int = 1024,
     threshold: float = SYNTHETIC_THRESHOLD,
     looks: int = 1,
     overwrite: bool = False,
@@ -192,8 +194,8 @@ def write_synthetic_scene(
         Created if missing.
     shape, seed, threshold, looks
         As in :func:`synthetic_scene`.
-    tile : int, default 1024
-        Generation block size (memory per block: ``3 * tile**2 * 4`` bytes).
+    tile_size : int, default 1024
+        Generation block size (memory per block: ``3 * tile_size**2 * 4`` bytes).
     overwrite : bool, default False
         Replace existing files.
     progress : {"auto", "bar", "json", "none"}
@@ -212,7 +214,7 @@ def write_synthetic_scene(
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not overwrite:
         raise StoreExistsError(f"{', '.join(existing)} already exist; pass overwrite=True (--overwrite) to replace them.")
-    scene = synthetic_scene(shape, seed=seed, chunks=tile, threshold=threshold, looks=looks)
+    scene = synthetic_scene(shape, seed=seed, chunks=tile_size, threshold=threshold, looks=looks)
     for name in ("HH", "HV"):
         write_geotiff(scene["sar"].sel(band=[name]), paths[name], overwrite=overwrite, cog=False, progress=progress)
     write_geotiff(scene["target"], paths["target"], overwrite=overwrite, cog=False, progress=progress)

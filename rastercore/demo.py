@@ -48,5 +48,5 @@ def run_demo(
     dict
         ``outputs`` (name -> path) and ``seconds`` (step -> wall time).
     """
-    pipeline = demo_pipeline(shape, seed=seed, tile=tile_size, output_dir=str(out))
+    pipeline = demo_pipeline(shape, seed=seed, tile_size=tile_size, output_dir=str(out))
     return run_pipeline(pipeline, overwrite=overwrite, progress=progress)

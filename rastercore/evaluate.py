@@ -17,19 +17,21 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from rastercore._deprecated import renamed_keywords
 from rastercore.errors import TargetError
 from rastercore.targets import IGNORE
 
 __all__ = ["evaluate_classes", "evaluate_values", "evaluate_mosaic", "write_metrics", "region_mask"]
 
 
-def region_mask(like: xr.DataArray, *, split=None, which: int | None = None, seed: int = 0, halo: int = 0,
+@renamed_keywords({"like": "stack"})
+def region_mask(stack: xr.DataArray, *, split=None, which: int | None = None, seed: int = 0, halo: int = 0,
                 bounds: tuple[float, float, float, float] | None = None) -> da.Array:
     """Lazy boolean ``(y, x)``: the pixels to evaluate.
 
     Parameters
     ----------
-    like : xarray.DataArray
+    stack : xarray.DataArray
         Stack or mosaic giving the grid and tiles.
     split : rastercore.sampling.SpatialSplit, optional
         With ``which`` (TRAIN or VALIDATION): only that split's pixels (gaps excluded).
@@ -38,14 +40,14 @@ def region_mask(like: xr.DataArray, *, split=None, which: int | None = None, see
     bounds : (left, bottom, right, top), optional
         Only pixels whose centre lies inside, in the grid's CRS.
     """
-    chunks = like.chunks[-2:]
-    mask = da.ones((like.sizes["y"], like.sizes["x"]), dtype=bool, chunks=chunks)
+    chunks = stack.chunks[-2:]
+    mask = da.ones((stack.sizes["y"], stack.sizes["x"]), dtype=bool, chunks=chunks)
     if split is not None and which is not None:
-        mask &= split.labels(like, seed=seed, halo=halo).rechunk(chunks) == which
+        mask &= split.labels(stack, seed=seed, halo=halo).rechunk(chunks) == which
     if bounds is not None:
         left, bottom, right, top = bounds
-        xs = da.from_array(like.x.values, chunks=chunks[1])
-        ys = da.from_array(like.y.values, chunks=chunks[0])
+        xs = da.from_array(stack.x.values, chunks=chunks[1])
+        ys = da.from_array(stack.y.values, chunks=chunks[0])
         mask &= ((ys >= bottom) & (ys <= top))[:, None] & ((xs >= left) & (xs <= right))[None, :]
     return mask
 

@@ -5,7 +5,7 @@ A pipeline file looks like ``pipelines/demo.yaml``::
     name: demo
     output_dir: rastercore-demo
     steps:
-      - {kind: synth, output: scene, shape: [2048, 3072], seed: 0}
+      - {kind: synth, output: scene, shape: [2048, 3072], seed: 0, tile_size: 1024}
       - {kind: ingest, inputs: [scene/HH.tif, scene/HV.tif], output: stack.zarr, bands: [HH, HV]}
       - {kind: quicklook, input: stack.zarr, output: quicklook.png}
       - {kind: export, input: stack.zarr, output: stack.tif}
@@ -14,7 +14,9 @@ Step kinds: ``synth``, ``ingest``, ``quicklook``, ``export``, ``features``,
 ``cluster``, ``reduce``, ``sample``, ``train``, ``predict``, ``evaluate`` (one
 class below each, with its fields).  Relative paths are taken inside
 ``output_dir``.  Unknown keys, unknown step kinds and bad values are errors
-that name the file and the field.
+that name the file and the field.  A field's old name (each step class's
+``old_names``) still works for one release, with a
+:class:`~rastercore.errors.RasterCoreDeprecationWarning` naming the file.
 """
 
 from __future__ import annotations
@@ -23,18 +25,39 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
+from rastercore._deprecated import renamed, renamed_keywords
 from rastercore.errors import PipelineError, StoreExistsError
 from rastercore.progress import ProgressMode
+from rastercore.store import DEFAULT_CODEC
 
 __all__ = ["Pipeline", "load_pipeline", "run_pipeline", "demo_pipeline"]
 
 
 class _Step(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    old_names: ClassVar[dict[str, str]] = {}
+    """Fields renamed in this release, old name -> new name."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rename_old_fields(cls, data, info: ValidationInfo):
+        if not isinstance(data, dict) or not data.keys() & cls.old_names.keys():
+            return data
+        data = dict(data)
+        source = (info.context or {}).get("source")
+        where = f"{data.get('kind', cls.__name__)} step"
+        where = f"{source}: {where}" if source else where
+        for old, new in cls.old_names.items():
+            if old in data:
+                if new in data:
+                    raise ValueError(f"give {new} only; {old} is its old name")
+                renamed(old, new, where)
+                data[new] = data.pop(old)
+        return data
 
 
 class SynthStep(_Step):
@@ -45,7 +68,8 @@ class SynthStep(_Step):
     shape: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]]
     seed: int = 0
     looks: Annotated[int, Field(ge=1)] = 1
-    tile: Annotated[int, Field(ge=16)] = 1024
+    tile_size: Annotated[int, Field(ge=16)] = 1024
+    old_names: ClassVar[dict[str, str]] = {"tile": "tile_size"}
 
 
 class IngestStep(_Step):
@@ -58,7 +82,7 @@ class IngestStep(_Step):
     tile_size: Annotated[int, Field(ge=16)] | None = None
     band_axis: int = 0
     nodata: float | None = None
-    codec: Literal["lz4", "zstd", "none"] = "lz4"
+    codec: Literal["lz4", "zstd", "none"] = DEFAULT_CODEC
 
 
 class QuicklookStep(_Step):
@@ -90,23 +114,37 @@ class FeaturesStep(_Step):
     features: list[dict] | dict
     normalize: Literal["zscore", "minmax", "percentile", "zca"] | None = None
     tile_size: Annotated[int, Field(ge=16)] | None = None
-    codec: Literal["lz4", "zstd", "none"] = "lz4"
+    codec: Literal["lz4", "zstd", "none"] = DEFAULT_CODEC
 
 
 class UnsupervisedStep(_Step):
-    """Cluster (k-means) or reduce (PCA) the pixels of a stack without labels, into a map (and a COG)."""
+    """What cluster and reduce steps share: fitted on ``n`` sampled pixels (or streamed), into a map (and a COG)."""
 
-    kind: Literal["cluster", "reduce"]
     stack: str
     output: str
-    n_components: Annotated[int, Field(ge=1)] = 8
     features: list[dict] | dict | None = None
-    sample: Annotated[int, Field(ge=1)] = 100_000
+    n: Annotated[int, Field(ge=1)] = 100_000
     stream: bool = False
     epochs: Annotated[int, Field(ge=1)] = 1
     model: str | None = None
     cog: str | None = None
     seed: int = 0
+    old_names: ClassVar[dict[str, str]] = {"sample": "n"}
+
+
+class ClusterStep(UnsupervisedStep):
+    """Cluster the pixels of a stack without labels (k-means) into a cluster map."""
+
+    kind: Literal["cluster"]
+    n_clusters: Annotated[int, Field(ge=1)] = 8
+    old_names: ClassVar[dict[str, str]] = {"sample": "n", "n_components": "n_clusters"}
+
+
+class ReduceStep(UnsupervisedStep):
+    """Project the features of every pixel onto their principal components (PCA)."""
+
+    kind: Literal["reduce"]
+    n_components: Annotated[int, Field(ge=1)] = 8
 
 
 class SampleStep(_Step):
@@ -147,7 +185,7 @@ class PredictStep(_Step):
     output: str
     cog: str | None = None
     probabilities: bool = True
-    codec: Literal["lz4", "zstd", "none"] = "lz4"
+    codec: Literal["lz4", "zstd", "none"] = DEFAULT_CODEC
 
 
 class EvaluateStep(_Step):
@@ -162,8 +200,8 @@ class EvaluateStep(_Step):
     figures: bool = True
 
 
-Step = Annotated[Union[SynthStep, IngestStep, QuicklookStep, ExportStep, FeaturesStep, UnsupervisedStep, SampleStep,
-                       TrainStep, PredictStep, EvaluateStep], Field(discriminator="kind")]
+Step = Annotated[Union[SynthStep, IngestStep, QuicklookStep, ExportStep, FeaturesStep, ClusterStep, ReduceStep,
+                       SampleStep, TrainStep, PredictStep, EvaluateStep], Field(discriminator="kind")]
 
 
 class Pipeline(BaseModel):
@@ -194,7 +232,7 @@ def load_pipeline(path: str | os.PathLike) -> Pipeline:
     except yaml.YAMLError as err:
         raise PipelineError(f"{path} is not valid YAML: {err}") from err
     try:
-        return Pipeline.model_validate(raw)
+        return Pipeline.model_validate(raw, context={"source": path})
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
         raise PipelineError(f"{path}: {problems}") from err
@@ -245,7 +283,7 @@ def run_pipeline(
 def _run_synth(step: SynthStep, out: Path, progress: ProgressMode) -> None:
     from rastercore.datasets import write_synthetic_scene
 
-    write_synthetic_scene(out / step.output, step.shape, seed=step.seed, tile=step.tile, looks=step.looks,
+    write_synthetic_scene(out / step.output, step.shape, seed=step.seed, tile_size=step.tile_size, looks=step.looks,
                           progress=progress)
 
 
@@ -261,8 +299,8 @@ def _run_quicklook(step: QuicklookStep, out: Path, progress: ProgressMode) -> No
     from rastercore.stack import open_stack
     from rastercore.viz import quicklook
 
-    data = open_stack(out / step.input)
-    quicklook(data.sel(band=step.band) if step.band else data, out / step.output, max_size=step.max_size)
+    stack = open_stack(out / step.input)
+    quicklook(stack.sel(band=step.band) if step.band else stack, out / step.output, max_size=step.max_size)
 
 
 def _run_export(step: ExportStep, out: Path, progress: ProgressMode) -> None:
@@ -281,13 +319,14 @@ def _run_features(step: FeaturesStep, out: Path, progress: ProgressMode) -> None
                    tile_size=step.tile_size, codec=step.codec, progress=progress)
 
 
-def _run_unsupervised(step: UnsupervisedStep, out: Path, progress: ProgressMode) -> None:
+def _run_unsupervised(step: ClusterStep | ReduceStep, out: Path, progress: ProgressMode) -> None:
     from rastercore.stack import open_stack
     from rastercore.unsupervised import map_unsupervised
 
-    map_unsupervised(open_stack(out / step.stack), out / step.output, step.features,
-                     "kmeans" if step.kind == "cluster" else "pca", n_components=step.n_components,
-                     sample_size=step.sample, stream=step.stream, epochs=step.epochs, seed=step.seed,
+    method, size = (("kmeans", {"n_clusters": step.n_clusters}) if isinstance(step, ClusterStep)
+                    else ("pca", {"n_components": step.n_components}))
+    map_unsupervised(open_stack(out / step.stack), out / step.output, step.features, method, **size,
+                     n=step.n, stream=step.stream, epochs=step.epochs, seed=step.seed,
                      model_path=None if step.model is None else out / step.model,
                      cog=None if step.cog is None else out / step.cog, progress=progress)
 
@@ -348,7 +387,8 @@ DEMO_FEATURES = [
 ]
 
 
-def demo_pipeline(shape: tuple[int, int] = (2048, 3072), *, seed: int = 0, tile: int = 1024,
+@renamed_keywords({"tile": "tile_size"})
+def demo_pipeline(shape: tuple[int, int] = (2048, 3072), *, seed: int = 0, tile_size: int = 1024,
                   output_dir: str = "rastercore-demo") -> Pipeline:
     """The demo, end to end (``pipelines/demo.yaml``).
 
@@ -357,14 +397,25 @@ def demo_pipeline(shape: tuple[int, int] = (2048, 3072), *, seed: int = 0, tile:
     small search over C and gamma, every pixel is predicted into a zarr
     mosaic and a COG, and the mosaic is scored on the whole scene and on the
     validation blocks, with figures.
+
+    Parameters
+    ----------
+    shape : (int, int), default (2048, 3072)
+        Size of the synthetic scene.
+    seed : int, default 0
+        Seed of the scene, the sample and the model.
+    tile_size : int, default 1024
+        Tile side of the scene's generation and of the stack (``tile``, its
+        old name, still works for one release).
+    output_dir : str, default "rastercore-demo"
     """
     return Pipeline.model_validate({
         "name": "demo",
         "output_dir": output_dir,
         "steps": [
-            {"kind": "synth", "output": "scene", "shape": list(shape), "seed": seed, "tile": tile},
+            {"kind": "synth", "output": "scene", "shape": list(shape), "seed": seed, "tile_size": tile_size},
             {"kind": "ingest", "inputs": ["scene/HH.tif", "scene/HV.tif"], "output": "stack.zarr",
-             "bands": ["HH", "HV"], "tile_size": tile},
+             "bands": ["HH", "HV"], "tile_size": tile_size},
             {"kind": "quicklook", "input": "stack.zarr", "output": "quicklook.png"},
             {"kind": "sample", "stack": "stack.zarr", "target": "scene/target.tif", "output": "sample.h5",
              "features": DEMO_FEATURES, "thresholds": [0.6], "n": 2000, "seed": seed},

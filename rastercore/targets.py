@@ -21,6 +21,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from rastercore._deprecated import renamed_keywords
 from rastercore.errors import SourceNotFoundError, TargetError
 from rastercore.grid import Grid, grid_of
 from rastercore.io.sources import open_source
@@ -30,25 +31,27 @@ __all__ = ["IGNORE", "target_on_grid", "threshold_classes", "rasterize_polygons"
 IGNORE = -1
 
 
+@renamed_keywords({"like": "stack"})
 def target_on_grid(
     target: str | os.PathLike | xr.DataArray,
-    like: xr.DataArray,
+    stack: xr.DataArray,
     *,
     kind: str = "class",
     band: int = 0,
     class_names: Sequence[str] | None = None,
 ) -> xr.DataArray:
-    """A target raster on the grid and tiles of ``like``, lazily.
+    """A target raster on the grid and tiles of ``stack``, lazily.
 
     Parameters
     ----------
     target : path or xarray.DataArray
         Any input spec (GeoTIFF, HDF5, ...), a rastercore store, or a DataArray
-        ``(y, x)`` / ``(band, y, x)`` already on ``like``'s grid.  A georeferenced
+        ``(y, x)`` / ``(band, y, x)`` already on ``stack``'s grid.  A georeferenced
         file on another grid (resolution, extent or CRS) is resampled onto it,
         window by window: nearest neighbour for classes, average for values.
-    like : xarray.DataArray
-        The stack (or any array with its ``y``/``x`` coordinates and grid).
+    stack : xarray.DataArray
+        The stack (or any array with its ``y``/``x`` coordinates and grid,
+        such as a mosaic).
     kind : {"class", "continuous"}, default "class"
         ``"class"``: int32 with :data:`IGNORE` for nodata; ``"continuous"``:
         float32 with NaN for nodata.
@@ -60,19 +63,19 @@ def target_on_grid(
     Returns
     -------
     xarray.DataArray
-        ``(y, x)``, chunked like ``like``.
+        ``(y, x)``, chunked like ``stack``.
     """
     if kind not in ("class", "continuous"):
         raise ValueError(f"kind must be 'class' or 'continuous', not {kind!r}")
-    grid = grid_of(like)
-    chunks = like.chunks[-2:] if like.chunks else ((grid.height,), (grid.width,))
+    grid = grid_of(stack)
+    chunks = stack.chunks[-2:] if stack.chunks else ((grid.height,), (grid.width,))
     if isinstance(target, xr.DataArray):
         data, nodata = _array_target(target, grid, band)
         data = data.rechunk(chunks)
     else:
         data, nodata = _file_target(target, grid, band, kind, chunks)
     data = _to_kind(data, nodata, kind)
-    out = xr.DataArray(data, dims=("y", "x"), coords={k: v for k, v in like.coords.items() if "band" not in v.dims},
+    out = xr.DataArray(data, dims=("y", "x"), coords={k: v for k, v in stack.coords.items() if "band" not in v.dims},
                        name="target")
     if class_names is not None:
         out.attrs["class_names"] = [str(c) for c in class_names]
@@ -146,22 +149,23 @@ def _threshold_names(edges: np.ndarray) -> list[str]:
     return names + [f">= {bounds[-1]}"]
 
 
+@renamed_keywords({"like": "stack"})
 def rasterize_polygons(
     vector: str | os.PathLike,
-    like: xr.DataArray,
+    stack: xr.DataArray,
     *,
     attribute: str = "class",
     all_touched: bool = False,
 ) -> xr.DataArray:
-    """Burn polygons into a class target on ``like``'s grid, tile by tile.
+    """Burn polygons into a class target on ``stack``'s grid, tile by tile.
 
     Parameters
     ----------
     vector : path
         GeoJSON (read directly), or any vector file pyogrio reads
         (GeoPackage, Shapefile, ...; ``pip install pyogrio``).
-    like : xarray.DataArray
-        The stack.
+    stack : xarray.DataArray
+        The stack (or any array with its grid).
     attribute : str, default "class"
         Property holding each polygon's class: integers are used as class
         codes; strings become codes 0, 1, ... in sorted order.
@@ -174,7 +178,7 @@ def rasterize_polygons(
         int32 ``(y, x)``, :data:`IGNORE` outside every polygon; later polygons
         win where they overlap; ``attrs["class_names"]``.
     """
-    grid = grid_of(like)
+    grid = grid_of(stack)
     geometries, labels, vector_crs = _read_vector(Path(vector), attribute)
     codes, names = _class_codes(labels, vector, attribute)
     if grid.crs is not None and vector_crs is not None and vector_crs != grid.crs:
@@ -182,10 +186,10 @@ def rasterize_polygons(
 
         geometries = [transform_geom(vector_crs, grid.crs, g) for g in geometries]
     boxes = np.array([_bbox(g) for g in geometries]).reshape(-1, 4)
-    chunks = like.chunks[-2:] if like.chunks else ((grid.height,), (grid.width,))
+    chunks = stack.chunks[-2:] if stack.chunks else ((grid.height,), (grid.width,))
     data = da.map_blocks(_burn_block, geometries, codes, boxes, grid, all_touched, chunks=chunks, dtype=np.int32,
                          meta=np.empty((0, 0), np.int32))
-    out = xr.DataArray(data, dims=("y", "x"), coords={k: v for k, v in like.coords.items() if "band" not in v.dims},
+    out = xr.DataArray(data, dims=("y", "x"), coords={k: v for k, v in stack.coords.items() if "band" not in v.dims},
                        name="target")
     out.attrs["class_names"] = names
     return out

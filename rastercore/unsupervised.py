@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from rastercore._deprecated import renamed, renamed_keywords
 from rastercore.errors import SamplingError
 from rastercore.features import FeatureSpec
 from rastercore.progress import ProgressMode
@@ -40,16 +41,21 @@ DEFAULT_SPEC = [{"name": "window", "r": 0}]
 """Without a spec, the bands' own values are the features."""
 
 _MIN_BATCH = 1024  # rows per partial_fit call at least (tiles with few valid pixels are pooled)
+_DEFAULT_SIZE = 8  # clusters or components when not given
 
 
-def build_unsupervised(method: str, n_components: int, *, stream: bool = False, seed: int = 0):
+def build_unsupervised(method: str, n_components: int | None = None, *, n_clusters: int | None = None,
+                       stream: bool = False, seed: int = 0):
     """A new estimator for one of :data:`UNSUPERVISED_METHODS`.
 
     Parameters
     ----------
     method : {"kmeans", "pca"}
-    n_components : int
-        Clusters (k-means) or components (PCA).
+    n_components : int, default 8
+        Components (PCA).  For k-means, the old name of ``n_clusters``
+        (deprecated; it still works for one release).
+    n_clusters : int, default 8
+        Clusters (k-means).
     stream : bool, default False
         The variant with ``partial_fit`` (``MiniBatchKMeans``, ``IncrementalPCA``).
     seed : int, default 0
@@ -57,25 +63,42 @@ def build_unsupervised(method: str, n_components: int, *, stream: bool = False, 
     from sklearn.cluster import KMeans, MiniBatchKMeans
     from sklearn.decomposition import PCA, IncrementalPCA
 
-    if not isinstance(n_components, (int, np.integer)) or n_components < 1:
-        raise ValueError(f"n_components must be a positive integer, not {n_components!r}")
+    if method not in UNSUPERVISED_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of: "
+                         + "; ".join(f"{k} ({v})" for k, v in UNSUPERVISED_METHODS.items()))
+    name, size = _size(method, n_clusters, n_components)
+    if not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"{name} must be a positive integer, not {size!r}")
     if method == "kmeans":
         if stream:
-            return MiniBatchKMeans(n_clusters=n_components, random_state=seed, n_init=3, batch_size=4096)
-        return KMeans(n_clusters=n_components, random_state=seed, n_init="auto")
+            return MiniBatchKMeans(n_clusters=size, random_state=seed, n_init=3, batch_size=4096)
+        return KMeans(n_clusters=size, random_state=seed, n_init="auto")
+    return IncrementalPCA(n_components=size) if stream else PCA(size, random_state=seed)
+
+
+def _size(method: str, n_clusters: int | None, n_components: int | None) -> tuple[str, int]:
+    """The keyword that sizes ``method`` and its value: ``n_clusters`` for k-means, ``n_components`` for PCA."""
     if method == "pca":
-        return IncrementalPCA(n_components=n_components) if stream else PCA(n_components, random_state=seed)
-    raise ValueError(f"unknown method {method!r}; choose one of: "
-                     + "; ".join(f"{k} ({v})" for k, v in UNSUPERVISED_METHODS.items()))
+        if n_clusters is not None:
+            raise ValueError("n_clusters is for k-means; give PCA n_components")
+        return "n_components", _DEFAULT_SIZE if n_components is None else n_components
+    if n_components is not None:
+        if n_clusters is not None:
+            raise TypeError("give k-means n_clusters only; n_components is its old name")
+        renamed("n_components", "n_clusters", "k-means")
+        n_clusters = n_components
+    return "n_clusters", _DEFAULT_SIZE if n_clusters is None else n_clusters
 
 
+@renamed_keywords({"sample_size": "n"})
 def fit_unsupervised(
     stack: xr.DataArray,
     spec=None,
     method="kmeans",
     *,
-    n_components: int = 8,
-    sample_size: int = 100_000,
+    n_clusters: int | None = None,
+    n_components: int | None = None,
+    n: int = 100_000,
     stream: bool = False,
     epochs: int = 1,
     seed: int = 0,
@@ -93,11 +116,15 @@ def fit_unsupervised(
         A name of :data:`UNSUPERVISED_METHODS`, or an unfitted estimator
         (with ``fit``, or ``partial_fit`` when streaming), e.g.
         ``sklearn.mixture.GaussianMixture(4)``.
+    n_clusters : int, default 8
+        Clusters (``"kmeans"``).
     n_components : int, default 8
-        Clusters or components (with a method name).
-    sample_size : int, default 100000
+        Components (``"pca"``); for k-means, the old name of ``n_clusters``
+        (deprecated; it still works for one release).
+    n : int, default 100000
         Pixels to fit on: an exact uniform random sample of the valid pixels
-        (all of them if there are fewer).  Ignored when streaming.
+        (all of them if there are fewer).  Ignored when streaming.  The old
+        name ``sample_size`` still works for one release.
     stream : bool, default False
         Fit ``partial_fit`` on every valid pixel instead, tile by tile
         (tiles in a seeded random order, rows shuffled within a tile).
@@ -116,11 +143,12 @@ def fit_unsupervised(
     Raises
     ------
     SamplingError
-        Fewer valid pixels than ``n_components``.
+        Fewer valid pixels than clusters or components.
     """
     spec = FeatureSpec.coerce(DEFAULT_SPEC if spec is None else spec)
-    estimator = build_unsupervised(method, n_components, stream=stream, seed=seed) if isinstance(method, str) \
-        else method
+    estimator = method
+    if isinstance(method, str):
+        estimator = build_unsupervised(method, n_components, n_clusters=n_clusters, stream=stream, seed=seed)
     if stream and not hasattr(estimator, "partial_fit"):
         raise TypeError(f"{type(estimator).__name__} has no partial_fit, so it cannot stream every pixel; "
                         "fit it on a sample (stream=False)")
@@ -129,12 +157,12 @@ def fit_unsupervised(
     needed = _min_rows(estimator)
     if available < needed:
         raise SamplingError(f"the stack has {available} pixels with valid inputs; {type(estimator).__name__} "
-                            f"needs at least {needed}. Check the nodata value, or lower n_components.")
+                            f"needs at least {needed}. Check the nodata value, or ask for fewer clusters or components.")
     if stream:
         seen = fit_streaming(estimator, plan, epochs=epochs, seed=seed, labelled=False,
                              batch_rows=max(needed, _MIN_BATCH), min_rows=needed, progress=progress)
     else:
-        X = _sample(plan, min(sample_size, available))
+        X = _sample(plan, min(n, available))
         if len(X) < needed:
             raise SamplingError(f"only {len(X)} sampled pixels have finite features (nodata within the feature "
                                 f"window); {type(estimator).__name__} needs at least {needed}.")
@@ -197,14 +225,16 @@ def save_unsupervised(estimator, path: str | os.PathLike, stack: xr.DataArray, s
     return save_model(estimator, path, metadata=meta, overwrite=overwrite)
 
 
+@renamed_keywords({"sample_size": "n"})
 def map_unsupervised(
     stack: xr.DataArray,
     path: str | os.PathLike,
     spec=None,
     method: str = "kmeans",
     *,
-    n_components: int = 8,
-    sample_size: int = 100_000,
+    n_clusters: int | None = None,
+    n_components: int | None = None,
+    n: int = 100_000,
     stream: bool = False,
     epochs: int = 1,
     seed: int = 0,
@@ -217,7 +247,10 @@ def map_unsupervised(
     """Fit (:func:`fit_unsupervised`) and write the map of every pixel: ``cluster`` or ``component[i]`` layers.
 
     What ``rastercore cluster`` / ``reduce`` and the pipeline's ``cluster`` /
-    ``reduce`` steps run.  ``model_path`` also saves the fitted model with
+    ``reduce`` steps run.  ``n_clusters``, ``n_components``, ``n``,
+    ``stream``, ``epochs`` and ``seed`` are those of :func:`fit_unsupervised`
+    (``sample_size``, the old name of ``n``, still works for one release).
+    ``model_path`` also saves the fitted model with
     its spec (for ``rastercore predict`` on other stacks); ``cog`` also
     writes a Cloud-Optimized GeoTIFF (a cluster map as uint8).  Every output
     is checked before any work: an existing one needs ``overwrite``.
@@ -231,7 +264,7 @@ def map_unsupervised(
 
     check_output(path, model_path, cog, overwrite=overwrite)
     spec = DEFAULT_SPEC if spec is None else spec
-    fitted = fit_unsupervised(stack, spec, method, n_components=n_components, sample_size=sample_size,
+    fitted = fit_unsupervised(stack, spec, method, n_clusters=n_clusters, n_components=n_components, n=n,
                               stream=stream, epochs=epochs, seed=seed, progress=progress)
     if model_path is not None:
         save_unsupervised(fitted, model_path, stack, spec, method=str(method), stream=stream, seed=seed,

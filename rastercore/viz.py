@@ -9,25 +9,28 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from rastercore._deprecated import renamed_keywords
 from rastercore.errors import StoreExistsError
 
 __all__ = ["quicklook", "overview", "class_overview", "comparison_figure", "confusion_figure", "probability_figure"]
 
 
-def overview(data: xr.DataArray, *, max_size: int = 1024) -> xr.DataArray:
-    """Block-average ``data`` so its longer side is at most ``max_size`` pixels, and load it.
+@renamed_keywords({"data": "stack"})
+def overview(stack: xr.DataArray, *, max_size: int = 1024) -> xr.DataArray:
+    """Block-average ``stack`` so its longer side is at most ``max_size`` pixels, and load it.
 
     Averaging runs tile by tile through dask; only the small result is in memory.
     NaN pixels are left out of the averages.
     """
-    factor = max(1, math.ceil(max(data.sizes["y"], data.sizes["x"]) / max_size))
+    factor = max(1, math.ceil(max(stack.sizes["y"], stack.sizes["x"]) / max_size))
     if factor > 1:
-        data = data.coarsen(y=factor, x=factor, boundary="trim").mean()
-    return data.compute()
+        stack = stack.coarsen(y=factor, x=factor, boundary="trim").mean()
+    return stack.compute()
 
 
+@renamed_keywords({"data": "stack"})
 def quicklook(
-    data: xr.DataArray,
+    stack: xr.DataArray,
     path: str | os.PathLike,
     *,
     max_size: int = 1024,
@@ -45,8 +48,8 @@ def quicklook(
 
     Parameters
     ----------
-    data : xarray.DataArray
-        ``(band, y, x)`` or ``(y, x)``, lazy or not.
+    stack : xarray.DataArray
+        A stack or mosaic ``(band, y, x)``, or one layer ``(y, x)``, lazy or not.
     path : path-like
         Output ``.png``.
     max_size : int, default 1024
@@ -64,14 +67,14 @@ def quicklook(
     path = Path(path)
     if path.exists() and not overwrite:
         raise StoreExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it.")
-    layer = _categorical_layer(data)
+    layer = _categorical_layer(stack)
     if layer is not None:
         return _class_quicklook(layer, path, max_size=max_size)
-    nodata = data.rio.nodata if "spatial_ref" in data.coords else None
-    data = data.astype(np.float32)
+    nodata = stack.rio.nodata if "spatial_ref" in stack.coords else None
+    stack = stack.astype(np.float32)
     if nodata is not None and not np.isnan(nodata):
-        data = data.where(data != nodata)
-    small = overview(data, max_size=max_size)
+        stack = stack.where(stack != nodata)
+    small = overview(stack, max_size=max_size)
     bands = small.values[np.newaxis] if small.ndim == 2 else small.values
     if db is None:
         db = bands.shape[0] == 2

@@ -5,6 +5,7 @@ import rioxarray
 import xarray as xr
 
 import rastercore
+from rastercore.errors import RasterCoreDeprecationWarning
 from rastercore.features import compute_features
 from rastercore.models import save_model
 from rastercore.predict import predict_lazy
@@ -42,12 +43,14 @@ def test_predict_with_a_model_file_and_cluster(scene, tmp_path):
     assert [str(b) for b in layers["band"].values] == ["class", "p[low]", "p[high]"]
     np.testing.assert_array_equal(layers.values, predict_lazy(model, stack, SPEC).values)
 
-    clusters = opened.rc.cluster(3, sample_size=1000)
+    clusters, kmeans = opened.rc.cluster(3, n=1000, return_model=True)
     assert [str(b) for b in clusters["band"].values] == ["cluster"] and clusters.rio.crs == stack.rio.crs
     labels = clusters.values[0].ravel()
-    np.testing.assert_array_equal(labels, clusters.attrs["model"].predict(stack.values.reshape(2, -1).T))
-    components = opened.rc.pca(2, sample_size=1000)
-    assert components.shape == (2, 300, 200)
+    np.testing.assert_array_equal(labels, kmeans.predict(stack.values.reshape(2, -1).T))
+    assert kmeans.n_clusters == 3 and kmeans.n_pixels_seen_ == 1000
+    components, pca = opened.rc.pca(2, n=1000, return_model=True)
+    assert components.shape == (2, 300, 200) and pca.n_components == 2
+    np.testing.assert_array_equal(opened.rc.pca(2, n=1000).values, components.values)
 
 
 def test_writers_keep_the_grid(scene, tmp_path):
@@ -62,6 +65,24 @@ def test_writers_keep_the_grid(scene, tmp_path):
     stats = opened.rc.stats()
     np.testing.assert_allclose(stats.mean, np.nanmean(np.where(opened.values == -1, np.nan, opened.values),
                                                       axis=(1, 2)), rtol=1e-5)
+
+
+def test_a_cluster_map_goes_on_into_a_store(scene, tmp_path):
+    opened, _ = scene
+    clusters = opened.rc.cluster(3)
+    assert "model" not in clusters.attrs
+    stored = clusters.rc.to_store(tmp_path / "c.zarr", progress="none")
+    assert [str(b) for b in stored["band"].values] == ["cluster"] and stored.rio.crs == clusters.rio.crs
+    np.testing.assert_array_equal(stored.values, clusters.values)
+
+
+@pytest.mark.parametrize("method", ["cluster", "pca"])
+def test_sample_size_is_the_old_name_of_n(scene, method):
+    opened, _ = scene
+    with pytest.warns(RasterCoreDeprecationWarning, match=rf"\.rc\.{method}\(\): sample_size is now called n"):
+        old, model = getattr(opened.rc, method)(2, sample_size=500, return_model=True)
+    assert model.n_pixels_seen_ == 500
+    np.testing.assert_array_equal(old.values, getattr(opened.rc, method)(2, n=500).values)
 
 
 def test_a_dataarray_without_bands_gets_a_clear_error():

@@ -28,6 +28,24 @@ def test_top_level_help_lists_commands(capsys):
     assert sorted(typer.main.get_command(app).commands) == sorted(COMMANDS)
 
 
+def test_help_lists_the_codecs_and_model_families_and_hides_old_spellings(capsys):
+    from rastercore.store import CODECS
+    from rastercore.training import MODEL_FAMILIES
+
+    assert main(["ingest", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(codec in out for codec in CODECS)
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(family in out for family in MODEL_FAMILIES) and "--family" in out and "--model" not in out
+    assert main(["cluster", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--n-clusters" in out and "--clusters" not in out and "--sample" not in out
+    assert main(["reduce", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--n-components" in out and "--components" not in out
+
+
 def test_ingest_info_export_with_json_progress(tmp_path, hh_hv, capsys):
     (hh, hv), expected = hh_hv
     stack = str(tmp_path / "s.zarr")
@@ -264,7 +282,7 @@ def test_cluster_and_reduce_write_maps_and_models(tmp_path, small_stack, capsys)
     from rastercore.predict import predict_lazy
 
     clusters, model, cog = tmp_path / "k.zarr", tmp_path / "k.skops", tmp_path / "k.tif"
-    assert main(["cluster", small_stack, "-o", str(clusters), "-k", "3", "--sample", "2000", "--model", str(model),
+    assert main(["cluster", small_stack, "-o", str(clusters), "-k", "3", "-n", "2000", "--model", str(model),
                  "--cog", str(cog), "--scheduler", "sync", "--progress", "none"]) == 0
     assert "3 clusters, fitted on 2000 pixels" in capsys.readouterr().out
     stack = open_stack(small_stack)
@@ -278,8 +296,33 @@ def test_cluster_and_reduce_write_maps_and_models(tmp_path, small_stack, capsys)
     assert "already exists" in capsys.readouterr().err
 
     components = tmp_path / "pca.zarr"
-    assert main(["reduce", small_stack, "-o", str(components), "-n", "2", "--stream", "--scheduler", "sync",
+    assert main(["reduce", small_stack, "-o", str(components), "--n-components", "2", "--stream", "--scheduler", "sync",
                  "--progress", "none"]) == 0
     out = capsys.readouterr().out
     assert "2 components (explained variance ratio" in out and "fitted on 60000 pixels" in out
     assert [str(b) for b in open_stack(components)["band"].values] == ["component[0]", "component[1]"]
+
+
+@pytest.mark.parametrize(
+    "argv,notice,printed",
+    [
+        (["cluster", "--clusters", "2", "-n", "500"], "rastercore cluster: --clusters is now called --n-clusters",
+         "2 clusters, fitted on 500 pixels"),
+        (["cluster", "-k", "2", "--sample", "500"], "rastercore cluster: --sample is now called -n",
+         "2 clusters, fitted on 500 pixels"),
+        (["reduce", "--components", "2", "--sample", "500"],
+         "rastercore reduce: --components is now called --n-components", "2 components"),
+        (["reduce", "-n", "2", "--sample", "500"],
+         "rastercore reduce: -n is the number of components; spell it --n-components; in the next release -n will "
+         "be the sample size", "2 components"),
+    ],
+    ids=["cluster --clusters", "cluster --sample", "reduce --components", "reduce -n"],
+)
+def test_old_option_spellings_still_work_with_a_notice(tmp_path, small_stack, capsys, argv, notice, printed):
+    command, *options = argv
+    capsys.readouterr()
+    assert main([command, small_stack, "-o", str(tmp_path / "out.zarr"), *options, "--scheduler", "sync",
+                 "--progress", "none"]) == 0
+    captured = capsys.readouterr()
+    assert f"rastercore: notice: {notice}" in captured.err and captured.err.count("rastercore: notice:") == 1
+    assert printed in captured.out and "fitted on 500 pixels" in captured.out

@@ -31,7 +31,7 @@ def test_sample_train_predict_evaluate(workspace, capsys):
                "--target", tmp / "scene" / "target.tif", "--threshold", "0.6", "-n", "400", "--block-size", "64",
                "--scheduler", "sync") == 0
     assert "rows x 4 features" in capsys.readouterr().out
-    assert run("train", tmp / "sample.h5", "-o", tmp / "m.skops", "--model", "svm",
+    assert run("train", tmp / "sample.h5", "-o", tmp / "m.skops", "--family", "svm",
                "--params", '{"search": false, "probability": true}', "--scheduler", "sync") == 0
     assert "validation" in capsys.readouterr().out
     assert run("predict", tmp / "m.skops", tmp / "s.zarr", "-o", tmp / "p.zarr", "--cog", tmp / "p.tif",
@@ -57,13 +57,13 @@ def test_sample_from_polygons_on_real_imagery(tmp_path, capsys):
                "--polygons", polygons, "--attribute", "teststr", "-n", "100", "--validation", "0",
                "--scheduler", "sync") == 0
     assert "classes {'test1': 50, 'test2': 50}" in capsys.readouterr().out
-    assert run("train", tmp_path / "s.zarr", "-o", tmp_path / "m.skops", "--model", "hgb", "--scheduler", "sync") == 0
+    assert run("train", tmp_path / "s.zarr", "-o", tmp_path / "m.skops", "--family", "hgb", "--scheduler", "sync") == 0
 
 
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["train", "{tmp}/sample.h5", "-o", "{tmp}/x.skops", "--model", "svn"], "unknown model 'svn'"),
+        (["train", "{tmp}/sample.h5", "-o", "{tmp}/x.skops", "--family", "svn"], "unknown model family 'svn'"),
         (["train", "{tmp}/sample.h5", "-o", "{tmp}/x.skops", "--params", "{{C: 1"], "not valid JSON"),
         (["sample", "{tmp}/s.zarr", "-o", "{tmp}/x.h5", "--spec", "{tmp}/spec.yaml"], "exactly one of --target"),
         (["train", "{tmp}/missing.h5", "-o", "{tmp}/x.skops"], "missing.h5 does not exist"),
@@ -77,3 +77,14 @@ def test_ml_command_errors_are_one_line(workspace, capsys, argv, message):
     err = capsys.readouterr().err.strip().splitlines()
     # Our errors are one line; usage errors are click's usage block (usage, hint, error), still no traceback.
     assert len(err) <= 4 and message in " ".join(err) and "Traceback" not in " ".join(err)
+
+
+def test_train_model_is_the_old_spelling_of_family(workspace, tmp_path, capsys):
+    assert run("sample", workspace / "s.zarr", "-o", tmp_path / "sample.h5", "--spec", workspace / "spec.yaml",
+               "--target", workspace / "scene" / "target.tif", "--threshold", "0.6", "-n", "100",
+               "--block-size", "64", "--scheduler", "sync") == 0
+    capsys.readouterr()
+    assert run("train", tmp_path / "sample.h5", "-o", tmp_path / "m.skops", "--model", "hgb", "--scheduler", "sync") == 0
+    captured = capsys.readouterr()
+    assert "rastercore: notice: rastercore train: --model is now called --family" in captured.err
+    assert f"wrote {tmp_path / 'm.skops'}: hgb" in captured.out

@@ -5,7 +5,7 @@ from scipy.ndimage import uniform_filter
 from sklearn.linear_model import LogisticRegression
 
 from rastercore.datasets import SYNTHETIC_THRESHOLD, synthetic_scene, write_synthetic_scene
-from rastercore.errors import StoreExistsError
+from rastercore.errors import RasterCoreDeprecationWarning, StoreExistsError
 
 
 def test_same_pixels_for_any_tiling_and_seed_matters():
@@ -56,7 +56,7 @@ def test_neighbourhood_recovers_the_target_but_one_pixel_does_not(scene):
 
 
 def test_write_synthetic_scene_geotiffs(tmp_path):
-    paths = write_synthetic_scene(tmp_path, (200, 150), seed=2, tile=64, progress="none")
+    paths = write_synthetic_scene(tmp_path, (200, 150), seed=2, tile_size=64, progress="none")
     lazy = synthetic_scene((200, 150), seed=2)
     with rasterio.open(paths["HV"]) as src:
         assert src.crs.to_epsg() == 32633 and src.profile["tiled"]
@@ -65,3 +65,11 @@ def test_write_synthetic_scene_geotiffs(tmp_path):
         np.testing.assert_array_equal(src.read(1), lazy["target"].values)
     with pytest.raises(StoreExistsError, match="HH.tif"):
         write_synthetic_scene(tmp_path, (200, 150), progress="none")
+
+
+@pytest.mark.filterwarnings("ignore:Use `@` matmul instead:PendingDeprecationWarning")  # re-emitted by pytest.warns
+def test_write_synthetic_scene_tile_is_the_old_name_of_tile_size(tmp_path):
+    with pytest.warns(RasterCoreDeprecationWarning, match=r"write_synthetic_scene\(\): tile is now called tile_size"):
+        paths = write_synthetic_scene(tmp_path, (40, 30), seed=2, tile=16, progress="none")
+    with rasterio.open(paths["HH"]) as src:
+        np.testing.assert_array_equal(src.read(1), synthetic_scene((40, 30), seed=2)["sar"].sel(band="HH").values)

@@ -164,6 +164,6 @@ def test_stored_sample_equals_the_in_memory_sample(scene):
 
 def test_stored_cluster_map_equals_the_model_on_the_whole_image(scene):
     sar, stored, _ = scene
-    model = fit_unsupervised(stored, SPEC, "kmeans", n_components=3, seed=0, progress="none", stream=True)
+    model = fit_unsupervised(stored, SPEC, "kmeans", n_clusters=3, seed=0, progress="none", stream=True)
     mosaic = predict_lazy(model, stored, SPEC)
     np.testing.assert_array_equal(mosaic.values[0].ravel(), model.predict(_whole_image_X(sar)))

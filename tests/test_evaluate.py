@@ -6,7 +6,7 @@ import xarray as xr
 from sklearn import metrics as skm
 
 from rastercore.datasets import synthetic_scene
-from rastercore.errors import StoreExistsError, TargetError
+from rastercore.errors import RasterCoreDeprecationWarning, StoreExistsError, TargetError
 from rastercore.evaluate import evaluate_classes, evaluate_values, region_mask, write_metrics
 from rastercore.sampling import VALIDATION, SpatialSplit
 from rastercore.targets import IGNORE
@@ -70,6 +70,9 @@ def test_regions_and_validation_split(maps):
     mask = region_mask(scene["target"], split=split, which=VALIDATION, seed=3, halo=2).compute()
     labels = split.labels(scene["target"], seed=3, halo=2).compute()
     np.testing.assert_array_equal(mask, labels == VALIDATION)
+    with pytest.warns(RasterCoreDeprecationWarning, match=r"region_mask\(\): like is now called stack"):
+        old = region_mask(like=prediction, bounds=(10, 20, 50, 60))
+    np.testing.assert_array_equal(old.compute(), box.compute())
 
 
 def test_write_metrics_json_and_markdown(maps, tmp_path):

@@ -1,4 +1,5 @@
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 
 from rastercore import open_stack
 from rastercore.cli import main
-from rastercore.errors import PipelineError
+from rastercore.errors import PipelineError, RasterCoreDeprecationWarning
 from rastercore.pipeline import demo_pipeline, load_pipeline, run_pipeline
 
 DEMO_YAML = Path(__file__).parents[1] / "pipelines" / "demo.yaml"
@@ -22,7 +23,7 @@ def test_every_pipeline_file_validates():
 
 
 def test_run_a_small_pipeline(tmp_path):
-    pipeline = demo_pipeline((256, 320), tile=128, output_dir=str(tmp_path / "out"))
+    pipeline = demo_pipeline((256, 320), tile_size=128, output_dir=str(tmp_path / "out"))
     pipeline.steps[3].n = 400
     result = run_pipeline(pipeline, progress="none")
     assert set(result["outputs"]) == {"scene", "stack.zarr", "quicklook.png", "sample.h5", "model.skops",
@@ -42,6 +43,10 @@ def test_run_a_small_pipeline(tmp_path):
         ("name: x\noutput_dir: o\nsteps:\n  - {kind: synth, output: a, shape: [0, 5]}\n", r"steps\.0\.synth\.shape\.0"),
         ("name: x\noutput_dir: o\nsteps:\n  - {kind: export, input: a, output: b, colour: red}\n", "colour"),
         ("name: x\nsteps: [\n", "not valid YAML"),
+        ("name: x\noutput_dir: o\nsteps:\n  - {kind: reduce, stack: s, output: p, n_clusters: 2}\n",
+         r"steps\.0\.reduce\.n_clusters"),
+        ("name: x\noutput_dir: o\nsteps:\n  - {kind: synth, output: a, shape: [8, 8], tile: 64, tile_size: 64}\n",
+         "give tile_size only; tile is its old name"),
     ],
 )
 def test_bad_pipeline_names_the_field(tmp_path, text, message):
@@ -49,6 +54,32 @@ def test_bad_pipeline_names_the_field(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(PipelineError, match=message):
         load_pipeline(path)
+
+
+@pytest.mark.parametrize(
+    "kind,fields,old,new",
+    [
+        ("synth", "output: a, shape: [8, 8], tile: 64", "tile", "tile_size"),
+        ("cluster", "stack: s, output: c, sample: 500", "sample", "n"),
+        ("cluster", "stack: s, output: c, n_components: 3", "n_components", "n_clusters"),
+        ("reduce", "stack: s, output: p, sample: 500", "sample", "n"),
+    ],
+)
+def test_old_field_names_still_validate_with_a_warning_naming_the_file(tmp_path, kind, fields, old, new):
+    text = "name: x\noutput_dir: o\nsteps:\n  - {kind: %s, %s}\n"
+    (tmp_path / "old.yaml").write_text(text % (kind, fields))
+    (tmp_path / "new.yaml").write_text(text % (kind, fields.replace(f" {old}:", f" {new}:")))
+    with pytest.warns(RasterCoreDeprecationWarning, match=f"old.yaml: {kind} step: {old} is now called {new}"):
+        pipeline = load_pipeline(tmp_path / "old.yaml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RasterCoreDeprecationWarning)
+        assert load_pipeline(tmp_path / "new.yaml") == pipeline
+
+
+def test_demo_pipeline_tile_is_the_old_name_of_tile_size():
+    with pytest.warns(RasterCoreDeprecationWarning, match=r"demo_pipeline\(\): tile is now called tile_size"):
+        old = demo_pipeline((256, 320), tile=128)
+    assert old == demo_pipeline((256, 320), tile_size=128) and old.steps[0].tile_size == 128
 
 
 def test_cli_run(tmp_path, capsys):
@@ -60,6 +91,14 @@ def test_cli_run(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     assert np.isfinite(open_stack(tmp_path / "o" / "stack.zarr").values).all()
     assert main(["run", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_cli_run_prints_a_notice_for_an_old_field(tmp_path, capsys):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: x\noutput_dir: o\nsteps:\n  - {kind: synth, output: a, shape: [32, 32], tile: 16}\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--scheduler", "sync", "--progress", "none"]) == 0
+    assert f"rastercore: notice: {path}: synth step: tile is now called tile_size" in capsys.readouterr().err
+    assert (tmp_path / "o" / "a" / "HH.tif").exists()
 
 
 def test_unsupervised_pipeline_file_runs_small(tmp_path):

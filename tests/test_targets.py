@@ -10,7 +10,7 @@ from rasterio.features import rasterize
 from rasterio.warp import Resampling, reproject, transform_geom
 
 from rastercore import ingest
-from rastercore.errors import TargetError
+from rastercore.errors import RasterCoreDeprecationWarning, TargetError
 from rastercore.targets import IGNORE, rasterize_polygons, target_on_grid, threshold_classes
 from tests.conftest import TRANSFORM, UTM, write_tif
 
@@ -134,3 +134,17 @@ def test_geopackage_through_pyogrio_equals_geojson(tmp_path, stack):
     from_gpkg = rasterize_polygons(tmp_path / "p.gpkg", stack, attribute="landcover")
     from_json = rasterize_polygons(path, stack, attribute="landcover")
     np.testing.assert_array_equal(from_gpkg.values, from_json.values)
+
+
+@pytest.mark.filterwarnings("ignore:Use `@` matmul instead:PendingDeprecationWarning")  # re-emitted by pytest.warns
+def test_like_is_the_old_name_of_stack(tmp_path, rng, stack):
+    classes = write_tif(tmp_path / "cls.tif", rng.integers(0, 4, (120, 90)).astype(np.uint8))
+    polygons = _polygons_geojson(tmp_path / "p.geojson")
+    with pytest.warns(RasterCoreDeprecationWarning, match=r"target_on_grid\(\): like is now called stack"):
+        old = target_on_grid(classes, like=stack)
+    np.testing.assert_array_equal(old.values, target_on_grid(classes, stack=stack).values)
+    with pytest.warns(RasterCoreDeprecationWarning, match=r"rasterize_polygons\(\): like is now called stack"):
+        old = rasterize_polygons(polygons, like=stack, attribute="landcover")
+    np.testing.assert_array_equal(old.values, rasterize_polygons(polygons, stack, attribute="landcover").values)
+    with pytest.raises(TypeError, match="got stack and its old name like"):
+        target_on_grid(classes, like=stack, stack=stack)

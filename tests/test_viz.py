@@ -4,7 +4,7 @@ import pytest
 import xarray as xr
 
 from rastercore import ingest
-from rastercore.errors import StoreExistsError
+from rastercore.errors import RasterCoreDeprecationWarning, StoreExistsError
 from rastercore.viz import overview, quicklook
 
 
@@ -66,3 +66,15 @@ def test_quicklook_of_a_cluster_map_has_one_colour_per_cluster(tmp_path):
     colours = {tuple(np.round(px, 3)) for px in image.reshape(-1, image.shape[-1])}
     assert len(colours) == 4  # three clusters and transparent nodata: no blended codes at the edges
     assert image[0, 0, 3] == 0 and image[-1, -1, 3] == 1
+
+
+def test_data_is_the_old_name_of_stack(tmp_path, hh_hv):
+    (hh, hv), _ = hh_hv
+    stack = ingest([hh, hv], tmp_path / "s.zarr", tile_size=128, progress="none")
+    with pytest.warns(RasterCoreDeprecationWarning, match=r"overview\(\): data is now called stack"):
+        small = overview(data=stack, max_size=100)
+    np.testing.assert_array_equal(small.values, overview(stack, max_size=100).values)
+    with pytest.warns(RasterCoreDeprecationWarning, match=r"quicklook\(\): data is now called stack"):
+        old = quicklook(data=stack, path=tmp_path / "old.png", max_size=100)
+    new = quicklook(stack=stack, path=tmp_path / "new.png", max_size=100)
+    np.testing.assert_array_equal(matplotlib.image.imread(old), matplotlib.image.imread(new))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from rastercore._deprecated import renamed_keywords
 from rastercore.grid import grid_of
 from rastercore.progress import Progress, ProgressMode
 from rastercore.scheduler import compute_bounded
@@ -29,17 +30,19 @@ GDAL_CACHE_MB = 256
 RAW_TEMPORARY_LIMIT = 16 * 2**30
 
 
-def write_cog(data: xr.DataArray, path: str | os.PathLike, **options) -> Path:
+@renamed_keywords({"data": "stack"})
+def write_cog(stack: xr.DataArray, path: str | os.PathLike, **options) -> Path:
     """Write a ``(y, x)`` or ``(band, y, x)`` DataArray as a Cloud-Optimized GeoTIFF.
 
-    Same as ``write_geotiff(data, path, cog=True, **options)``; see
+    Same as ``write_geotiff(stack, path, cog=True, **options)``; see
     :func:`write_geotiff` for the options.
     """
-    return write_geotiff(data, path, cog=True, **options)
+    return write_geotiff(stack, path, cog=True, **options)
 
 
+@renamed_keywords({"data": "stack"})
 def write_geotiff(
-    data: xr.DataArray,
+    stack: xr.DataArray,
     path: str | os.PathLike,
     *,
     cog: bool = True,
@@ -53,9 +56,10 @@ def write_geotiff(
 
     Parameters
     ----------
-    data : xarray.DataArray
-        Georeferenced array (rioxarray ``spatial_ref`` coordinate), lazy or not.
-        Band names become the GeoTIFF band descriptions.
+    stack : xarray.DataArray
+        A stack, mosaic or single layer, georeferenced (rioxarray
+        ``spatial_ref`` coordinate), lazy or not.  Band names become the
+        GeoTIFF band descriptions.
     path : path-like
         Output ``.tif``.
     cog : bool, default True
@@ -82,29 +86,29 @@ def write_geotiff(
 
     path = Path(path)
     check_output(path, overwrite=overwrite)
-    if data.ndim == 2:
-        data = data.expand_dims("band")
-    elif data.dims[0] != "band":  # a feature store (feature, y, x) or any other layered result
-        data = data.rename({data.dims[0]: "band"})
-    data = data.chunk({"band": -1}) if data.chunks else data.chunk({"band": -1, "y": 2048, "x": 2048})
-    if data.dtype == bool:
-        data = data.astype(np.uint8)
-    grid = grid_of(data)
-    profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=data.sizes["band"],
-                   dtype=data.dtype.name, crs=grid.crs, transform=grid.transform, nodata=data.rio.nodata,
-                   tiled=True, blockxsize=blocksize, blockysize=blocksize, compress=_temporary_compression(data, cog, compress),
+    if stack.ndim == 2:
+        stack = stack.expand_dims("band")
+    elif stack.dims[0] != "band":  # a feature store (feature, y, x) or any other layered result
+        stack = stack.rename({stack.dims[0]: "band"})
+    stack = stack.chunk({"band": -1}) if stack.chunks else stack.chunk({"band": -1, "y": 2048, "x": 2048})
+    if stack.dtype == bool:
+        stack = stack.astype(np.uint8)
+    grid = grid_of(stack)
+    profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=stack.sizes["band"],
+                   dtype=stack.dtype.name, crs=grid.crs, transform=grid.transform, nodata=stack.rio.nodata,
+                   tiled=True, blockxsize=blocksize, blockysize=blocksize, compress=_temporary_compression(stack, cog, compress),
                    BIGTIFF="IF_SAFER")
-    regions = list(block_regions(data))
+    regions = list(block_regions(stack))
     with writing(path, overwrite=overwrite) as partial:
         tmp = path.with_name(path.name + ".tiled.tmp") if cog else partial
         try:
             with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(tmp, "w", **profile) as dst:
-                if "band" in data.coords:
-                    for i, name in enumerate(data["band"].values, start=1):
+                if "band" in stack.coords:
+                    for i, name in enumerate(stack["band"].values, start=1):
                         dst.set_band_description(i, str(name))
                 with Progress(path.name, len(regions), mode=progress) as bar:
                     # Computed in parallel, written here: rasterio datasets are not thread-safe.
-                    blocks = compute_bounded(regions, lambda region: data.data.blocks[(0, *region[0])])
+                    blocks = compute_bounded(regions, lambda region: stack.data.blocks[(0, *region[0])])
                     for (_, (rows, cols)), block in blocks:
                         dst.write(block, window=rasterio.windows.Window.from_slices(rows, cols))
                         bar.update()

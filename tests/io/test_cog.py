@@ -4,7 +4,8 @@ import rasterio
 import rioxarray
 
 from rastercore import ingest, write_cog
-from rastercore.errors import StoreExistsError
+from rastercore.errors import RasterCoreDeprecationWarning, StoreExistsError
+from rastercore.io.cog import write_geotiff
 from tests.conftest import TRANSFORM, write_tif
 
 
@@ -51,3 +52,13 @@ def test_single_layer_and_refusal_to_overwrite(tmp_path, stack):
         assert src.count == 1 and src.dtypes[0] == "float32"
         np.testing.assert_array_equal(src.read(1), data[2] * 2)
     assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.filterwarnings("ignore:Use `@` matmul instead:PendingDeprecationWarning")  # re-emitted by pytest.warns
+@pytest.mark.parametrize("writer", [write_cog, write_geotiff])
+def test_data_is_the_old_name_of_stack(tmp_path, stack, writer):
+    stack, data = stack
+    with pytest.warns(RasterCoreDeprecationWarning, match=rf"{writer.__name__}\(\): data is now called stack"):
+        out = writer(data=stack.sel(band="nir"), path=tmp_path / "nir.tif", progress="none")
+    with rasterio.open(out) as src:
+        np.testing.assert_array_equal(src.read(1), data[2])
