@@ -45,10 +45,11 @@ from rastercore.errors import FeatureSpecError, ModelFileError
 from rastercore.features import FeatureSpec, features_for_block
 from rastercore.models import TilePredictor, tile_predictor
 from rastercore.progress import ProgressMode
+from rastercore.stack import nodata_of, valid_mask
 from rastercore.store import DEFAULT_CODEC, check_output, open_stack, write_tiles
 
 __all__ = ["predict", "predict_lazy", "prediction_layers", "cog_layers", "categorical_layer", "resolve_model",
-           "LoadedModel", "PredictTile", "has_valid_pixels"]
+           "LoadedModel", "PredictTile"]
 
 
 def prediction_layers(model, *, class_names=None, probabilities: bool = True) -> list[str]:
@@ -73,7 +74,7 @@ class PredictTile:
         height, width = tile.shape
         layers = self.predictor.layers
         out = np.full((len(layers), height, width), np.nan, np.float32)
-        if not has_valid_pixels(tile.interior(window), self.nodata):
+        if not valid_mask(tile.interior(window), self.nodata).any():
             return out  # an all-nodata tile: nothing to compute
         feats = features_for_block(window, self.spec, self.bands, nodata=self.nodata, crop=tile.halo)
         X = feats.reshape(feats.shape[0], -1).T
@@ -82,14 +83,6 @@ class PredictTile:
             flat = out.reshape(len(layers), -1)
             flat[:, valid] = self.predictor(X[valid]).T
         return out
-
-
-def has_valid_pixels(block: np.ndarray, nodata=None) -> bool:
-    """Whether any pixel of a raw ``(band, y, x)`` block is valid in every band (finite, not ``nodata``)."""
-    valid = np.isfinite(block) if block.dtype.kind == "f" else np.ones(block.shape, bool)
-    if nodata is not None and not np.isnan(nodata):
-        valid &= block != nodata
-    return bool(valid.all(axis=0).any())
 
 
 def predict_lazy(
@@ -157,7 +150,7 @@ def predict_lazy(
                                 band_ranges=loaded.band_ranges, band_map=band_map, what=loaded.name)
     predictor = tile_predictor(model, class_names=class_names, probabilities=probabilities, fast=fast)
     layers = predictor.layers
-    fill = stack.attrs.get("_FillValue", stack.encoding.get("_FillValue"))
+    fill = nodata_of(stack)
     token = tokenize(loaded.model_id or _model_token(model), spec.to_dict(), inputs, layers, fast, fill)
     out = map_tiles(stack, PredictTile(predictor, spec, inputs.bands, fill, token), halo=spec.halo,
                     bands=inputs.stack_bands, n_out=len(layers), name="predict")

@@ -46,12 +46,12 @@ from rastercore.grid import grid_of
 from rastercore.progress import Progress, ProgressMode
 from rastercore.quotas import class_quotas
 from rastercore.scheduler import compute_bounded
-from rastercore.stack import as_float
+from rastercore.stack import nodata_of, valid_mask
 from rastercore.store import writing
 from rastercore.targets import IGNORE
 
 __all__ = ["SpatialSplit", "SampleTable", "PixelPlan", "CandidateTile", "plan_pixels", "select_pixels",
-           "fit_streaming", "features_at", "band_ranges", "draw_sample", "write_table", "read_table", "augment_windows",
+           "CountTile", "eligible_codes", "fit_streaming", "features_at", "band_ranges", "draw_sample", "write_table", "read_table", "augment_windows",
            "TRAIN", "VALIDATION"]
 
 TRAIN, VALIDATION, EXCLUDED = 0, 1, -1
@@ -272,16 +272,18 @@ def draw_sample(
 class PixelPlan:
     """Everything needed to visit the eligible pixels of a stack tile by tile.
 
-    ``code`` is ``class * 2 + split`` for eligible pixels (labelled, valid
-    input, not in a gap) and -1 elsewhere; ``counts[class, split]`` counts
-    them.  ``stack`` is the raw stack; the features of the pixels are
-    computed tile by tile on the tile engine (:func:`rastercore.engine.tile_tasks`),
-    which reads each tile plus halo straight from the store for an
-    unchanged :func:`rastercore.open_stack` result.
+    A pixel is eligible when it is labelled (``strata >= 0``), its inputs
+    are valid and it is not in a split gap (``labels >= 0``); its code is
+    ``class * 2 + split``, and ``counts[class, split]`` counts them.  Every
+    pass runs on the tile engine (:func:`rastercore.engine.tile_tasks`), which
+    reads each tile (plus halo) straight from the store for an unchanged
+    :func:`rastercore.open_stack` result; validity comes from the very
+    window the features are computed from.
     """
 
     stack: xr.DataArray
-    code: da.Array
+    strata: da.Array
+    labels: da.Array
     values: da.Array | None
     spec: FeatureSpec
     bands: list[str]
@@ -289,7 +291,7 @@ class PixelPlan:
     regression: bool
     split: SpatialSplit
     seed: int
-    counts: np.ndarray
+    counts: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:
@@ -302,15 +304,26 @@ class PixelPlan:
         cutoff[:, which] = 1.0  # every key is < 1
         return cutoff
 
-    def tile_tasks(self, cutoff: np.ndarray) -> list:
-        """One delayed task per tile returning the rows (dict of arrays, or None) of pixels below ``cutoff``."""
+    def _tasks(self, per_tile, halo: int) -> list:
         from rastercore.engine import tile_tasks
 
-        fill = self.stack.attrs.get("_FillValue", self.stack.encoding.get("_FillValue"))
-        per_tile = CandidateTile(self.spec, self.bands, fill, cutoff, self.seed)
-        extras = [self.code] if self.values is None else [self.code, self.values]
-        return [task for _, task in tile_tasks(self.stack, per_tile, halo=self.spec.halo, bands=self.bands,
-                                               extras=extras)]
+        extras = [self.strata, self.labels] + ([] if self.values is None else [self.values])
+        return [task for _, task in tile_tasks(self.stack, per_tile, halo=halo, bands=self.bands, extras=extras)]
+
+    def count(self) -> np.ndarray:
+        """``counts[class, split]`` of the eligible pixels: one pass over the tiles (no halo)."""
+        parts = [c for _, c in compute_bounded(self._tasks(CountTile(nodata_of(self.stack)), 0), per_thread=4)]
+        size = max((len(c) for c in parts), default=0)
+        size += size % 2
+        total = np.zeros(max(size, 2), np.int64)
+        for c in parts:
+            total[: len(c)] += c
+        return total.reshape(-1, 2)
+
+    def tile_tasks(self, cutoff: np.ndarray) -> list:
+        """One delayed task per tile returning the rows (dict of arrays, or None) of pixels below ``cutoff``."""
+        per_tile = CandidateTile(self.spec, self.bands, nodata_of(self.stack), cutoff, self.seed)
+        return self._tasks(per_tile, self.spec.halo)
 
     def candidates(self, cutoff: np.ndarray) -> dict:
         """Rows (features, target, position, key) of every eligible pixel whose key is below its cut-off.
@@ -326,9 +339,28 @@ class PixelPlan:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def eligible_codes(valid: np.ndarray, strata: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``class * 2 + split`` where a pixel is valid, labelled and not in a gap; -1 elsewhere (one tile)."""
+    return np.where(valid & (strata >= 0) & (labels >= 0), strata * 2 + labels, -1).astype(np.int64)
+
+
+class CountTile:
+    """Per-tile function of the counting pass: eligible pixels per code (a ``bincount``)."""
+
+    def __init__(self, nodata):
+        self.nodata = nodata
+
+    def __dask_tokenize__(self):
+        return ("rastercore-count", repr(self.nodata))
+
+    def __call__(self, window, tile, strata, labels, values=None) -> np.ndarray:
+        code = eligible_codes(valid_mask(window, self.nodata), strata, labels)
+        return np.bincount(code[code >= 0].ravel())
+
+
 def plan_pixels(stack: xr.DataArray, target: xr.DataArray, spec, *, split: SpatialSplit | None = None,
                 thresholds=None, seed: int = 0) -> PixelPlan:
-    """Prepare the lazy target/split codes of ``stack`` and count eligible pixels (one pass).
+    """Prepare the lazy target and split labels of ``stack`` and count eligible pixels (one pass).
 
     Parameters
     ----------
@@ -343,13 +375,12 @@ def plan_pixels(stack: xr.DataArray, target: xr.DataArray, spec, *, split: Spati
     split = split or SpatialSplit()
     band_names = [str(b) for b in stack["band"].values]
     used = spec.input_bands(band_names)
-    data = as_float(stack)[[band_names.index(b) for b in used]]
-    chunks = data.chunks[1:]
+    chunks = stack.chunks[1:] if stack.chunks else tuple((n,) for n in stack.shape[1:])
     strata, values, class_names, regression = _strata(target, thresholds, chunks)
     labels = split.labels(stack, seed=seed, halo=spec.halo).rechunk(chunks)
-    valid = da.all(da.isfinite(data), axis=0)
-    code = da.where(valid & (strata >= 0) & (labels >= 0), strata * 2 + labels, -1).astype(np.int64)
-    return PixelPlan(stack, code, values, spec, list(used), class_names, regression, split, seed, _count(code))
+    plan = PixelPlan(stack, strata, labels, values, spec, list(used), class_names, regression, split, seed)
+    plan.counts = plan.count()
+    return plan
 
 
 def _strata(target: xr.DataArray, thresholds, chunks):
@@ -366,21 +397,6 @@ def _strata(target: xr.DataArray, thresholds, chunks):
 
     classes = threshold_classes(target.copy(data=values), thresholds)
     return classes.data.astype(np.int64), values, classes.attrs["class_names"], False
-
-
-def _count(code: da.Array) -> np.ndarray:
-    """Eligible pixels per (class, split): one pass, tile by tile."""
-    parts = dask.compute(*[dask.delayed(_bincount)(b) for b in code.to_delayed().ravel()])
-    size = max((len(p) for p in parts), default=0)
-    size += size % 2
-    total = np.zeros(max(size, 2), np.int64)
-    for p in parts:
-        total[: len(p)] += p
-    return total.reshape(-1, 2)
-
-
-def _bincount(block: np.ndarray) -> np.ndarray:
-    return np.bincount(block[block >= 0].ravel())
 
 
 def _quotas(available: np.ndarray, total: int, per_class, regression: bool, allow_short: bool,
@@ -466,8 +482,8 @@ def _smallest_keys(rows, quotas):
 class CandidateTile:
     """Per-tile function of sampling: rows of the eligible pixels whose key is below their cut-off.
 
-    Runs on the tile engine with the tile's ``code`` (and ``values``)
-    blocks; returns None when the tile holds no such pixel.
+    Runs on the tile engine with the tile's ``strata`` and split ``labels``
+    (and ``values``) blocks; returns None when the tile holds no such pixel.
     """
 
     def __init__(self, spec: FeatureSpec, bands: list[str], nodata, cutoff: np.ndarray, seed: int):
@@ -477,7 +493,9 @@ class CandidateTile:
         return ("rastercore-candidates", repr(self.spec.to_dict()), tuple(self.bands), repr(self.nodata),
                 self.cutoff.tobytes(), self.seed)
 
-    def __call__(self, window: np.ndarray, tile, code: np.ndarray, values: np.ndarray | None = None):
+    def __call__(self, window: np.ndarray, tile, strata: np.ndarray, labels: np.ndarray,
+                 values: np.ndarray | None = None):
+        code = eligible_codes(valid_mask(tile.interior(window), self.nodata), strata, labels)
         height, width = code.shape
         row0, col0 = tile.origin
         keys = uniform_keys(self.seed, _KEY_STREAM, row0, col0, height, width)

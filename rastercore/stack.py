@@ -25,7 +25,7 @@ from rastercore.progress import ProgressMode
 from rastercore.scheduler import choose_tile_size
 from rastercore.store import DATA_VAR, DEFAULT_CODEC, open_stack, partial_path, write_tiles
 
-__all__ = ["ingest", "open_stack", "describe", "lazy_stack", "band_names", "as_float"]
+__all__ = ["ingest", "open_stack", "describe", "lazy_stack", "band_names", "as_float", "valid_mask", "nodata_of"]
 
 
 def ingest(
@@ -193,11 +193,28 @@ def as_float(stack: xr.DataArray, dtype=np.float32) -> da.Array:
     data is wrapped with dask's default chunks.
     """
     data = stack.data if isinstance(stack.data, da.Array) else da.from_array(np.asarray(stack.data))
-    fill = stack.attrs.get("_FillValue", stack.encoding.get("_FillValue"))
+    fill = nodata_of(stack)
     if fill is not None and not np.isnan(fill):
         data = da.where(data == fill, np.nan, data)
     data = data.astype(dtype)
     return da.where(da.isinf(data), np.dtype(dtype).type(np.nan), data)
+
+
+def valid_mask(block: np.ndarray, nodata=None) -> np.ndarray:
+    """``(y, x)`` True where every band of a raw ``(band, y, x)`` block is valid: finite and not ``nodata``.
+
+    The NumPy counterpart of :func:`as_float`'s NaN, for one tile.
+    """
+    block = np.asarray(block)
+    valid = np.isfinite(block) if block.dtype.kind in "fc" else np.ones(block.shape, bool)
+    if nodata is not None and not np.isnan(nodata):
+        valid &= block != nodata
+    return valid.all(axis=0)
+
+
+def nodata_of(stack: xr.DataArray):
+    """The stack's nodata value (``attrs["_FillValue"]``, else its encoding's), or None."""
+    return stack.attrs.get("_FillValue", stack.encoding.get("_FillValue"))
 
 
 def describe(path: str | os.PathLike) -> dict:
