@@ -8,6 +8,8 @@ print as one-line notices.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -549,21 +551,50 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rastercore`` command; returns the exit status."""
     warnings.showwarning = _one_line_warning
+    _quiet_cluster_logs()
     command = typer.main.get_command(app)
     try:
         command.main(args=argv, prog_name="rastercore", standalone_mode=False)
     except RasterCoreError as err:
-        print(f"rastercore: error: {err}", file=sys.stderr)
-        return 2
+        return _fail(err)
     except typer.Exit as exit_:
         return exit_.exit_code
-    except typer.Abort:
-        print("rastercore: aborted", file=sys.stderr)
+    except (typer.Abort, KeyboardInterrupt):
+        print("rastercore: interrupted; rerun the same command with --resume to finish", file=sys.stderr)
         return 130
     except typer.TyperException as err:  # usage errors, bad option values
         err.show()
         return err.exit_code
+    except Exception as err:  # noqa: BLE001 - the CLI never shows a traceback
+        from rastercore.scheduler import cluster_error
+
+        known = cluster_error(err)
+        if known is not None:
+            return _fail(known)
+        print(f"rastercore: error: unexpected {type(err).__name__}: {err}. Please report it with the command "
+              "you ran; rerun with RASTERCORE_DEBUG=1 for the traceback.", file=sys.stderr)
+        if os.environ.get("RASTERCORE_DEBUG"):
+            raise
+        return 1
     return 0
+
+
+def _quiet_cluster_logs() -> None:
+    """Keep distributed's log lines (and their tracebacks) off stderr: errors are reported here, once.
+
+    distributed sets its loggers' levels when it is first imported, so it is
+    imported first (about 0.3 s) and its levels are set after.
+    """
+    import distributed  # noqa: F401
+
+    for name in ("distributed", "distributed.client", "distributed.batched", "distributed.worker",
+                 "distributed.scheduler", "distributed.nanny", "tornado", "tornado.application"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _fail(err: Exception) -> int:
+    print(f"rastercore: error: {' '.join(str(err).split())}", file=sys.stderr)
+    return 2
 
 
 def run() -> None:

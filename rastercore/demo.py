@@ -1,10 +1,11 @@
 """The demo job: the whole pipeline on built-in synthetic data.
 
-Today: generate a SAR-like scene, ingest it into a stack, draw quicklooks
-and export a Cloud-Optimized GeoTIFF.  It is the pipeline of
-``pipelines/demo.yaml``, built in code so that ``rastercore demo`` works
-from an installed package.  Later stages (features, training, prediction,
-evaluation) join as they land.
+Generate a SAR-like scene, ingest it into a stack, draw a quicklook, sample
+neighbourhood features with a spatial split, train an RBF SVM with a search
+over C and gamma, predict every pixel into a zarr mosaic and a COG, and
+score the mosaic on the whole scene and on the held-out blocks.  It is the
+pipeline of ``pipelines/demo.yaml`` (:func:`rastercore.pipeline.demo_pipeline`),
+built in code so that ``rastercore demo`` works from an installed package.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ import numpy as np
 
 from rastercore.errors import SchedulerUnreachableError
 
-__all__ = ["client", "SCHEDULER_ENV", "resolve_scheduler", "active_client", "worker_threads", "cluster_resources",
+__all__ = ["client", "SCHEDULER_ENV", "resolve_scheduler", "active_client", "cluster_error", "worker_threads", "cluster_resources",
            "compute_bounded", "choose_tile_size", "MIN_TILE", "MAX_TILE"]
 
 SCHEDULER_ENV = "RASTERCORE_SCHEDULER"
@@ -140,6 +140,36 @@ def _announce(dask_client, what: str, quiet: bool) -> None:
     if not quiet:
         threads = sum(dask_client.nthreads().values())
         print(f"{what}: {threads} threads, dashboard {dask_client.dashboard_link}", file=sys.stderr)
+
+
+def cluster_error(error: BaseException) -> Exception | None:
+    """What a failure of the dask cluster means to the user, as one clear error; None for any other error.
+
+    A scheduler that went away (``CommClosedError``, cancelled futures,
+    timeouts talking to it) becomes :class:`rastercore.errors.ClusterLostError`,
+    saying that finished tiles are kept and ``--resume`` goes on; a worker
+    that cannot find a file becomes a :class:`rastercore.errors.WorkerError`
+    noting that workers on other machines need paths they can see.
+    """
+    if "distributed" not in sys.modules:
+        return None
+    from concurrent.futures import CancelledError
+
+    from distributed.comm.core import CommClosedError
+
+    from rastercore.errors import ClusterLostError, RasterCoreError, WorkerError
+
+    if isinstance(error, (CommClosedError, CancelledError)) or (
+            isinstance(error, (OSError, TimeoutError)) and "scheduler" in str(error).lower()):
+        return ClusterLostError(
+            f"lost the dask cluster ({type(error).__name__}: {error or 'connection closed'}); the tiles already "
+            "written are kept: rerun the same command with --resume (on a running cluster, or --scheduler "
+            "threads) to finish.")
+    if isinstance(error, FileNotFoundError) and not isinstance(error, RasterCoreError):
+        return WorkerError(
+            f"a worker could not find a file ({error}); workers on other machines need absolute paths on a file "
+            "system they share with this one.")
+    return None
 
 
 def active_client():
