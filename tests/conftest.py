@@ -57,3 +57,29 @@ def _synchronous_dask():
 
     with dask.config.set(scheduler="synchronous"):
         yield
+
+
+def run_cli(*args, check: bool = True, timeout: float = 600):
+    """``rastercore ARGS`` in a new process, as a user runs it; asserts exit status 0 when ``check``."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "rastercore.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def wait_for_tiles(out, n: int, proc, timeout: float = 120) -> None:
+    """Wait until the writer ``proc`` has recorded ``n`` finished tiles of ``out`` in its ledger."""
+    import time
+
+    from rastercore.store import LEDGER_DIR, partial_path
+
+    ledger = partial_path(out) / LEDGER_DIR
+    deadline = time.monotonic() + timeout
+    while not (ledger.is_dir() and len(list(ledger.glob("*.done"))) >= n):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no tiles were written"
+        time.sleep(0.02)

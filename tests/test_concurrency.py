@@ -8,24 +8,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from rastercore.store import LEDGER_DIR, lock_path, open_stack, partial_path
+from rastercore.store import lock_path, open_stack
+from tests.conftest import run_cli, wait_for_tiles
 
 pytestmark = pytest.mark.slow
 
 SPEC = [{"name": "box_mean", "size": 5}, {"name": "gaussian", "sigma": 2.0}]
-
-
-def _cli(*args, check=True):
-    done = subprocess.run([sys.executable, "-m", "rastercore.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
 
 
 SLOW_CLI = """
@@ -44,26 +36,17 @@ def _background(*args):
                             stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_tiles(out, n, proc, timeout=120):
-    ledger = partial_path(out) / LEDGER_DIR
-    deadline = time.monotonic() + timeout
-    while not (ledger.is_dir() and len(list(ledger.glob("*.done"))) >= n):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no tiles were written"
-        time.sleep(0.02)
-
-
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("concurrency")
     (tmp / "spec.json").write_text(json.dumps(SPEC))
     threads = ("--scheduler", "threads")
-    _cli("synth", tmp / "scene", "--size", "1024x1024", "--progress", "none", *threads)
-    _cli("ingest", tmp / "scene" / "HH.tif", tmp / "scene" / "HV.tif", "-o", tmp / "stack.zarr", "--bands", "HH,HV",
+    run_cli("synth", tmp / "scene", "--size", "1024x1024", "--progress", "none", *threads)
+    run_cli("ingest", tmp / "scene" / "HH.tif", tmp / "scene" / "HV.tif", "-o", tmp / "stack.zarr", "--bands", "HH,HV",
          "--tile-size", "128", "--progress", "none", *threads)
-    _cli("sample", tmp / "stack.zarr", "--spec", tmp / "spec.json", "--target", tmp / "scene" / "target.tif",
+    run_cli("sample", tmp / "stack.zarr", "--spec", tmp / "spec.json", "--target", tmp / "scene" / "target.tif",
          "--threshold", "0.6", "-n", "400", "-o", tmp / "sample.h5", *threads)
-    _cli("train", tmp / "sample.h5", "--family", "svm", "--params", '{"C": 10, "gamma": 0.5, "search": false}',
+    run_cli("train", tmp / "sample.h5", "--family", "svm", "--params", '{"C": 10, "gamma": 0.5, "search": false}',
          "-o", tmp / "model.skops", *threads)
     return tmp
 
@@ -76,29 +59,29 @@ def _predict(scene, stack, out, *extra):
 def test_a_second_writer_of_one_output_refuses_while_the_first_works(scene, tmp_path):
     out = tmp_path / "pred.zarr"
     first = _background(*_predict(scene, scene / "stack.zarr", out))
-    _wait_for_tiles(out, 2, first)
-    second = _cli(*_predict(scene, scene / "stack.zarr", out, "--overwrite"), check=False)
+    wait_for_tiles(out, 2, first)
+    second = run_cli(*_predict(scene, scene / "stack.zarr", out, "--overwrite"), check=False)
     assert second.returncode == 2
     assert second.stderr.strip().splitlines()[-1].startswith(
         f"rastercore: error: {out} is being written by process {first.pid}")
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err  # the first one was not disturbed
     assert not lock_path(out).exists()
-    reference = _cli(*_predict(scene, scene / "stack.zarr", tmp_path / "ref.zarr"))
+    reference = run_cli(*_predict(scene, scene / "stack.zarr", tmp_path / "ref.zarr"))
     assert reference.returncode == 0
     np.testing.assert_array_equal(open_stack(out).values, open_stack(tmp_path / "ref.zarr").values)
 
 
 def test_a_stack_replaced_while_a_prediction_reads_it_is_never_read_half_old_half_new(scene, tmp_path):
     stack = tmp_path / "stack.zarr"
-    _cli("ingest", scene / "scene" / "HH.tif", scene / "scene" / "HV.tif", "-o", stack, "--bands", "HH,HV",
+    run_cli("ingest", scene / "scene" / "HH.tif", scene / "scene" / "HV.tif", "-o", stack, "--bands", "HH,HV",
          "--tile-size", "128", "--progress", "none", "--scheduler", "threads")
-    _cli(*_predict(scene, stack, tmp_path / "old.zarr"))
+    run_cli(*_predict(scene, stack, tmp_path / "old.zarr"))
     out = tmp_path / "pred.zarr"
     reader = _background(*_predict(scene, stack, out))
-    _wait_for_tiles(out, 2, reader)
+    wait_for_tiles(out, 2, reader)
     # The same files in the other order: every pixel of the new stack differs from the old one.
-    _cli("ingest", scene / "scene" / "HV.tif", scene / "scene" / "HH.tif", "-o", stack, "--bands", "HH,HV",
+    run_cli("ingest", scene / "scene" / "HV.tif", scene / "scene" / "HH.tif", "-o", stack, "--bands", "HH,HV",
          "--tile-size", "128", "--overwrite", "--progress", "none", "--scheduler", "threads")
     _, err = reader.communicate(timeout=300)
     if reader.returncode == 0:  # it finished before the swap: the old data throughout

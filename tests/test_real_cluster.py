@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rastercore.store import LEDGER_DIR, open_stack, partial_path
+from rastercore.store import open_stack, partial_path
+from tests.conftest import run_cli, wait_for_tiles
 
 pytestmark = pytest.mark.slow
 
@@ -78,44 +79,36 @@ def cluster(tmp_path):
         running.close()
 
 
-def _cli(*args, timeout=300, check=True):
-    proc = subprocess.run([sys.executable, "-m", "rastercore.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
-
-
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     """A synthetic scene, ingested, with a model trained on it (all local, threads)."""
     tmp = tmp_path_factory.mktemp("real-cluster")
     (tmp / "spec.json").write_text(json.dumps(SPEC))
-    _cli("synth", tmp / "scene", "--size", "768x1024", "--scheduler", "threads", "--progress", "none")
-    _cli("ingest", tmp / "scene" / "HH.tif", tmp / "scene" / "HV.tif", "-o", tmp / "stack.zarr", "--bands", "HH,HV",
+    run_cli("synth", tmp / "scene", "--size", "768x1024", "--scheduler", "threads", "--progress", "none")
+    run_cli("ingest", tmp / "scene" / "HH.tif", tmp / "scene" / "HV.tif", "-o", tmp / "stack.zarr", "--bands", "HH,HV",
          "--tile-size", "128", "--scheduler", "threads", "--progress", "none")
-    _cli("sample", tmp / "stack.zarr", "--spec", tmp / "spec.json", "--target", tmp / "scene" / "target.tif",
+    run_cli("sample", tmp / "stack.zarr", "--spec", tmp / "spec.json", "--target", tmp / "scene" / "target.tif",
          "--threshold", "0.6", "-n", "400", "-o", tmp / "local.h5", "--scheduler", "threads")
-    _cli("train", tmp / "local.h5", "--family", "svm", "--params", '{"C": 10, "gamma": 0.5, "search": false}',
+    run_cli("train", tmp / "local.h5", "--family", "svm", "--params", '{"C": 10, "gamma": 0.5, "search": false}',
          "-o", tmp / "model.skops", "--scheduler", "threads")
-    _cli("predict", tmp / "model.skops", tmp / "stack.zarr", "-o", tmp / "local.zarr", "--scheduler", "threads",
+    run_cli("predict", tmp / "model.skops", tmp / "stack.zarr", "-o", tmp / "local.zarr", "--scheduler", "threads",
          "--progress", "none")
     return tmp
 
 
 def test_cluster_runs_equal_local_runs(scene, cluster, tmp_path):
     on = ["--scheduler", cluster.address]
-    _cli("ingest", scene / "scene" / "HH.tif", scene / "scene" / "HV.tif", "-o", tmp_path / "stack.zarr", "--bands",
+    run_cli("ingest", scene / "scene" / "HH.tif", scene / "scene" / "HV.tif", "-o", tmp_path / "stack.zarr", "--bands",
          "HH,HV", "--tile-size", "128", "--progress", "none", *on)
     np.testing.assert_array_equal(open_stack(tmp_path / "stack.zarr").values, open_stack(scene / "stack.zarr").values)
-    _cli("sample", scene / "stack.zarr", "--spec", scene / "spec.json", "--target", scene / "scene" / "target.tif",
+    run_cli("sample", scene / "stack.zarr", "--spec", scene / "spec.json", "--target", scene / "scene" / "target.tif",
          "--threshold", "0.6", "-n", "400", "-o", tmp_path / "sample.h5", *on)
     from rastercore.sampling import read_table
 
     here, there = read_table(scene / "local.h5"), read_table(tmp_path / "sample.h5")
     for column in ("X", "y", "row", "col", "split"):
         np.testing.assert_array_equal(np.asarray(getattr(there, column)), np.asarray(getattr(here, column)))
-    _cli("predict", scene / "model.skops", scene / "stack.zarr", "-o", tmp_path / "pred.zarr", "--progress", "none",
+    run_cli("predict", scene / "model.skops", scene / "stack.zarr", "-o", tmp_path / "pred.zarr", "--progress", "none",
          *on)
     np.testing.assert_array_equal(open_stack(tmp_path / "pred.zarr").values, open_stack(scene / "local.zarr").values)
 
@@ -126,19 +119,10 @@ def _predict_in_background(scene, out, address):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_tiles(out: Path, n: int, proc, timeout: float = 120) -> None:
-    ledger = partial_path(out) / LEDGER_DIR
-    deadline = time.monotonic() + timeout
-    while not (ledger.is_dir() and len(list(ledger.glob("*.done"))) >= n):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no tiles were written"
-        time.sleep(0.05)
-
-
 def test_a_killed_worker_changes_nothing(scene, cluster, tmp_path):
     out = tmp_path / "pred.zarr"
     proc = _predict_in_background(scene, out, cluster.address)
-    _wait_for_tiles(out, 4, proc)
+    wait_for_tiles(out, 4, proc)
     os.killpg(cluster.workers[0].pid, signal.SIGKILL)  # mid-predict: its tasks are run again elsewhere
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
@@ -148,7 +132,7 @@ def test_a_killed_worker_changes_nothing(scene, cluster, tmp_path):
 def test_a_killed_scheduler_is_one_line_and_resume_finishes_locally(scene, cluster, tmp_path):
     out = tmp_path / "pred.zarr"
     proc = _predict_in_background(scene, out, cluster.address)
-    _wait_for_tiles(out, 4, proc)
+    wait_for_tiles(out, 4, proc)
     os.killpg(cluster.scheduler.pid, signal.SIGKILL)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
@@ -156,6 +140,6 @@ def test_a_killed_scheduler_is_one_line_and_resume_finishes_locally(scene, clust
     assert lines and lines[-1].startswith("rastercore: error: lost the dask cluster"), err
     assert "--resume" in lines[-1] and "Traceback" not in err
     assert not out.exists() and partial_path(out).exists()  # nothing looks complete
-    _cli("predict", scene / "model.skops", scene / "stack.zarr", "-o", out, "--resume", "--scheduler", "threads",
+    run_cli("predict", scene / "model.skops", scene / "stack.zarr", "-o", out, "--resume", "--scheduler", "threads",
          "--progress", "none")
     np.testing.assert_array_equal(open_stack(out).values, open_stack(scene / "local.zarr").values)
