@@ -10,6 +10,16 @@ Input specs
 ``scene.tif`` (any GDAL raster: GeoTIFF/COG, JPEG, PNG, ...),
 ``cube.h5:/group/dataset`` (HDF5, 2-D or 3-D with a band axis),
 ``array.npy`` (memory-mapped), ``store.zarr`` or ``store.zarr:/path/to/array``.
+
+Remote rasters
+--------------
+``https://host/scene.tif``, ``s3://bucket/key.tif``, ``gs://...``,
+``az://...`` and GDAL's own ``/vsicurl/...``, ``/vsis3/...`` paths are read
+through GDAL's virtual file systems, window by window with HTTP range
+requests: a tile of a COG costs its own bytes, never a download of the
+file (:data:`REMOTE_GDAL_OPTIONS`: retries with backoff, no directory
+listing).  A missing file, a refused connection or a dropped transfer is
+one error naming the URL.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ from rastercore.errors import (
 )
 from rastercore.grid import Grid
 
-__all__ = ["Source", "open_source"]
+__all__ = ["Source", "open_source", "is_remote", "gdal_path", "REMOTE_GDAL_OPTIONS"]
 
 Window = tuple[slice, slice]
 
@@ -38,6 +48,38 @@ Window = tuple[slice, slice]
 # a decode of everything above it, so they are read in full-width strips.
 SEQUENTIAL_DRIVERS = frozenset({"JPEG", "PNG", "GIF", "BMP"})
 HDF5_SUFFIXES = (".h5", ".hdf5", ".he5", ".hdf", ".nc")
+
+VSI_PREFIXES = {"http://": "/vsicurl/", "https://": "/vsicurl/", "s3://": "/vsis3/", "gs://": "/vsigs/",
+                "az://": "/vsiaz/"}
+"""URL schemes and the GDAL virtual file system that reads them."""
+
+REMOTE_GDAL_OPTIONS = {
+    "GDAL_HTTP_MAX_RETRY": "3",            # a dropped connection or a 5xx is retried...
+    "GDAL_HTTP_RETRY_DELAY": "0.5",        # ...after 0.5 s, then longer (GDAL backs off)
+    "GDAL_HTTP_TIMEOUT": "30",
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no listing of the URL's "directory" (a sidecar hunt)
+    "CPL_VSIL_CURL_CHUNK_SIZE": "65536",   # read ahead in small steps: a window costs little more than its bytes
+}
+"""GDAL configuration for remote reads (set around every open and read of a remote source)."""
+
+
+def is_remote(spec: str) -> bool:
+    """Whether ``spec`` is a URL or a GDAL virtual file system path (read over the network)."""
+    return spec.startswith(tuple(VSI_PREFIXES)) or spec.startswith("/vsi")
+
+
+def gdal_path(spec: str) -> str:
+    """The path GDAL opens for ``spec``: a URL becomes its ``/vsi...`` path; anything else is unchanged."""
+    for scheme, prefix in VSI_PREFIXES.items():
+        if spec.startswith(scheme):
+            return prefix + (spec if prefix == "/vsicurl/" else spec[len(scheme):])
+    return spec
+
+
+def _gdal_env(spec: str):
+    import rasterio
+
+    return rasterio.Env(**REMOTE_GDAL_OPTIONS) if is_remote(spec) else rasterio.Env()
 
 
 @dataclass(frozen=True)
@@ -86,9 +128,12 @@ class Source:
         import dask.array as da
         from dask.base import tokenize
 
-        file = Path(self.options.get("file", self.path))
-        stat = file.stat()
-        name = f"{prefix}-" + tokenize(self.path, stat.st_size, stat.st_mtime_ns, self.options)
+        if is_remote(self.path):  # no cheap stat over the network: the URL and what was read of its header
+            identity = (self.options.get("identity"),)
+        else:
+            stat = Path(self.options.get("file", self.path)).stat()
+            identity = (stat.st_size, stat.st_mtime_ns)
+        name = f"{prefix}-" + tokenize(self.path, *identity, self.options)
         return da.from_array(_WindowReader(self), chunks=chunks, name=name, asarray=True, fancy=False)
 
     def read(self, window: Window) -> np.ndarray:
@@ -97,9 +142,12 @@ class Source:
             return _READERS[self.options["kind"]](self, window)
         except (OSError, RuntimeError, ValueError, KeyError) as err:
             rows, cols = window
+            advice = ("the server may have dropped the connection (GDAL retried 3 times); check it and rerun with "
+                      "--resume" if is_remote(self.path) else
+                      "the file may be truncated or corrupt; re-create or re-download it")
             failure = SourceReadError(
                 f"could not read rows {rows.start}-{rows.stop}, columns {cols.start}-{cols.stop} "
-                f"of {self.path}: {_deepest(err)}. The file may be truncated or corrupt; re-create or re-download it.")
+                f"of {self.path}: {_deepest(err)}. {advice[0].upper()}{advice[1:]}.")
         raise failure  # raised in a dask task: nothing chained, so it reaches the client as itself
 
 
@@ -132,7 +180,9 @@ def open_source(spec: str | Path, *, band_axis: int = 0, match: Grid | None = No
     ----------
     spec : str or pathlib.Path
         A GDAL-readable file, ``file.h5:/group/dataset``, ``file.npy``,
-        ``store.zarr`` (a rastercore stack) or ``store.zarr:/array``.
+        ``store.zarr`` (a rastercore stack) or ``store.zarr:/array``; or a
+        remote raster: ``https://...``, ``s3://...``, ``gs://...``,
+        ``az://...``, ``/vsicurl/...`` (read by window, see the module notes).
     band_axis : int, default 0
         For 3-D HDF5, ``.npy`` and zarr arrays: which axis holds the bands
         (0 for ``(band, y, x)``, -1 or 2 for ``(y, x, band)``).
@@ -156,6 +206,9 @@ def open_source(spec: str | Path, *, band_axis: int = 0, match: Grid | None = No
         The file is not a raster rastercore can read.
     """
     spec = str(spec)
+    if is_remote(spec):
+        source = _open_gdal(spec)
+        return source if match is None or source.grid.aligned_with(match) else _warped(source, match, resampling)
     file_part, _, inner = _split_inner(spec)
     if not Path(file_part).exists():
         raise SourceNotFoundError(f"input {file_part} does not exist; check the path.")
@@ -200,12 +253,16 @@ def _open_gdal(spec: str) -> Source:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferenced
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _gdal_env(spec):
         warnings.simplefilter("ignore", RioNotGeoreferenced)
         try:
-            with rasterio.open(spec) as ds:
+            with rasterio.open(gdal_path(spec)) as ds:
                 grid = Grid(ds.height, ds.width, ds.transform, ds.crs)
                 names = tuple(ds.descriptions) if all(ds.descriptions) else None
+                options = {"kind": "gdal"}
+                if is_remote(spec):
+                    options["identity"] = (ds.profile.get("blockxsize"), ds.count, ds.dtypes[0], ds.height,
+                                           ds.width, tuple(ds.transform)[:6])
                 source = Source(
                     path=spec,
                     count=ds.count,
@@ -214,16 +271,30 @@ def _open_gdal(spec: str) -> Source:
                     nodata=ds.nodata,
                     band_names=names,
                     sequential=ds.driver in SEQUENTIAL_DRIVERS,
-                    options={"kind": "gdal"},
+                    options=options,
                 )
         except rasterio.errors.RasterioIOError as err:
-            raise UnsupportedSourceError(
-                f"{spec} is not a raster GDAL can read ({err}); give a GeoTIFF, JPEG, PNG, "
-                "HDF5 (file.h5:/dataset), .npy or zarr input."
-            ) from err
+            failure = _open_error(spec, err)
+        else:
+            failure = None
+    if failure is not None:
+        raise failure
     if not grid.is_georeferenced:
         _warn_no_georef(spec)
     return source
+
+
+def _open_error(spec: str, err: Exception) -> Exception:
+    """One clear error for a raster GDAL could not open: missing remote file, unreachable host, or not a raster."""
+    text = _deepest(err)
+    if is_remote(spec):
+        if "404" in text or "does not exist" in text.lower() or "No such file" in text:
+            return SourceNotFoundError(f"{spec} does not exist on its server (HTTP 404); check the URL.")
+        return SourceReadError(f"could not read {spec}: {text}. Check the URL, the network and, for s3://, gs:// "
+                               "or az://, the credentials GDAL uses (AWS_*, GOOGLE_*, AZURE_* variables).")
+    return UnsupportedSourceError(
+        f"{spec} is not a raster GDAL can read ({text}); give a GeoTIFF, JPEG, PNG, "
+        "HDF5 (file.h5:/dataset), .npy or zarr input.")
 
 
 def _warped(source: Source, grid: Grid, resampling: str) -> Source:
@@ -253,7 +324,7 @@ def _read_gdal_warped(source: Source, window: Window) -> np.ndarray:
 
     grid: Grid = source.options["grid"]
     rows, cols = window
-    with rasterio.open(source.path) as src, WarpedVRT(
+    with _gdal_env(source.path), rasterio.open(gdal_path(source.path)) as src, WarpedVRT(
         src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
         resampling=Resampling[source.options["resampling"]],
         src_nodata=src.nodata, nodata=source.options["nodata"],
@@ -273,11 +344,10 @@ def _read_gdal(source: Source, window: Window) -> np.ndarray:
     from rasterio.windows import Window as RioWindow
 
     rows, cols = window
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _gdal_env(source.path):
         warnings.simplefilter("ignore", RioNotGeoreferenced)
-        with rasterio.open(source.path) as ds:
-            win = RioWindow.from_slices(rows, cols)
-            return ds.read(window=win)
+        with rasterio.open(gdal_path(source.path)) as ds:
+            return ds.read(window=RioWindow.from_slices(rows, cols))
 
 
 # --- HDF5 --------------------------------------------------------------------------
