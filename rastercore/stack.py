@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import dask.array as da
@@ -20,12 +20,14 @@ import xarray as xr
 from rastercore.checks import check_tile_size
 from rastercore.errors import BandNameError, MisalignedInputsError, NotGeoreferencedWarning, ParameterError
 from rastercore.grid import Grid, attach_grid, grid_of
+from rastercore.io.regrid import choose_grid, resampling_for
 from rastercore.io.sources import Source, open_source
 from rastercore.progress import ProgressMode
 from rastercore.scheduler import choose_tile_size
 from rastercore.store import DATA_VAR, DEFAULT_CODEC, open_stack, partial_path, write_tiles
 
-__all__ = ["ingest", "open_stack", "describe", "lazy_stack", "band_names", "as_float", "valid_mask", "nodata_of"]
+__all__ = ["ingest", "open_stack", "describe", "lazy_stack", "on_one_grid", "RegridNotice", "band_names", "as_float",
+           "valid_mask", "nodata_of"]
 
 
 def ingest(
@@ -40,8 +42,14 @@ def ingest(
     resume: bool = False,
     progress: ProgressMode = "auto",
     codec: str = DEFAULT_CODEC,
+    grid=None,
+    resolution: float | None = None,
+    crs=None,
+    bounds: Sequence[float] | None = None,
+    extent: str = "intersection",
+    resampling: Mapping[str, str] | str | None = None,
 ) -> xr.DataArray:
-    """Ingest co-registered rasters into one zarr-backed stack, tile by tile.
+    """Ingest rasters into one zarr-backed stack, tile by tile, resampled onto one grid if they differ.
 
     Parameters
     ----------
@@ -70,16 +78,43 @@ def ingest(
         Progress reporting.
     codec : {"lz4", "zstd", "none"}, default "lz4"
         Compression of the stored tiles (:data:`rastercore.store.CODECS`).
+    grid : Grid or path, optional
+        The stack's grid, or a raster / stack whose grid to adopt (``--grid``).
+    resolution : float, optional
+        Pixel size of the stack's grid in its CRS's units (``--resolution``),
+        with ``crs`` and ``bounds``.
+    crs : optional
+        CRS of the stack's grid (anything rasterio's ``CRS.from_user_input``
+        takes); needed when the inputs' CRSs differ and no ``grid`` is given.
+    bounds : (left, bottom, right, top), optional
+        Extent of the stack's grid in its CRS.
+    extent : {"intersection", "union"}, default "intersection"
+        The inputs' extent the grid covers when ``bounds`` is not given.
+    resampling : mapping or str, optional
+        Band name -> GDAL resampling method (``{"QA": "nearest"}`` or
+        ``"QA=nearest,B04=cubic"``), overriding the default: nearest for
+        categorical bands (names like QA, SCL, mask), average for bands
+        with finer pixels than the grid, bilinear otherwise.
 
     Returns
     -------
     xarray.DataArray
         The new stack, opened lazily (see :func:`open_stack`).
 
+    Notes
+    -----
+    Inputs on different grids (resolution, extent or CRS) are resampled
+    onto the stack's grid window by window through GDAL's warped VRT (the
+    same numbers as ``rasterio.warp.reproject`` of the whole image), never
+    loaded whole; see :mod:`rastercore.io.regrid` for how the grid and the
+    resampling are chosen.  Each input's nodata is carried: where inputs
+    declare different nodata values, the stack is float32 with NaN as nodata
+    (an input that declares none keeps its values as they are).
+
     Raises
     ------
     MisalignedInputsError
-        Inputs differ in shape, transform or CRS.
+        Inputs do not overlap, or are in different CRSs and no grid was chosen.
     BandNameError
         ``bands`` does not give one unique name per band.
     StoreExistsError
@@ -90,7 +125,9 @@ def ingest(
         raise ParameterError("ingest needs at least one input raster.")
     tile_size = check_tile_size(tile_size)
     sources = [open_source(spec, band_axis=band_axis) for spec in specs]
-    dtype = np.result_type(*[s.dtype for s in sources])
+    sources = on_one_grid(sources, _band_names(sources, bands), grid=grid, resolution=resolution, crs=crs,
+                          bounds=bounds, extent=extent, resampling=resampling)
+    dtype = _stack_dtype(sources)
     tile = tile_size or choose_tile_size(sum(s.count for s in sources), dtype)
     stack = lazy_stack(sources, bands=bands, tile_size=tile, nodata=nodata)
     write_tiles(stack, path, tile_chunks=(tile, tile), overwrite=overwrite, resume=resume,
@@ -112,17 +149,101 @@ def lazy_stack(
     """
     grid = _common_grid(sources)
     names = _band_names(sources, bands)
-    dtype = np.result_type(*[s.dtype for s in sources])
+    dtype = _stack_dtype(sources)
     tile = tile_size or choose_tile_size(len(names), dtype)
     strips = any(s.sequential for s in sources)
     block = (tile, grid.width if strips else tile)
-    parts = [s.to_dask((s.count, *block)) for s in sources]
-    data = da.concatenate(parts, axis=0).astype(dtype, copy=False) if len(parts) > 1 else parts[0]
+    if nodata is None:
+        nodata = np.nan if _mixed_nodata(sources) else next((s.nodata for s in sources if s.nodata is not None), None)
+    parts = [_with_nodata(s.to_dask((s.count, *block)).astype(dtype, copy=False), s.nodata, nodata)
+             for s in sources]
+    data = da.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
     stack = xr.DataArray(data, dims=("band", "y", "x"), coords={"band": np.array(names, dtype=object)},
                          name=DATA_VAR)
-    if nodata is None:
-        nodata = next((s.nodata for s in sources if s.nodata is not None), None)
     return attach_grid(stack, grid, nodata=nodata)
+
+
+def on_one_grid(sources: Sequence[Source], names: Sequence[str], *, grid=None, resolution=None, crs=None,
+                bounds=None, extent: str = "intersection", resampling=None) -> list[Source]:
+    """``sources`` read on one grid: as they are when they share one, else each resampled onto the chosen grid.
+
+    See :func:`ingest` for the parameters and :mod:`rastercore.io.regrid`
+    for the choices; a grid chosen by default is announced with a notice.
+    """
+    sources = list(sources)
+    asked = any(v is not None for v in (grid, resolution, crs, bounds))
+    if not asked and _share_a_grid(sources):
+        return sources
+    if isinstance(grid, (str, os.PathLike)):
+        grid = open_source(grid).grid
+    target, notice = choose_grid([s.grid for s in sources], [s.path for s in sources], grid=grid,
+                                 resolution=resolution, crs=crs, bounds=bounds, extent=extent)
+    if notice:
+        warnings.warn(notice, RegridNotice, stacklevel=3)
+    overrides = _resampling_map(resampling, names)
+    out, start = [], 0
+    for source in sources:
+        own = list(names[start:start + source.count])
+        start += source.count
+        if source.grid.aligned_with(target):
+            out.append(source)
+            continue
+        methods = {resampling_for(n, source.dtype, source.grid, target, overrides) for n in own}
+        if len(methods) > 1:
+            raise ParameterError(f"{source.path} holds bands {', '.join(own)} that would need different resampling "
+                                 f"({', '.join(sorted(methods))}); give them one method with --resampling.")
+        out.append(source.on_grid(target, methods.pop()))
+    return out
+
+
+class RegridNotice(UserWarning):
+    """The stack's grid was chosen by default for inputs on different grids (the notice says which)."""
+
+
+def _share_a_grid(sources: Sequence[Source]) -> bool:
+    """Whether the sources already line up (same shape; same transform and CRS where georeferenced)."""
+    georef = [s.grid for s in sources if s.grid.is_georeferenced]
+    same_shape = len({s.grid.shape for s in sources}) == 1
+    return same_shape and all(g.aligned_with(georef[0]) for g in georef)
+
+
+def _resampling_map(resampling, names: Sequence[str]) -> dict[str, str]:
+    if resampling is None or isinstance(resampling, Mapping):
+        mapping = dict(resampling or {})
+    else:
+        mapping = {}
+        for entry in filter(None, (e.strip() for e in str(resampling).split(","))):
+            band, sep, method = (part.strip() for part in entry.partition("="))
+            if not sep or not band or not method:
+                raise ParameterError(f"--resampling entry {entry!r} is not BAND=METHOD, e.g. --resampling QA=nearest")
+            mapping[band] = method
+    unknown = [b for b in mapping if b not in names]
+    if unknown:
+        raise ParameterError(f"--resampling names {', '.join(unknown)}, which are not bands of the stack "
+                             f"({', '.join(names)}).")
+    return mapping
+
+
+def _stack_dtype(sources: Sequence[Source]) -> np.dtype:
+    """The stack's pixel type: the inputs' common type, float32 when their nodata values differ."""
+    dtype = np.result_type(*[s.dtype for s in sources])
+    return np.result_type(dtype, np.float32) if _mixed_nodata(sources) else dtype
+
+
+def _mixed_nodata(sources: Sequence[Source]) -> bool:
+    """Whether the inputs declare different nodata values (inputs that declare none do not count)."""
+    values = {("nan" if np.isnan(float(s.nodata)) else float(s.nodata)) for s in sources if s.nodata is not None}
+    return len(values) > 1
+
+
+def _with_nodata(data: da.Array, own, stack_nodata) -> da.Array:
+    """``data`` with its own nodata value replaced by the stack's (when they differ)."""
+    if own is None or stack_nodata is None or own == stack_nodata or (
+            np.isnan(float(own)) and np.isnan(float(stack_nodata))):
+        return data
+    if np.isnan(float(own)):
+        return da.where(da.isnan(data), data.dtype.type(stack_nodata), data)
+    return da.where(data == data.dtype.type(own), data.dtype.type(stack_nodata), data)
 
 
 def _common_grid(sources: Sequence[Source]) -> Grid:

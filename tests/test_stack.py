@@ -62,22 +62,29 @@ def test_band_name_errors(tmp_path, hh_hv):
         ingest([hh, hv], tmp_path / "s.zarr", bands=["HH", "HH"])
 
 
-@pytest.mark.parametrize(
-    "kwargs,reason",
-    [
-        ({"shape": (301, 200)}, r"301 x 200 px"),
-        ({"transform": TRANSFORM @ Affine.translation(1, 0)}, "another grid"),
-        ({"crs": "EPSG:32634"}, "EPSG:32634"),
-    ],
-)
-def test_misaligned_inputs_name_the_file_and_mismatch(tmp_path, hh_hv, kwargs, reason):
+def test_inputs_in_different_crss_name_the_files_and_their_crss(tmp_path, hh_hv):
+    (hh, _), expected = hh_hv
+    odd = write_tif(tmp_path / "odd.tif", np.zeros(expected.shape[1:], np.float32), crs="EPSG:32634")
+    with pytest.raises(MisalignedInputsError, match=r"different CRSs: .*HH\.tif \(EPSG:32633\), .*odd\.tif "
+                                                    r"\(EPSG:32634\); choose the stack's grid"):
+        ingest([hh, odd], tmp_path / "s.zarr")
+    assert not (tmp_path / "s.zarr").exists() and not partial_path(tmp_path / "s.zarr").exists()
+
+
+@pytest.mark.parametrize("kwargs", [{"shape": (301, 200)}, {"transform": TRANSFORM @ Affine.translation(1, 0)}])
+def test_inputs_on_other_grids_of_one_crs_are_resampled_with_a_notice(tmp_path, hh_hv, kwargs):
+    from rastercore.stack import RegridNotice
+
     (hh, _), expected = hh_hv
     shape = kwargs.pop("shape", expected.shape[1:])
-    odd = write_tif(tmp_path / "odd.tif", np.zeros(shape, np.float32), **kwargs)
-    with pytest.raises(MisalignedInputsError, match=rf"odd\.tif.*{reason}") as err:
-        ingest([hh, odd], tmp_path / "s.zarr")
-    assert "HH.tif" in str(err.value)
-    assert not (tmp_path / "s.zarr").exists() and not partial_path(tmp_path / "s.zarr").exists()
+    odd = write_tif(tmp_path / "odd.tif", np.ones(shape, np.float32), **kwargs)
+    with pytest.warns(RegridNotice, match="different grids"):
+        stack = ingest([hh, odd], tmp_path / "s.zarr", bands=["HH", "odd"], progress="none")
+    t = stack.rio.transform()
+    col0, row0 = ~TRANSFORM * (t.c, t.f)  # the grid is on HH's own pixel lattice, over the intersection
+    assert (t.a, t.e) == (TRANSFORM.a, TRANSFORM.e) and float(col0).is_integer() and float(row0).is_integer()
+    rows, cols = slice(int(row0), int(row0) + stack.sizes["y"]), slice(int(col0), int(col0) + stack.sizes["x"])
+    np.testing.assert_array_equal(stack.sel(band="HH").values, expected[0, rows, cols])
 
 
 def test_ungeoreferenced_input_gets_pixel_grid_and_notice(tmp_path, rng):

@@ -118,6 +118,10 @@ class Source:
         """``(bands, height, width)``."""
         return (self.count, self.grid.height, self.grid.width)
 
+    def on_grid(self, grid: Grid, resampling: str = "nearest") -> "Source":
+        """This raster read resampled onto ``grid``, window by window (GDAL's warped VRT); itself if aligned."""
+        return self if self.grid.aligned_with(grid) else _warped(self, grid, resampling)
+
     def to_dask(self, chunks, *, prefix: str = "read"):
         """The raster as a lazy ``(band, y, x)`` dask array whose every block is one window read.
 
@@ -208,7 +212,7 @@ def open_source(spec: str | Path, *, band_axis: int = 0, match: Grid | None = No
     spec = str(spec)
     if is_remote(spec):
         source = _open_gdal(spec)
-        return source if match is None or source.grid.aligned_with(match) else _warped(source, match, resampling)
+        return source if match is None else source.on_grid(match, resampling)
     file_part, _, inner = _split_inner(spec)
     if not Path(file_part).exists():
         raise SourceNotFoundError(f"input {file_part} does not exist; check the path.")
@@ -221,9 +225,7 @@ def open_source(spec: str | Path, *, band_axis: int = 0, match: Grid | None = No
         source = _open_zarr(spec, file_part, inner, band_axis)
     else:
         source = _open_gdal(spec)
-    if match is None or source.grid.aligned_with(match):
-        return source
-    return _warped(source, match, resampling)
+    return source if match is None else source.on_grid(match, resampling)
 
 
 def _split_inner(spec: str) -> tuple[str, str, str]:
