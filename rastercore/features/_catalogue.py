@@ -283,3 +283,43 @@ for _name, _fn, _doc in (
 ):
     register(FeatureKind(_name, _AB, depth=lambda p: 0, labels=_one(), compute=_arith(_fn),
                          per_band=False, doc=_doc))
+
+# -- spectral indices (bands by STAC common name, or named in the spec) ------------------------------
+
+_SCALE = Param("scale", "float", 1.0, minimum=0.0, strict=True,
+               doc="the bands' values are divided by it first (e.g. 10000 for reflectance stored as integers)")
+
+
+def _band_param(common: str) -> Param:
+    return Param(common, "band", common, doc=f"the {common} band's name in the stack (default the common name)")
+
+
+def _index(name: str, bands: tuple[str, ...], formula, doc: str, extra: tuple[Param, ...] = ()):
+    def compute(ctx, p, _):
+        planes = [ctx.plane(p[b]).astype(np.float64) / p["scale"] for b in bands]
+        num, den = formula(*planes, **{q.name: p[q.name] for q in extra})
+        return [F.safe_divide(num, den)]
+
+    register(FeatureKind(name, tuple(_band_param(b) for b in bands) + extra + (_SCALE,), depth=lambda p: 0,
+                         labels=_one(), compute=compute, per_band=False, doc=doc))
+
+
+SPECTRAL_INDICES = {
+    "ndvi": (("nir", "red"), lambda nir, red: (nir - red, nir + red),
+             "NDVI (nir - red) / (nir + red): green vegetation", ()),
+    "ndwi": (("green", "nir"), lambda green, nir: (green - nir, green + nir),
+             "NDWI (green - nir) / (green + nir), McFeeters 1996: open water", ()),
+    "nbr": (("nir", "swir22"), lambda nir, swir22: (nir - swir22, nir + swir22),
+            "NBR (nir - swir22) / (nir + swir22): burnt areas", ()),
+    "ndbi": (("swir16", "nir"), lambda swir16, nir: (swir16 - nir, swir16 + nir),
+             "NDBI (swir16 - nir) / (swir16 + nir): built-up areas", ()),
+    "savi": (("nir", "red"), lambda nir, red, L: ((1 + L) * (nir - red), nir + red + L),
+             "SAVI (1 + L)(nir - red) / (nir + red + L), Huete 1988: vegetation on bright soil (reflectance 0-1)",
+             (Param("L", "float", 0.5, minimum=0.0, doc="soil brightness correction"),)),
+    "evi": (("nir", "red", "blue"), lambda nir, red, blue: (2.5 * (nir - red), nir + 6 * red - 7.5 * blue + 1),
+            "EVI 2.5 (nir - red) / (nir + 6 red - 7.5 blue + 1): dense vegetation (reflectance 0-1)", ()),
+}
+"""Named spectral indices: their bands (STAC ``eo:bands`` common names), formula and description."""
+
+for _name, (_bands, _formula, _doc, _extra) in SPECTRAL_INDICES.items():
+    _index(_name, _bands, _formula, _doc, _extra)

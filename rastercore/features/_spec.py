@@ -102,9 +102,15 @@ class Feature:
             wanted = [self.params[k] for k in wanted]
         missing = [b for b in wanted if b not in band_names]
         if missing:
+            hint = ""
+            named = [p.name for p in self.kind.params if p.kind == "band" and self.params[p.name] in missing]
+            if named:
+                example = ", ".join(f"{k}: <band>" for k in named)
+                hint = (f"; name the stack's bands by their common names (--bands) or say which band is which: "
+                        f"{{name: {self.name}, {example}}}")
             raise FeatureSpecError(
                 f"feature {self.name!r} uses band(s) {missing} that the stack does not have; "
-                f"available bands: {list(band_names)}")
+                f"available bands: {list(band_names)}{hint}")
         return wanted
 
     def _param_text(self) -> str:
