@@ -48,6 +48,7 @@ def ingest(
     bounds: Sequence[float] | None = None,
     extent: str = "intersection",
     resampling: Mapping[str, str] | str | None = None,
+    assets: Sequence[str] | str | None = None,
 ) -> xr.DataArray:
     """Ingest rasters into one zarr-backed stack, tile by tile, resampled onto one grid if they differ.
 
@@ -95,6 +96,11 @@ def ingest(
         ``"QA=nearest,B04=cubic"``), overriding the default: nearest for
         categorical bands (names like QA, SCL, mask), average for bands
         with finer pixels than the grid, bilinear otherwise.
+    assets : sequence of str or str, optional
+        For a STAC item input (a JSON file or URL): the assets to read, by
+        asset key or band common name (``["red", "nir", "SCL"]`` or
+        ``"red,nir,SCL"``), each its own band named by its common name
+        (:mod:`rastercore.io.stac`; needs ``rastercore[stac]``).
 
     Returns
     -------
@@ -124,6 +130,11 @@ def ingest(
     if not specs:
         raise ParameterError("ingest needs at least one input raster.")
     tile_size = check_tile_size(tile_size)
+    specs, item_bands = _expand_stac(specs, assets)
+    if bands is None and item_bands is not None:
+        if None in item_bands:
+            raise ParameterError("a STAC item mixed with other inputs needs --bands naming every band.")
+        bands = item_bands
     sources = [open_source(spec, band_axis=band_axis) for spec in specs]
     sources = on_one_grid(sources, _band_names(sources, bands), grid=grid, resolution=resolution, crs=crs,
                           bounds=bounds, extent=extent, resampling=resampling)
@@ -161,6 +172,27 @@ def lazy_stack(
     stack = xr.DataArray(data, dims=("band", "y", "x"), coords={"band": np.array(names, dtype=object)},
                          name=DATA_VAR)
     return attach_grid(stack, grid, nodata=nodata)
+
+
+def _expand_stac(specs: list, assets) -> tuple[list[str], list[str] | None]:
+    """STAC items among ``specs`` replaced by their ``assets``' hrefs; the band names when any item was given."""
+    from rastercore.io.stac import is_stac_item, item_inputs
+
+    if isinstance(assets, str):
+        assets = [a.strip() for a in assets.split(",") if a.strip()]
+    out, names, from_items = [], [], False
+    for spec in specs:
+        if is_stac_item(spec):
+            hrefs, item_names = item_inputs(spec, assets or [])
+            out += hrefs
+            names += item_names
+            from_items = True
+        else:
+            out.append(str(spec))
+            names += [None]
+    if assets and not from_items:
+        raise ParameterError("--assets applies to STAC item inputs (JSON), and none was given.")
+    return out, (names if from_items else None)
 
 
 def on_one_grid(sources: Sequence[Source], names: Sequence[str], *, grid=None, resolution=None, crs=None,
