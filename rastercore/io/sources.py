@@ -311,10 +311,16 @@ def _warped(source: Source, grid: Grid, resampling: str) -> Source:
         )
     if resampling not in Resampling.__members__:
         raise ValueError(f"unknown resampling {resampling!r}; use one of {', '.join(Resampling.__members__)}")
+    # Interpolated integers are warped to float32: GDAL's integer kernels round a window differently from the
+    # whole image (1 DN in 0.5 % of the pixels of a 6x upsampled Sentinel-2 band), float32 never does.
+    dtype = source.dtype
+    if resampling != "nearest" and not np.issubdtype(dtype, np.floating):
+        dtype = np.dtype(np.float32)
     # Outside the source's extent the warp writes nodata; declare one if the file has none.
-    nodata = source.nodata if source.nodata is not None else _fill_for(source.dtype)
-    options = {"kind": "gdal_warped", "grid": grid, "resampling": resampling, "nodata": nodata}
-    return Source(path=source.path, count=source.count, dtype=source.dtype, grid=grid, nodata=nodata,
+    nodata = source.nodata if source.nodata is not None and dtype == source.dtype else _fill_for(dtype)
+    options = {"kind": "gdal_warped", "grid": grid, "resampling": resampling, "nodata": nodata,
+               "dtype": dtype.name}
+    return Source(path=source.path, count=source.count, dtype=dtype, grid=grid, nodata=nodata,
                   band_names=source.band_names, options=options)
 
 
@@ -329,7 +335,7 @@ def _read_gdal_warped(source: Source, window: Window) -> np.ndarray:
     with _gdal_env(source.path), rasterio.open(gdal_path(source.path)) as src, WarpedVRT(
         src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
         resampling=Resampling[source.options["resampling"]],
-        src_nodata=src.nodata, nodata=source.options["nodata"],
+        src_nodata=src.nodata, nodata=source.options["nodata"], dtype=source.options.get("dtype", src.dtypes[0]),
     ) as vrt:
         return vrt.read(window=RioWindow.from_slices(rows, cols))
 

