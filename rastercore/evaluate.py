@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 
 from rastercore._deprecated import renamed_keywords
-from rastercore.errors import TargetError
+from rastercore.errors import ParameterError, TargetError
 from rastercore.targets import IGNORE
 
 __all__ = ["evaluate_classes", "evaluate_values", "evaluate_mosaic", "write_metrics", "region_mask"]
@@ -137,16 +137,30 @@ def classification_metrics(matrix: np.ndarray, class_names=None) -> dict:
 
 
 def evaluate_values(prediction: xr.DataArray, target: xr.DataArray, *, mask=None) -> dict:
-    """Regression metrics (RMSE, MAE, R², bias) of a value map against a continuous target, out of core."""
+    """Regression metrics (RMSE, MAE, R², bias) of a value map against a continuous target, out of core.
+
+    Raises
+    ------
+    TargetError
+        No pixel has both a prediction and a target value.
+    """
+    metrics = _value_metrics(prediction, target, mask)
+    if metrics["pixels"] == 0:
+        raise TargetError("no pixel has both a prediction and a target value in the evaluated region.")
+    return metrics
+
+
+def _value_metrics(prediction: xr.DataArray, target: xr.DataArray, mask) -> dict:
+    """:func:`evaluate_values` without the refusal: over zero pixels every metric is NaN."""
     pred, truth, mask = _aligned(prediction, target, mask)
     parts = [dask.delayed(_error_sums)(p, t, m) for p, t, m in
              zip(pred.to_delayed().ravel(), truth.to_delayed().ravel(), mask.to_delayed().ravel())]
     n, err, abs_err, sq_err, y, y2 = np.sum(dask.compute(*parts), axis=0)
-    if n == 0:
-        raise TargetError("no pixel has both a prediction and a target value in the evaluated region.")
-    ss_tot = y2 - y * y / n
-    return {"task": "regression", "pixels": int(n), "rmse": float(np.sqrt(sq_err / n)), "mae": float(abs_err / n),
-            "bias": float(err / n), "r2": float(1 - sq_err / ss_tot) if ss_tot > 0 else float("nan")}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ss_tot = y2 - y * y / n
+        return {"task": "regression", "pixels": int(n), "rmse": float(np.sqrt(sq_err / n)),
+                "mae": float(abs_err / n), "bias": float(err / n),
+                "r2": float(1 - sq_err / ss_tot) if ss_tot > 0 else float("nan")}
 
 
 def _error_sums(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -215,7 +229,8 @@ def evaluate_mosaic(
     Parameters
     ----------
     prediction : path
-        A mosaic written by :func:`rastercore.predict.predict`.
+        A mosaic written by :func:`rastercore.predict.predict` (a ``cluster``
+        map is scored as class codes).
     target : path or xarray.DataArray
         Class raster, or continuous raster (resampled onto the mosaic's grid if needed).
     output : path
@@ -236,35 +251,101 @@ def evaluate_mosaic(
     -------
     dict
         ``{"classification": ..., "regression": ...}`` (those that apply) and ``region``.
+
+    Raises
+    ------
+    ParameterError
+        ``prediction`` has no ``class``, ``value`` or ``cluster`` layer (a
+        stack, not a prediction mosaic).
+    TargetError
+        The target does not overlap the mosaic; no pixel of the region has
+        both a prediction and a target value; or, when the tiles are
+        computed, a class map is scored against a continuous target without
+        thresholds (its values are not class codes).
     """
     from rastercore.stack import open_stack
     from rastercore.targets import target_on_grid, threshold_classes
 
     mosaic = open_stack(prediction)
     layers = [str(b) for b in mosaic["band"].values]
+    codes = _scored_layer(prediction, layers)
+    _check_overlap(prediction, mosaic, target)
     meta = _model_metadata(model)
     thresholds = thresholds if thresholds is not None else meta.get("thresholds")
     mask = _region(mosaic, region, meta)
     result: dict = {"region": region}
     continuous = target_on_grid(target, mosaic, kind="continuous") if (thresholds or "value" in layers) else None
-    if "class" in layers:
+    if codes is not None:
         classes = (threshold_classes(continuous, thresholds) if thresholds else target_on_grid(target, mosaic))
         names = meta.get("class_names") or mosaic.attrs.get("class_names")
-        result["classification"] = evaluate_classes(mosaic.sel(band="class"), classes, class_names=names, mask=mask)
+        result["classification"] = evaluate_classes(mosaic.sel(band=codes), classes, class_names=names, mask=mask)
     if "value" in layers:
-        result["regression"] = evaluate_values(mosaic.sel(band="value"), continuous, mask=mask)
+        result["regression"] = _value_metrics(mosaic.sel(band="value"), continuous, mask)
+    _check_scored(result, prediction, target)
     output = Path(output)
     _write_report(result, output, overwrite)
     if figures and "classification" in result:
         from rastercore.viz import comparison_figure, confusion_figure, probability_figure
 
         stem = output.with_suffix("")
-        comparison_figure(mosaic.sel(band="class"), classes, f"{stem}_comparison.png",
+        comparison_figure(mosaic.sel(band=codes), classes, f"{stem}_comparison.png",
                           class_names=result["classification"]["classes"], overwrite=overwrite)
         confusion_figure(result["classification"], f"{stem}_confusion.png", overwrite=overwrite)
         if any(layer.startswith("p[") for layer in layers):
             probability_figure(mosaic, f"{stem}_probabilities.png", overwrite=overwrite)
     return result
+
+
+def _scored_layer(prediction, layers: list[str]) -> str | None:
+    """The layer of codes (``class``, else ``cluster``) of a mosaic, or None; refuse a raster with nothing to score."""
+    from rastercore.predict import categorical_layer
+
+    codes = categorical_layer(layers)
+    if codes is None and "value" not in layers:
+        raise ParameterError(f"{prediction} has no class, value or cluster layer (its layers: {', '.join(layers)}): "
+                             "it is not a prediction mosaic; evaluate the output of `rastercore predict` "
+                             "(or `rastercore cluster`).")
+    return codes
+
+
+def _check_overlap(prediction, mosaic: xr.DataArray, target) -> None:
+    """Refuse a target file whose footprint misses the mosaic's: there would be nothing to score."""
+    if isinstance(target, xr.DataArray):
+        return
+    from rasterio.warp import transform_bounds
+
+    from rastercore.grid import grid_of
+    from rastercore.io import open_source
+
+    ours, theirs = grid_of(mosaic), open_source(target).grid
+    if not (ours.is_georeferenced and theirs.is_georeferenced) or (ours.crs is None) != (theirs.crs is None):
+        return
+    bounds = theirs.bounds if theirs.crs == ours.crs else transform_bounds(theirs.crs, ours.crs, *theirs.bounds)
+    left, bottom, right, top = ours.bounds
+    if bounds[0] < right and left < bounds[2] and bounds[1] < top and bottom < bounds[3]:
+        return
+    raise TargetError(f"the target {target} ({_footprint(theirs)}) does not overlap the prediction {prediction} "
+                      f"({_footprint(ours)}): there is nothing to score; give a target of the mosaic's area.")
+
+
+def _footprint(grid) -> str:
+    crs = grid.crs.to_string() if grid.crs else "no CRS"
+    return f"bounds {', '.join(f'{v:.10g}' for v in grid.bounds)} in {crs}"
+
+
+def _check_scored(result: dict, prediction, target) -> None:
+    """Refuse metrics over zero pixels: the region, or the overlap of prediction and target, is empty."""
+    if all(result[task]["pixels"] for task in ("classification", "regression") if task in result):
+        return
+    region = result["region"]
+    name = "the target array" if isinstance(target, xr.DataArray) else target
+    where, hint = "", ""
+    if region != "all":
+        where = f" of the {region} region"
+        hint = (f", and that the model's split has {region} blocks (none with --validation 0; maybe none on a "
+                "scene of few blocks: sample with a smaller --block-size)")
+    raise TargetError(f"no pixel{where} has both a prediction in {prediction} and a target value in {name}: there is "
+                      f"nothing to score. Check the target's nodata value{hint}.")
 
 
 def _model_metadata(model) -> dict:

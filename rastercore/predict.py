@@ -208,7 +208,9 @@ def predict(
         255) for classifiers, every layer (float32) otherwise; see :func:`cog_layers`.
     overwrite, resume : bool, default False
         As in :func:`rastercore.store.write_tiles`: replace an existing
-        mosaic; finish an interrupted one (only missing tiles are computed).
+        mosaic; finish an interrupted run: only missing tiles are computed,
+        and when the mosaic is already complete (a run stopped while writing
+        the COG) nothing is predicted again and only a missing COG is written.
     progress : {"auto", "bar", "json", "none"}
         Progress reporting (bar with ETA).
     codec : {"lz4", "zstd", "none"}, default "lz4"
@@ -220,15 +222,32 @@ def predict(
     -------
     xarray.DataArray
         The mosaic, opened lazily from ``path``.
+
+    Raises
+    ------
+    StoreExistsError
+        An output exists and neither ``overwrite`` nor ``resume`` was asked,
+        or ``resume`` finds a complete mosaic of other layers or another grid.
     """
-    check_output(path, cog, overwrite=overwrite)
+    from rastercore.errors import StoreExistsError
+    from rastercore.grid import grid_of
+
+    finished = resume and not overwrite and Path(path).exists()  # an earlier run completed the mosaic
+    cog_done = cog is None or (finished and Path(cog).exists())
+    check_output(None if finished else path, None if cog_done else cog, overwrite=overwrite)
     mosaic = predict_lazy(resolve_model(model, spec, class_names), stack, class_names=class_names,
                           probabilities=probabilities, band_map=band_map)
-    tile = mosaic.chunks[1][0], mosaic.chunks[2][0]
-    write_tiles(mosaic, path, tile_chunks=tile, overwrite=overwrite, resume=resume, progress=progress,
-                stage="predict", codec=codec)
+    if not finished:
+        tile = mosaic.chunks[1][0], mosaic.chunks[2][0]
+        write_tiles(mosaic, path, tile_chunks=tile, overwrite=overwrite, resume=resume, progress=progress,
+                    stage="predict", codec=codec)
     result = open_stack(path)
-    if cog is not None:
+    if finished and (list(result["band"].values) != list(mosaic["band"].values)
+                     or not grid_of(result).aligned_with(grid_of(mosaic))):
+        raise StoreExistsError(f"{path} already holds a complete mosaic of other layers or another grid "
+                               f"({', '.join(map(str, result['band'].values))}; {grid_of(result).describe()}) "
+                               "than this prediction; pass --overwrite to replace it.")
+    if not cog_done:
         from rastercore.io import write_cog
 
         write_cog(cog_layers(result), cog, overwrite=overwrite, resampling="nearest", progress=progress)

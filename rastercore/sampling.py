@@ -31,7 +31,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
@@ -48,7 +47,6 @@ from rastercore.quotas import class_quotas
 from rastercore.scheduler import compute_bounded
 from rastercore.stack import nodata_of, valid_mask
 from rastercore.store import writing
-from rastercore.targets import IGNORE
 
 __all__ = ["SpatialSplit", "SampleTable", "PixelPlan", "CandidateTile", "plan_pixels", "select_pixels",
            "CountTile", "eligible_codes", "fit_streaming", "features_at", "band_ranges", "draw_sample", "write_table", "read_table", "augment_windows",
@@ -220,7 +218,7 @@ def draw_sample(
         ``(band, y, x)`` stack (lazy).
     target : xarray.DataArray
         ``(y, x)`` on the stack's grid (see :func:`rastercore.targets.target_on_grid`):
-        int classes with ``IGNORE`` (-1), or float values with NaN.
+        int classes with ``rastercore.targets.IGNORE`` (-1), or float values with NaN.
     spec : FeatureSpec or list of dict
         Features to compute at the sampled pixels.
     n : int, default 10000
@@ -709,24 +707,48 @@ def write_table(table: SampleTable, path: str | os.PathLike, *, overwrite: bool 
     """Write a sample table to ``.h5`` (HDF5) or ``.zarr``, atomically.
 
     Rows go out in buffered slices of 65,536; the file appears under its
-    name only once complete.
+    name only once complete.  The room the columns take uncompressed is
+    checked before anything is written.
+
+    Raises
+    ------
+    StoreExistsError
+        ``path`` exists and ``overwrite`` is false.
+    OutputNotWritableError
+        The disk holding ``path`` has less room than the table's columns
+        take (uncompressed), or writing failed (the disk filled up); nothing
+        is left under ``path``.
     """
     import json
+    import shutil
+
+    from rastercore.errors import OutputNotWritableError
 
     path = Path(path)
     columns = {name: np.asarray(getattr(table, name)) for name in SampleTable.COLUMNS if getattr(table, name) is not None}
-    meta = {"feature_names": table.feature_names, "class_names": table.class_names,
-            "attrs": table.attrs, "rastercore_sample_version": 1}
+    meta = json.dumps({"feature_names": table.feature_names, "class_names": table.class_names,
+                       "attrs": table.attrs, "rastercore_sample_version": 1})
     writer = _write_h5 if path.suffix in (".h5", ".hdf5") else _write_zarr
     with writing(path, overwrite=overwrite) as partial:
-        writer(partial, columns, json.dumps(meta))
+        needed, free = sum(v.nbytes for v in columns.values()) + len(meta), shutil.disk_usage(path.parent).free
+        if needed > free:
+            raise OutputNotWritableError(
+                f"cannot write {path}: its {len(table)} rows take up to {needed / 2**20:.1f} MiB and the disk holding "
+                f"{path.parent} has {free / 2**20:.1f} MiB free; free some space or write it elsewhere.")
+        try:
+            writer(partial, columns, meta)
+        except OSError as err:  # h5py and zarr report a full disk as OSError
+            reason = os.strerror(err.errno) if err.errno else str(err)
+            raise OutputNotWritableError(
+                f"could not write {path}: {reason} ({shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free on "
+                f"the disk holding {path.parent}); free some space and rerun.") from None
     return path
 
 
 def _write_h5(path: Path, columns: dict, meta: str) -> None:
     import h5py
 
-    with h5py.File(path, "w") as f:
+    with h5py.File(path, "w", rdcc_nbytes=0) as f:  # no chunk cache: a failed write raises here, not at exit
         for name, values in columns.items():
             dset = f.create_dataset(name, shape=(0, *values.shape[1:]), maxshape=(None, *values.shape[1:]),
                                     dtype=values.dtype, chunks=(min(max(len(values), 1), 8192), *values.shape[1:]),
@@ -751,28 +773,67 @@ def _write_zarr(path: Path, columns: dict, meta: str) -> None:
 
 
 def read_table(path: str | os.PathLike) -> SampleTable:
-    """Open a sample table lazily: columns are dask arrays read in row chunks."""
+    """Open a sample table lazily: columns are dask arrays read in row chunks.
+
+    Raises
+    ------
+    SamplingError
+        ``path`` does not exist, is a directory that is not a zarr store,
+        or is not a sample table written by :func:`write_table` (named in the message).
+    """
     import json
 
     path = Path(path)
+    is_h5 = _check_table_path(path)
+    try:
+        meta, columns = _open_h5_table(path) if is_h5 else _open_zarr_table(path)
+        meta = json.loads(meta)
+        names = meta["feature_names"], meta["class_names"], meta["attrs"]
+    except (OSError, KeyError, TypeError, ValueError) as err:
+        reason = "no rastercore metadata" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
+        raise SamplingError(f"{path} is not a sample table written by `rastercore sample` ({reason}); give the "
+                            "file `rastercore sample -o` wrote.") from None
+    if "X" not in columns:
+        raise SamplingError(f"{path} holds no feature column X; give the file `rastercore sample -o` wrote.")
+    return SampleTable(**{k: columns.get(k) for k in SampleTable.COLUMNS}, feature_names=names[0],
+                       class_names=names[1], attrs=names[2])
+
+
+def _check_table_path(path: Path) -> bool:
+    """Whether ``path`` is an HDF5 table (else a zarr one); a :class:`SamplingError` if it can be neither."""
+    is_h5 = path.suffix in (".h5", ".hdf5")
     if not path.exists():
         raise SamplingError(f"sample table {path} does not exist; draw one with `rastercore sample`.")
-    if path.suffix in (".h5", ".hdf5"):
-        import h5py
+    if path.is_dir() and (is_h5 or not _is_zarr_store(path)):
+        raise SamplingError(f"sample table {path} is a directory, not a sample table; give the .h5 file or .zarr "
+                            "store written by `rastercore sample`.")
+    if path.is_file() and not is_h5:
+        raise SamplingError(f"{path} is not a sample table: those are .h5 files or .zarr stores written by "
+                            "`rastercore sample`.")
+    return is_h5
 
-        with h5py.File(path, "r") as f:
-            meta = json.loads(f.attrs["rastercore"])
-            shapes = {name: (f[name].shape, f[name].dtype) for name in f}
-        columns = {name: da.from_array(_H5Column(str(path), name, *shapes[name]),
-                                       chunks=(65_536, *shapes[name][0][1:])) for name in shapes}
-    else:
-        import zarr
 
-        group = zarr.open_group(str(path), mode="r")
-        meta = json.loads(group.attrs["rastercore"])
-        columns = {name: da.from_zarr(str(path), component=name) for name in group.array_keys()}
-    return SampleTable(**{k: columns.get(k) for k in SampleTable.COLUMNS}, feature_names=meta["feature_names"],
-                       class_names=meta["class_names"], attrs=meta["attrs"])
+def _is_zarr_store(path: Path) -> bool:
+    return any((path / name).exists() for name in ("zarr.json", ".zgroup", ".zarray"))
+
+
+def _open_h5_table(path: Path) -> tuple[str, dict]:
+    """The metadata text and lazy columns of an HDF5 sample table."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        meta = f.attrs["rastercore"]
+        shapes = {name: (f[name].shape, f[name].dtype) for name in f}
+    return meta, {name: da.from_array(_H5Column(str(path), name, *shapes[name]), chunks=(65_536, *shapes[name][0][1:]))
+                  for name in shapes}
+
+
+def _open_zarr_table(path: Path) -> tuple[str, dict]:
+    """The metadata text and lazy columns of a zarr sample table."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    return group.attrs["rastercore"], {name: da.from_zarr(str(path), component=name) for name in group.array_keys()}
 
 
 class _H5Column:

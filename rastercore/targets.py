@@ -64,6 +64,14 @@ def target_on_grid(
     -------
     xarray.DataArray
         ``(y, x)``, chunked like ``stack``.
+
+    Raises
+    ------
+    TargetError
+        With ``kind="class"``, when the tiles are computed: a float target
+        holds a value that is not a whole number (a continuous target,
+        which casting would truncate); give thresholds or read it as
+        ``"continuous"``.
     """
     if kind not in ("class", "continuous"):
         raise ValueError(f"kind must be 'class' or 'continuous', not {kind!r}")
@@ -74,7 +82,7 @@ def target_on_grid(
         data = data.rechunk(chunks)
     else:
         data, nodata = _file_target(target, grid, band, kind, chunks)
-    data = _to_kind(data, nodata, kind)
+    data = _to_kind(data, nodata, kind, "the target array" if isinstance(target, xr.DataArray) else str(target))
     out = xr.DataArray(data, dims=("y", "x"), coords={k: v for k, v in stack.coords.items() if "band" not in v.dims},
                        name="target")
     if class_names is not None:
@@ -105,13 +113,14 @@ def _file_target(path, grid: Grid, band: int, kind: str, chunks):
     return data, source.nodata
 
 
-def _to_kind(data: da.Array, nodata, kind: str) -> da.Array:
+def _to_kind(data: da.Array, nodata, kind: str, name: str) -> da.Array:
     if kind == "continuous":
         data = data.astype(np.float32)
         if nodata is not None and not np.isnan(nodata):
             data = da.where(data == np.float32(nodata), np.float32(np.nan), data)
         return da.where(da.isfinite(data), data, np.float32(np.nan))
     if np.issubdtype(data.dtype, np.floating):
+        data = data.map_blocks(_whole_classes, nodata, name, dtype=data.dtype, meta=np.empty((0, 0), data.dtype))
         invalid = ~da.isfinite(data)
         if nodata is not None and not np.isnan(nodata):
             invalid |= data == nodata
@@ -120,6 +129,24 @@ def _to_kind(data: da.Array, nodata, kind: str) -> da.Array:
     if nodata is not None:
         out = da.where(data == nodata, IGNORE, out)
     return da.where(out < 0, IGNORE, out)
+
+
+def _whole_classes(block: np.ndarray, nodata, name: str) -> np.ndarray:
+    """``block`` as is if its labelled values are whole numbers (class codes); refuse a continuous target.
+
+    Runs in a task: the error is made outside any ``except``, so nothing
+    is chained to it and it reaches the client as itself on every scheduler.
+    """
+    labelled = np.isfinite(block)
+    if nodata is not None and not np.isnan(nodata):
+        labelled &= block != nodata
+    fractional = labelled & (block != np.round(block))
+    if not fractional.any():
+        return block
+    example = float(block[fractional].flat[0])
+    raise TargetError(f"{name} holds non-integer values (e.g. {example:.6g}), not class codes; give --threshold T "
+                      "(thresholds=T) to make classes (value >= T), or sample it as a continuous target "
+                      "(regression, kind='continuous').")
 
 
 def threshold_classes(values: xr.DataArray, thresholds: float | Sequence[float]) -> xr.DataArray:
@@ -177,6 +204,12 @@ def rasterize_polygons(
     xarray.DataArray
         int32 ``(y, x)``, :data:`IGNORE` outside every polygon; later polygons
         win where they overlap; ``attrs["class_names"]``.
+
+    Raises
+    ------
+    TargetError
+        The file cannot be read, lacks ``attribute``, or is a GeoJSON
+        without a ``crs`` member whose coordinates are not longitude/latitude.
     """
     grid = grid_of(stack)
     geometries, labels, vector_crs = _read_vector(Path(vector), attribute)
@@ -234,8 +267,26 @@ def _read_vector(path: Path, attribute: str):
             found = sorted({k for f in features for k in (f.get("properties") or {})})
             raise TargetError(f"{path}: some features have no '{attribute}' property "
                               f"(properties found: {', '.join(found) or 'none'}); name the class attribute.")
+        if not named:
+            _check_lon_lat(path, geometries)
         return geometries, labels, crs
     return _read_with_pyogrio(path, attribute)
+
+
+_CRS_MEMBER = '"crs": {"type": "name", "properties": {"name": "EPSG:32633"}}'
+
+
+def _check_lon_lat(path: Path, geometries: list[dict]) -> None:
+    """Refuse a GeoJSON without ``crs`` whose coordinates cannot be longitude/latitude (RFC 7946: WGS 84)."""
+    boxes = np.array([_bbox(g) for g in geometries]).reshape(-1, 4)
+    outside = (np.abs(boxes[:, [0, 2]]) > 180).any(axis=1) | (np.abs(boxes[:, [1, 3]]) > 90).any(axis=1)
+    if not outside.any():
+        return
+    xs, ys = boxes[np.argmax(outside), [0, 2]], boxes[np.argmax(outside), [1, 3]]
+    x, y = xs[np.argmax(np.abs(xs))], ys[np.argmax(np.abs(ys))]
+    raise TargetError(f"{path} has no 'crs' member, so by RFC 7946 its coordinates are WGS 84 longitude/latitude, "
+                      f"but it holds ({x:.10g}, {y:.10g}); add a 'crs' member naming its CRS ({_CRS_MEMBER}) or "
+                      "reproject it to WGS 84.")
 
 
 def _read_with_pyogrio(path: Path, attribute: str):

@@ -5,11 +5,14 @@ import pytest
 import xarray as xr
 from sklearn import metrics as skm
 
+from affine import Affine
+
 from rastercore.datasets import synthetic_scene
-from rastercore.errors import RasterCoreDeprecationWarning, StoreExistsError, TargetError
-from rastercore.evaluate import evaluate_classes, evaluate_values, region_mask, write_metrics
+from rastercore.errors import ParameterError, RasterCoreDeprecationWarning, StoreExistsError, TargetError
+from rastercore.evaluate import evaluate_classes, evaluate_mosaic, evaluate_values, region_mask, write_metrics
 from rastercore.sampling import VALIDATION, SpatialSplit
 from rastercore.targets import IGNORE
+from tests.conftest import TRANSFORM, UTM, write_tif
 
 
 @pytest.fixture
@@ -97,3 +100,103 @@ def test_shape_mismatch(maps):
     prediction, target, _, _ = maps
     with pytest.raises(TargetError, match="target_on_grid"):
         evaluate_classes(prediction, target[:10])
+
+
+@pytest.fixture
+def on_disk(tmp_path):
+    """A class mosaic (64 x 80 px, UTM) written like a prediction, its class target, and a continuous target."""
+    from rasterio.crs import CRS
+
+    from rastercore.grid import Grid, attach_grid
+    from rastercore.store import write_tiles
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 2, (64, 80))
+    pred = np.where(rng.random(truth.shape) < 0.9, truth, 1 - truth).astype(np.float32)
+    grid = Grid(64, 80, TRANSFORM, CRS.from_string(UTM))
+    mosaic = attach_grid(xr.DataArray(pred[None], dims=("band", "y", "x"), coords={"band": ["class"]}), grid)
+    write_tiles(mosaic.chunk({"y": 32, "x": 32}), tmp_path / "p.zarr", progress="none")
+    codes = np.where(rng.random(truth.shape) < 0.1, np.nan, truth).astype(np.float32)  # 0.0 / 1.0, NaN nodata
+    fraction = (truth * 0.5 + rng.random(truth.shape) * 0.5).astype(np.float32)  # >= 0.5 where class 1
+    return (tmp_path / "p.zarr", write_tif(tmp_path / "codes.tif", codes, nodata=np.nan),
+            write_tif(tmp_path / "fraction.tif", fraction), pred, codes)
+
+
+def test_whole_number_float_target_is_scored_as_classes(on_disk, tmp_path):
+    mosaic, codes_tif, _, pred, codes = on_disk
+    result = evaluate_mosaic(mosaic, codes_tif, tmp_path / "m.json", figures=False)
+    valid = np.isfinite(codes)
+    assert result["classification"]["pixels"] == valid.sum()
+    assert result["classification"]["overall_accuracy"] == pytest.approx((pred[valid] == codes[valid]).mean())
+
+
+def test_a_class_map_against_a_continuous_target_needs_thresholds(on_disk, tmp_path, capsys):
+    mosaic, _, fraction_tif, _, _ = on_disk
+    with pytest.raises(TargetError, match=rf"{fraction_tif} holds non-integer values \(e\.g\. 0\.\d+\)"):
+        evaluate_mosaic(mosaic, fraction_tif, tmp_path / "m.json", figures=False)
+    assert not (tmp_path / "m.json").exists()
+    scored = evaluate_mosaic(mosaic, fraction_tif, tmp_path / "m.json", thresholds=0.5, figures=False)
+    assert scored["classification"]["overall_accuracy"] > 0.85
+    from rastercore.cli import main
+
+    assert main(["evaluate", str(mosaic), fraction_tif, "-o", str(tmp_path / "cli.json"), "--scheduler", "sync"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"rastercore: error: {fraction_tif} holds non-integer values")
+    assert not (tmp_path / "cli.json").exists()
+
+
+def test_a_target_elsewhere_is_refused_naming_both_files_and_their_bounds(on_disk, tmp_path):
+    mosaic, _, _, pred, _ = on_disk
+    far = write_tif(tmp_path / "far.tif", np.ones((64, 80), np.uint8),
+                    transform=TRANSFORM @ Affine.translation(1000, 0))  # 10 km east
+    with pytest.raises(TargetError) as caught:
+        evaluate_mosaic(mosaic, far, tmp_path / "m.json", figures=False)
+    assert str(caught.value) == (
+        f"the target {far} (bounds 510000, 3999360, 510800, 4000000 in EPSG:32633) does not overlap the prediction "
+        f"{mosaic} (bounds 500000, 3999360, 500800, 4000000 in EPSG:32633): there is nothing to score; give a target "
+        "of the mosaic's area.")
+    geographic = write_tif(tmp_path / "geo.tif", np.ones((10, 10), np.uint8), crs="EPSG:4326",
+                           transform=Affine(0.01, 0, 10, 0, -0.01, 50))
+    with pytest.raises(TargetError, match=r"geo\.tif \(bounds 10, 49\.9, 10\.1, 50 in EPSG:4326\) does not overlap"):
+        evaluate_mosaic(mosaic, geographic, tmp_path / "m.json", figures=False)
+
+
+def test_a_stack_is_not_a_prediction_mosaic(tmp_path, hh_hv):
+    from rastercore import ingest
+
+    (hh, hv), _ = hh_hv
+    ingest([hh, hv], tmp_path / "stack.zarr", bands=["HH", "HV"], progress="none")
+    with pytest.raises(ParameterError, match=r"stack\.zarr has no class, value or cluster layer \(its layers: HH, "
+                                             r"HV\): it is not a prediction mosaic"):
+        evaluate_mosaic(tmp_path / "stack.zarr", hh, tmp_path / "m.json", figures=False)
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_a_region_without_pixels_is_refused(on_disk, tmp_path):
+    from sklearn.dummy import DummyClassifier
+
+    from rastercore.models import save_model
+
+    mosaic, codes_tif, _, _, codes = on_disk
+    model = save_model(DummyClassifier().fit([[0], [1]], [0, 1]), tmp_path / "m.skops",
+                       metadata={"training": {"block_size": 16, "validation_fraction": 0.0, "gap": 0, "seed": 0}})
+    with pytest.raises(TargetError, match=rf"no pixel of the validation region has both a prediction in {mosaic} and a "
+                                          rf"target value in {codes_tif}: there is nothing to score.*--validation 0"):
+        evaluate_mosaic(mosaic, codes_tif, tmp_path / "m.json", model=model, region="validation", figures=False)
+    assert evaluate_mosaic(mosaic, codes_tif, tmp_path / "m.json", model=model, region="train",
+                           figures=False)["classification"]["pixels"] == np.isfinite(codes).sum()
+    empty = write_tif(tmp_path / "empty.tif", np.full(codes.shape, np.nan, np.float32), nodata=np.nan)
+    with pytest.raises(TargetError, match=rf"no pixel has both a prediction in {mosaic} and a target value in {empty}"):
+        evaluate_mosaic(mosaic, empty, tmp_path / "m2.json", figures=False)
+
+
+def test_a_cluster_map_is_scored_as_codes(on_disk, tmp_path):
+    from rastercore.stack import open_stack
+    from rastercore.store import write_tiles
+
+    mosaic, codes_tif, _, pred, codes = on_disk
+    clusters = open_stack(mosaic).assign_coords(band=["cluster"])
+    write_tiles(clusters, tmp_path / "clusters.zarr", progress="none")
+    result = evaluate_mosaic(tmp_path / "clusters.zarr", codes_tif, tmp_path / "m.json", figures=False)
+    valid = np.isfinite(codes)
+    assert result["classification"]["confusion_matrix"] == skm.confusion_matrix(codes[valid], pred[valid]).tolist()

@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ from sklearn.svm import SVC
 import rastercore.store._publish
 from rastercore import ingest
 from rastercore.datasets import SYNTHETIC_THRESHOLD, synthetic_scene
-from rastercore.errors import IncompleteStoreError
+from rastercore.errors import IncompleteStoreError, StoreExistsError
 from rastercore.features import compute_features
 from rastercore.models import save_model
 from rastercore.predict import predict, predict_lazy
@@ -150,3 +151,58 @@ def test_prediction_on_a_distributed_cluster_equals_the_local_one(scene, tmp_pat
         values = mosaic.values
     assert any("predict" in str(task["key"]) for task in stream.data)
     np.testing.assert_array_equal(values, local)
+
+
+@pytest.fixture
+def model_file(scene, tmp_path):
+    _, _, table, X, y = scene
+    model = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
+    return save_model(model, tmp_path / "m.skops",
+                      metadata={"feature_spec": table.attrs["feature_spec"], "class_names": table.class_names})
+
+
+def test_resume_after_a_kill_in_the_cog_stage_writes_the_cog_without_predicting_again(scene, tmp_path, monkeypatch,
+                                                                                      model_file):
+    import rastercore.io.cog
+
+    sar = scene[0]
+    predict(model_file, sar, tmp_path / "clean.zarr", cog=tmp_path / "clean.tif", progress="none")
+    out, cog = tmp_path / "pred.zarr", tmp_path / "pred.tif"
+    temporary = tmp_path / "pred.tif.tiled.partial"
+    kept = tmp_path / "kept"
+
+    def killed(tmp, partial, **options):
+        assert tmp == temporary  # GDAL opens it as a whole GeoTIFF: its name says it is unfinished
+        with rasterio.open(tmp) as src:
+            assert src.count == 1 and src.width == 230
+        shutil.copy(tmp, kept)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rastercore.io.cog, "_copy_to_cog", killed)
+        with pytest.raises(KeyboardInterrupt):
+            predict(model_file, sar, out, cog=cog, progress="none")
+    assert out.exists() and not cog.exists()
+    shutil.copy(kept, temporary)  # what kill -9 leaves behind: the temporary and a partial COG
+    partial_path(cog).write_bytes(b"half a COG")
+    assert sorted(p.name for p in tmp_path.glob("pred.tif*")) == ["pred.tif.partial", "pred.tif.tiled.partial"]
+    written = []
+    original = rastercore.store._publish._store_block
+    monkeypatch.setattr(rastercore.store._publish, "_store_block", lambda *a: written.append(1) or original(*a))
+    resumed = predict(model_file, sar, out, cog=cog, resume=True, progress="none")
+    assert written == []  # the complete mosaic is not predicted again
+    with rasterio.open(cog) as src, rasterio.open(tmp_path / "clean.tif") as ref:
+        np.testing.assert_array_equal(src.read(), ref.read())
+        assert src.profile == ref.profile and src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+    assert sorted(p.name for p in tmp_path.glob("pred.tif*")) == ["pred.tif"]
+    stamp = cog.stat().st_mtime_ns
+    predict(model_file, sar, out, cog=cog, resume=True, progress="none")  # nothing left to do
+    assert cog.stat().st_mtime_ns == stamp and written == []
+    np.testing.assert_array_equal(resumed.values, open_stack(tmp_path / "clean.zarr").values)
+
+
+def test_resume_refuses_a_complete_mosaic_of_another_grid(scene, tmp_path, model_file):
+    sar = scene[0]
+    predict(model_file, sar, tmp_path / "pred.zarr", progress="none")
+    with pytest.raises(StoreExistsError, match=r"pred\.zarr already holds a complete mosaic .* --overwrite"):
+        predict(model_file, sar.isel(y=slice(0, 128)), tmp_path / "pred.zarr", resume=True, progress="none")

@@ -148,3 +148,76 @@ def test_like_is_the_old_name_of_stack(tmp_path, rng, stack):
     np.testing.assert_array_equal(old.values, rasterize_polygons(polygons, stack, attribute="landcover").values)
     with pytest.raises(TypeError, match="got stack and its old name like"):
         target_on_grid(classes, like=stack, stack=stack)
+
+
+@pytest.fixture
+def continuous_tif(tmp_path, rng):
+    values = rng.random((120, 90)).astype(np.float32)
+    values[:3] = -9999.0
+    return write_tif(tmp_path / "fraction.tif", values, nodata=-9999.0)
+
+
+def _in_process_cluster():
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0")
+    return cluster, Client(cluster)
+
+
+@pytest.mark.parametrize("scheduler", ["synchronous", "threads", "distributed"])
+def test_a_continuous_target_is_never_truncated_to_classes(stack, continuous_tif, scheduler):
+    import dask
+
+    target = target_on_grid(continuous_tif, stack)  # lazy: nothing read yet
+    message = rf"{continuous_tif} holds non-integer values \(e\.g\. 0\.\d+\), not class codes; give --threshold T"
+    if scheduler == "distributed":  # the error is pickled on the worker and unpickled here
+        cluster, client = _in_process_cluster()
+        with cluster, client, pytest.raises(TargetError, match=message) as caught:
+            target.compute()
+    else:
+        with dask.config.set(scheduler=scheduler), pytest.raises(TargetError, match=message) as caught:
+            target.compute()
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
+
+
+def test_a_continuous_target_is_refused_in_the_counting_pass_of_sampling(stack, continuous_tif):
+    from rastercore.sampling import draw_sample
+
+    with pytest.raises(TargetError, match="non-integer values"):
+        draw_sample(stack, target_on_grid(continuous_tif, stack), [{"name": "box_mean", "size": 3}], n=50)
+
+
+def test_whole_number_floats_are_classes_and_a_fractional_nodata_is_no_value(tmp_path, rng, stack):
+    codes = rng.integers(0, 3, (120, 90)).astype(np.float32)
+    codes[:, :7] = np.nan
+    target = target_on_grid(write_tif(tmp_path / "codes.tif", codes, nodata=np.nan), stack)
+    np.testing.assert_array_equal(target.values, np.where(np.isnan(codes), IGNORE, codes).astype(np.int32))
+    codes[:, :7] = -0.5
+    target = target_on_grid(write_tif(tmp_path / "half.tif", codes, nodata=-0.5), stack)
+    assert (target.values[:, :7] == IGNORE).all()
+    codes[0, 10] = 2.5
+    with pytest.raises(TargetError, match=r"half2\.tif holds non-integer values \(e\.g\. 2\.5\)"):
+        target_on_grid(write_tif(tmp_path / "half2.tif", codes, nodata=-0.5), stack).compute()
+
+
+def test_sample_command_refuses_a_continuous_target_without_threshold(tmp_path, stack, continuous_tif, capsys):
+    from rastercore.cli import main
+
+    (tmp_path / "spec.yaml").write_text("- {name: box_mean, size: 3}\n")
+    out = tmp_path / "sample.h5"
+    status = main(["sample", str(tmp_path / "s.zarr"), "-o", str(out), "--spec", str(tmp_path / "spec.yaml"),
+                   "--target", continuous_tif, "--scheduler", "sync"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and not out.exists()
+    assert err[0].startswith(f"rastercore: error: {continuous_tif} holds non-integer values (e.g. 0.")
+    assert "--threshold T" in err[0] and "continuous target" in err[0]
+
+
+def test_projected_geojson_without_crs_member_is_refused(tmp_path, stack):
+    path = _polygons_geojson(tmp_path / "utm.geojson", crs_out=32633)
+    collection = json.loads(path.read_text())
+    del collection["crs"]  # UTM metres, but no crs member: read as lon/lat they burn nothing
+    path.write_text(json.dumps(collection))
+    with pytest.raises(TargetError, match=r"utm\.geojson has no 'crs' member, so by RFC 7946 .* WGS 84 "
+                                          r"longitude/latitude, but it holds \(500400, 3999900\); add a 'crs' member"):
+        rasterize_polygons(path, stack, attribute="landcover")

@@ -2,25 +2,35 @@
 
 Blocks of the (lazy) array are computed a few at a time in parallel
 (:func:`rastercore.scheduler.compute_bounded`) and written in place into a
-tiled GeoTIFF; GDAL's COG driver then adds overviews and lays the file out
-as a COG.  The result is written as ``<path>.partial`` and renamed only when
-complete (:func:`rastercore.store.writing`).  GDAL's block cache is capped
+tiled GeoTIFF (``<path>.tiled.partial``); GDAL's COG driver then adds
+overviews and lays the file out as a COG.  The result is written as
+``<path>.partial`` and renamed only when complete
+(:func:`rastercore.store.writing`); nothing unfinished is named like a
+finished file, and a killed run's leftovers are removed by the next one.
+Options are checked, and the room the uncompressed temporary needs, before
+anything is written.  GDAL's block cache is capped
 so memory stays bounded whatever the scene size.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from rastercore._deprecated import renamed_keywords
+from rastercore.checks import check_choice, check_compression
+from rastercore.errors import OutputNotWritableError
 from rastercore.grid import grid_of
 from rastercore.progress import Progress, ProgressMode
 from rastercore.scheduler import compute_bounded
-from rastercore.store import block_regions, check_output, writing
+from rastercore.store import block_regions, writing
 
 __all__ = ["write_cog", "write_geotiff"]
 
@@ -68,11 +78,14 @@ def write_geotiff(
     overwrite : bool, default False
         Replace an existing file.
     compress : str, default "DEFLATE"
-        GDAL compression (``DEFLATE``, ``ZSTD``, ``LZW``, ``NONE``).
+        GDAL compression (:data:`rastercore.checks.COMPRESSIONS`: ``DEFLATE``,
+        ``ZSTD``, ``LZW``, ``NONE``, ...), any case.
     blocksize : int, default 512
         Internal tile size of the COG.
     resampling : str, default "average"
-        Overview resampling; use ``"nearest"`` for class maps.
+        Overview resampling, a name of :data:`OVERVIEW_RESAMPLINGS` (rasterio's
+        ``Resampling`` names GDAL builds overviews with); use ``"nearest"``
+        for class maps.
     progress : {"auto", "bar", "json", "none"}, default "auto"
         Progress reporting.
 
@@ -80,47 +93,135 @@ def write_geotiff(
     -------
     pathlib.Path
         ``path``.
-    """
-    import rasterio
-    import rasterio.shutil
 
+    Raises
+    ------
+    ParameterError
+        ``compress`` or ``resampling`` is not one GDAL can write, checked
+        before anything is written.
+    StoreExistsError
+        ``path`` exists and ``overwrite`` is false.
+    OutputNotWritableError
+        The directory is read-only, the disk has no room for the tiled
+        temporary, or it filled up while writing; nothing is left under
+        ``path`` (the file is built as ``<path>.partial``).
+    """
     path = Path(path)
-    check_output(path, overwrite=overwrite)
+    stack = _layers(stack)
+    compress = check_compression(compress, dtype=stack.dtype, bands=stack.sizes["band"])
+    overview_resampling = _overview_resampling(resampling)
+    profile = _tiled_profile(stack, blocksize, _temporary_compression(stack, cog, compress))
+    with writing(path, overwrite=overwrite) as partial:
+        tmp = _temporary_path(path) if cog else partial
+        tmp.unlink(missing_ok=True)  # left by a killed run
+        if profile["compress"] == "NONE":
+            _check_room(path, _uncompressed_bytes(stack, blocksize))
+        try:
+            with _write_failures(path):
+                _write_windows(stack, tmp, profile, progress=progress, label=path.name)
+                if cog:
+                    _copy_to_cog(tmp, partial, compress=compress, blocksize=blocksize, resampling=overview_resampling)
+        finally:
+            if cog:
+                tmp.unlink(missing_ok=True)
+    return path
+
+
+OVERVIEW_RESAMPLINGS = {"nearest": "NEAREST", "average": "AVERAGE", "bilinear": "BILINEAR", "cubic": "CUBIC",
+                        "cubic_spline": "CUBICSPLINE", "lanczos": "LANCZOS", "mode": "MODE", "gauss": "GAUSS",
+                        "rms": "RMS"}
+"""rasterio ``Resampling`` names GDAL builds overviews with, and GDAL's spelling of each."""
+
+
+def _temporary_path(path: Path) -> Path:
+    """Where a COG's tiled temporary is written: ``<path>.tiled.partial``, never taken for a finished file."""
+    return path.with_name(path.name + ".tiled.partial")
+
+
+def _layers(stack: xr.DataArray) -> xr.DataArray:
+    """``stack`` as ``(band, y, x)``, chunked whole along band, booleans as uint8."""
     if stack.ndim == 2:
         stack = stack.expand_dims("band")
     elif stack.dims[0] != "band":  # a feature store (feature, y, x) or any other layered result
         stack = stack.rename({stack.dims[0]: "band"})
     stack = stack.chunk({"band": -1}) if stack.chunks else stack.chunk({"band": -1, "y": 2048, "x": 2048})
-    if stack.dtype == bool:
-        stack = stack.astype(np.uint8)
+    return stack.astype(np.uint8) if stack.dtype == bool else stack
+
+
+def _overview_resampling(resampling: str) -> str:
+    """GDAL's name of an overview resampling given by its rasterio name, any case."""
+    name = check_choice(str(resampling).lower(), "resampling (--resampling)", tuple(OVERVIEW_RESAMPLINGS))
+    return OVERVIEW_RESAMPLINGS[name]
+
+
+def _tiled_profile(stack: xr.DataArray, blocksize: int, compress: str) -> dict:
     grid = grid_of(stack)
-    profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=stack.sizes["band"],
-                   dtype=stack.dtype.name, crs=grid.crs, transform=grid.transform, nodata=stack.rio.nodata,
-                   tiled=True, blockxsize=blocksize, blockysize=blocksize, compress=_temporary_compression(stack, cog, compress),
-                   BIGTIFF="IF_SAFER")
+    return dict(driver="GTiff", width=grid.width, height=grid.height, count=stack.sizes["band"],
+                dtype=stack.dtype.name, crs=grid.crs, transform=grid.transform, nodata=stack.rio.nodata,
+                tiled=True, blockxsize=blocksize, blockysize=blocksize, compress=compress, BIGTIFF="IF_SAFER")
+
+
+def _uncompressed_bytes(stack: xr.DataArray, blocksize: int) -> int:
+    """Bytes of ``stack`` in an uncompressed tiled GeoTIFF (edge tiles padded)."""
+    tiles = math.ceil(stack.sizes["y"] / blocksize) * math.ceil(stack.sizes["x"] / blocksize)
+    return tiles * blocksize * blocksize * stack.sizes["band"] * stack.dtype.itemsize
+
+
+def _check_room(path: Path, needed: int) -> None:
+    free = shutil.disk_usage(path.parent).free
+    if needed > free:
+        raise OutputNotWritableError(
+            f"cannot write {path}: its uncompressed tiles need {needed / 2**20:.1f} MiB but the disk holding "
+            f"{path.parent} has {free / 2**20:.1f} MiB free; free some space or write it elsewhere.")
+
+
+@contextlib.contextmanager
+def _write_failures(path: Path) -> Iterator[None]:
+    """A failed GDAL write of ``path`` as one :class:`OutputNotWritableError` that states the free space.
+
+    GDAL reports a full disk as a bare write failure (libtiff prints the
+    reason on stderr, and GDAL has removed the failed file by the time it
+    raises), so the message gives the room left for the user to judge.
+    """
+    from rasterio._err import CPLE_BaseError
+    from rasterio.errors import RasterioError
+
+    try:
+        yield
+    except (RasterioError, CPLE_BaseError) as err:
+        while err.__cause__ is not None:  # rasterio's own message says "see previous exception"
+            err = err.__cause__
+        free = shutil.disk_usage(path.parent).free
+        raise OutputNotWritableError(
+            f"could not write {path} ({str(err).rstrip('.')}) with {free / 2**20:.1f} MiB free on the disk holding "
+            f"{path.parent}; if it is full, free some space and rerun.") from None
+
+
+def _write_windows(stack: xr.DataArray, tmp: Path, profile: dict, *, progress: ProgressMode, label: str) -> None:
+    """Compute the blocks a few at a time and write each into its window of a tiled GeoTIFF at ``tmp``."""
+    import rasterio
+
     regions = list(block_regions(stack))
-    with writing(path, overwrite=overwrite) as partial:
-        tmp = path.with_name(path.name + ".tiled.tmp") if cog else partial
-        try:
-            with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(tmp, "w", **profile) as dst:
-                if "band" in stack.coords:
-                    for i, name in enumerate(stack["band"].values, start=1):
-                        dst.set_band_description(i, str(name))
-                with Progress(path.name, len(regions), mode=progress) as bar:
-                    # Computed in parallel, written here: rasterio datasets are not thread-safe.
-                    blocks = compute_bounded(regions, lambda region: stack.data.blocks[(0, *region[0])])
-                    for (_, (rows, cols)), block in blocks:
-                        dst.write(block, window=rasterio.windows.Window.from_slices(rows, cols))
-                        bar.update()
-            if cog:
-                with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-                    rasterio.shutil.copy(tmp, partial, driver="COG", COMPRESS=compress, BLOCKSIZE=blocksize,
-                                         OVERVIEW_RESAMPLING=resampling.upper(), BIGTIFF="IF_SAFER",
-                                         NUM_THREADS="ALL_CPUS")
-        finally:
-            if cog and tmp.exists():
-                tmp.unlink()
-    return path
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(tmp, "w", **profile) as dst:
+        if "band" in stack.coords:
+            for i, name in enumerate(stack["band"].values, start=1):
+                dst.set_band_description(i, str(name))
+        with Progress(label, len(regions), mode=progress) as bar:
+            # Computed in parallel, written here: rasterio datasets are not thread-safe.
+            blocks = compute_bounded(regions, lambda region: stack.data.blocks[(0, *region[0])])
+            for (_, (rows, cols)), block in blocks:
+                dst.write(block, window=rasterio.windows.Window.from_slices(rows, cols))
+                bar.update()
+
+
+def _copy_to_cog(tmp: Path, partial: Path, *, compress: str, blocksize: int, resampling: str) -> None:
+    """Lay the tiled temporary out as a COG at ``partial``, with overviews (GDAL's COG driver)."""
+    import rasterio
+    import rasterio.shutil
+
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        rasterio.shutil.copy(tmp, partial, driver="COG", COMPRESS=compress, BLOCKSIZE=blocksize,
+                             OVERVIEW_RESAMPLING=resampling, BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
 
 
 def _temporary_compression(data: xr.DataArray, cog: bool, compress: str) -> str:

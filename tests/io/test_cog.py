@@ -4,7 +4,7 @@ import rasterio
 import rioxarray
 
 from rastercore import ingest, write_cog
-from rastercore.errors import RasterCoreDeprecationWarning, StoreExistsError
+from rastercore.errors import ParameterError, RasterCoreDeprecationWarning, StoreExistsError
 from rastercore.io.cog import write_geotiff
 from tests.conftest import TRANSFORM, write_tif
 
@@ -62,3 +62,27 @@ def test_data_is_the_old_name_of_stack(tmp_path, stack, writer):
         out = writer(data=stack.sel(band="nir"), path=tmp_path / "nir.tif", progress="none")
     with rasterio.open(out) as src:
         np.testing.assert_array_equal(src.read(1), data[2])
+
+
+@pytest.mark.parametrize("option, value, listed", [
+    ("compress", "BOGUS", "DEFLATE, ZSTD, LZW"),
+    ("resampling", "max", "nearest, average, bilinear"),  # a rasterio name GDAL builds no overview with
+    ("resampling", "nearst", "nearest, average, bilinear"),
+])
+def test_export_options_are_checked_before_anything_is_written(tmp_path, stack, option, value, listed):
+    stack, _ = stack
+    with pytest.raises(ParameterError, match=rf"{option} \(--{option}\) must be one of .*{listed}.*not '{value}'"):
+        write_cog(stack, tmp_path / "out" / "ms.tif", **{option: value}, progress="none")
+    assert not (tmp_path / "out").exists()
+
+
+def test_options_in_any_case_and_stale_temporaries_removed(tmp_path, stack):
+    stack, data = stack
+    out = tmp_path / "nir.tif"
+    stale = tmp_path / "nir.tif.tiled.partial"
+    write_tif(stale, data[:1, :100, :100])  # left by a killed run: GDAL would open it as a whole GeoTIFF
+    write_cog(stack.sel(band="nir"), out, compress="zstd", resampling="CUBIC_SPLINE", progress="none")
+    with rasterio.open(out) as src:
+        assert src.compression.name == "zstd" and src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        np.testing.assert_array_equal(src.read(1), data[2])
+    assert sorted(p.name for p in tmp_path.glob("nir.tif*")) == ["nir.tif"]
