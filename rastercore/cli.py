@@ -1,24 +1,35 @@
 """The ``rastercore`` command line.
 
-Every command has ``--help``.  Bad input ends in one line on stderr,
-``rastercore: error: ...``, and exit status 2; warnings about the input
-print as one-line notices.
+Every command has ``--help``; ``rastercore --version`` prints the version.
+Every option is checked before any work starts.  Bad input ends in one
+line on stderr, ``rastercore: error: ...``, and exit status 2; an
+unexpected error is one line too, with exit status 1; Ctrl-C is one line and
+exit status 130.  Warnings about the input print as one-line notices.  With
+``--progress json`` every line on stderr is a JSON object (progress,
+the cluster, notices, the error).  Path arguments are made absolute before
+any work is submitted, so workers on a cluster find them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from rastercore import __version__
 from rastercore._deprecated import deprecated, renamed
-from rastercore.errors import RasterCoreError
+from rastercore.checks import check_choice, check_int, check_scheduler, check_tile_size
+from rastercore.errors import ParameterError, RasterCoreError
+from rastercore.progress import Progress, check_progress
 from rastercore.store import CODECS, DEFAULT_CODEC
 
 app = typer.Typer(
@@ -28,17 +39,93 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"rastercore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Out-of-core, tiled raster processing and pixel-wise machine learning."""
+
+
+# Options every long command shares are checked as they are parsed, before the command starts.
+
+def _scheduler_option(value: Optional[str]) -> Optional[str]:
+    return check_scheduler(value)
+
+
+def _progress_option(value: str) -> str:
+    return check_progress(value)
+
+
+def _codec_option(value: str) -> str:
+    return check_choice(value, "codec (--codec)", CODECS)
+
+
 SchedulerOpt = Annotated[Optional[str], typer.Option(
-    "--scheduler", envvar="RASTERCORE_SCHEDULER",
+    "--scheduler", envvar="RASTERCORE_SCHEDULER", callback=_scheduler_option,
     help="'local' (default: a LocalCluster sized to this machine), a scheduler address "
          "such as tcp://host:8786, 'threads' or 'sync'.")]
 ProgressOpt = Annotated[str, typer.Option(
-    "--progress", help="'bar' (with ETA), 'json' (JSON lines on stderr, for headless runs), "
-                       "'none', or 'auto' (bar on a terminal).")]
+    "--progress", callback=_progress_option,
+    help="'bar' (with ETA), 'json' (JSON lines on stderr, for headless runs: then every line on stderr is "
+         "JSON), 'none', or 'auto' (bar on a terminal).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
 CodecOpt = Annotated[str, typer.Option(
-    "--codec", help=f"Compression of the stored tiles: {', '.join(CODECS)} (lz4 is the fastest, "
-                    "zstd smaller on 8-bit data, none stores raw bytes).")]
+    "--codec", callback=_codec_option,
+    help=f"Compression of the stored tiles: {', '.join(CODECS)} (lz4 is the fastest, "
+         "zstd smaller on 8-bit data, none stores raw bytes).")]
+StepProgressOpt = Annotated[str, typer.Option(
+    "--progress", callback=_progress_option,
+    help="'bar', 'json' (JSON lines on stderr: then every line on stderr is JSON), 'none', or 'auto' (bar on a "
+         "terminal).  Reported per step of the command.")]
+
+
+def _absolute(value):
+    """A path argument (or a list of them) made absolute: workers on a cluster do not run in this directory.
+
+    URLs (``s3://...``) and GDAL's ``/vsi...`` paths are kept as given; so is
+    the ``:/dataset`` part of ``file.h5:/dataset``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [_absolute(v) for v in value]
+    text = str(value)
+    if "://" in text or text.startswith("/vsi"):
+        return value
+    return type(value)(os.path.abspath(text))
+
+
+def _not_a_directory(path, option: str, what: str):
+    """``path`` unless it is a directory where a file is expected (a :class:`ParameterError` naming ``option``)."""
+    if Path(path).is_dir():
+        raise ParameterError(f"{option} {path} is a directory; give {what}.")
+    return path
+
+
+def _raster(spec, option: str):
+    """``spec`` unless it is a directory other than a zarr store, where a raster is expected."""
+    path = Path(spec)
+    if path.is_dir() and path.suffix != ".zarr" and not any(
+            (path / name).exists() for name in ("zarr.json", ".zgroup", ".zarray")):
+        raise ParameterError(f"{option} {spec} is a directory, not a raster; give a GeoTIFF, JPEG, PNG, HDF5 "
+                             "(file.h5:/dataset) or .npy file, or a .zarr store.")
+    return spec
+
+
+@contextlib.contextmanager
+def _one_step(stage: str, progress: str):
+    """Progress of a command whose work reports none of its own: one step, done when the block ends."""
+    with Progress(stage, 1, mode=progress, unit="step") as bar:
+        yield
+        bar.update()
 
 
 def _old_option(value, old_value, old: str, new: str, command: str):
@@ -53,8 +140,8 @@ def _size(text: str) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise typer.BadParameter(f"give the size as HEIGHTxWIDTH, e.g. 2048x3072, not {text!r}") from None
-    return height, width
+        raise ParameterError(f"size (--size) must be HEIGHTxWIDTH, e.g. 2048x3072, not {text!r}.") from None
+    return check_int(height, "height (--size)", 1), check_int(width, "width (--size)", 1)
 
 
 @app.command()
@@ -76,8 +163,12 @@ def ingest(
     from rastercore.stack import describe
     from rastercore.stack import ingest as ingest_stack
 
+    check_tile_size(tile_size)
+    check_choice(band_axis, "band_axis (--band-axis)", (0, -1, 2))
+    inputs = [_raster(spec, "input") for spec in _absolute(inputs)]
+    output = _absolute(output)
     names = [b.strip() for b in bands.split(",")] if bands else None
-    with client(scheduler):
+    with client(scheduler, progress=progress):
         ingest_stack(inputs, output, bands=names, tile_size=tile_size, band_axis=band_axis, nodata=nodata,
                      overwrite=overwrite, resume=resume, progress=progress, codec=codec)
     _print_description(describe(output))
@@ -91,7 +182,7 @@ def info(
     """Describe a stack or raster: shape, bands, dtype, tiles, CRS, bounds, nodata."""
     from rastercore.stack import describe
 
-    description = describe(path)
+    description = describe(_raster(_absolute(path), "PATH"))
     if as_json:
         print(json.dumps(description, indent=2))
     else:
@@ -102,19 +193,22 @@ def info(
 def export(
     stack: Annotated[Path, typer.Argument(help="The .zarr stack or result to export.")],
     output: Annotated[Path, typer.Argument(help="The .tif to write.")],
-    compress: Annotated[str, typer.Option(help="DEFLATE, ZSTD, LZW or NONE.")] = "DEFLATE",
-    resampling: Annotated[str, typer.Option(help="Overview resampling: average, nearest, ...")] = "average",
+    compress: Annotated[str, typer.Option(help="GDAL compression: DEFLATE, ZSTD, LZW, LZMA, PACKBITS, LERC, NONE; "
+                                               "JPEG and WEBP for 8-bit data.")] = "DEFLATE",
+    resampling: Annotated[str, typer.Option(help="Overview resampling: average, nearest, ... (rasterio's "
+                                                 "Resampling names).")] = "average",
     overwrite: OverwriteOpt = False,
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = "auto",
 ) -> None:
     """Export a stack or result to a Cloud-Optimized GeoTIFF."""
-    from rastercore.scheduler import client
     from rastercore.io import write_cog
+    from rastercore.scheduler import client
     from rastercore.stack import open_stack
 
+    stack, output = _absolute(stack), _absolute(output)
     data = open_stack(stack)
-    with client(scheduler):
+    with client(scheduler, progress=progress):  # write_cog checks --compress and --resampling before any work
         write_cog(data, output, compress=compress, resampling=resampling, overwrite=overwrite, progress=progress)
     print(f"wrote {output}")
 
@@ -123,13 +217,15 @@ def export(
 def quicklook(
     stack: Annotated[Path, typer.Argument(help="The .zarr stack or result to draw.")],
     output: Annotated[Path, typer.Argument(help="The .png to write.")],
-    max_size: Annotated[int, typer.Option(help="Longer side of the image in pixels.")] = 1024,
+    max_size: Annotated[int, typer.Option(help="Longer side of the image in pixels (16 or more).")] = 1024,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Draw a PNG quicklook of a stack from a downsampled overview."""
     from rastercore.stack import open_stack
     from rastercore.viz import quicklook as draw
 
+    check_int(max_size, "max_size (--max-size)", 16)
+    stack, output = _absolute(stack), _absolute(output)
     draw(open_stack(stack), output, max_size=max_size, overwrite=overwrite)
     print(f"wrote {output}")
 
@@ -145,12 +241,14 @@ def synth(
     progress: ProgressOpt = "auto",
 ) -> None:
     """Write a deterministic synthetic SAR scene (HH, HV) and its target as GeoTIFFs."""
-    from rastercore.scheduler import client
     from rastercore.datasets import write_synthetic_scene
+    from rastercore.scheduler import client
 
-    with client(scheduler):
-        paths = write_synthetic_scene(output, _size(size), seed=seed, looks=looks, overwrite=overwrite,
-                                      progress=progress)
+    shape = _size(size)
+    check_int(looks, "looks (--looks)", 1)
+    output = _absolute(output)
+    with client(scheduler, progress=progress):
+        paths = write_synthetic_scene(output, shape, seed=seed, looks=looks, overwrite=overwrite, progress=progress)
     for name, path in paths.items():
         print(f"{name}: {path}")
 
@@ -165,15 +263,17 @@ def demo(
     progress: ProgressOpt = "auto",
 ) -> None:
     """Run the demo pipeline on built-in synthetic data and print where everything went."""
-    from rastercore.scheduler import client
     from rastercore.demo import run_demo
+    from rastercore.scheduler import client
 
-    with client(scheduler):
-        result = run_demo(out, shape=_size(size), seed=seed, overwrite=overwrite, progress=progress)
+    shape = _size(size)
+    out = _absolute(out)
+    with client(scheduler, progress=progress):
+        result = run_demo(out, shape=shape, seed=seed, overwrite=overwrite, progress=progress)
     _print_result(result)
     for name in ("metrics.md", "metrics_validation.md"):
         print()
-        print((Path(out) / name).read_text().strip())
+        print((out / name).read_text().strip())
 
 
 @app.command("run")
@@ -185,12 +285,12 @@ def run_pipeline_file(
     progress: ProgressOpt = "auto",
 ) -> None:
     """Run a YAML pipeline and print where each output went."""
-    from rastercore.scheduler import client
     from rastercore.pipeline import load_pipeline, run_pipeline
+    from rastercore.scheduler import client
 
-    spec = load_pipeline(pipeline)
-    with client(scheduler):
-        result = run_pipeline(spec, output_dir=out, overwrite=overwrite, progress=progress)
+    spec = load_pipeline(_absolute(pipeline))
+    with client(scheduler, progress=progress):
+        result = run_pipeline(spec, output_dir=_absolute(out), overwrite=overwrite, progress=progress)
     _print_result(result)
 
 
@@ -221,22 +321,22 @@ def features(
     missing = [name for name, value in (("STACK", stack), ("-o/--output", output), ("--spec", spec))
                if value is None]
     if missing:
-        raise typer.BadParameter(f"missing {', '.join(missing)}; e.g. rastercore features stack.zarr "
-                                 "-o features.zarr --spec spec.yaml (or --list)")
+        raise ParameterError(f"missing {', '.join(missing)}; e.g. rastercore features stack.zarr "
+                             "-o features.zarr --spec spec.yaml (or --list)")
+    from rastercore.features import stored_spec, write_features
     from rastercore.scheduler import client
-    from rastercore.features import FeatureSpec, write_features
     from rastercore.stack import open_stack
 
-    feature_spec = FeatureSpec.from_file(spec)
+    check_tile_size(tile_size)
+    stack, output = _absolute(stack), _absolute(output)
+    feature_spec = _load_spec(spec)
     data = open_stack(stack)
-    with client(scheduler):
+    with client(scheduler, progress=progress):
         feats = write_features(data, feature_spec, output, normalize=normalize, tile_size=tile_size,
                                overwrite=overwrite, resume=resume, progress=progress, codec=codec)
     names = [str(f) for f in feats["feature"].values]
     print(f"{output}: {len(names)} features, {feats.shape[1]} x {feats.shape[2]} px, "
           f"tiles {feats.chunks[1][0]} x {feats.chunks[2][0]}")
-    from rastercore.features import stored_spec
-
     norm = stored_spec(output).normalizer
     if norm is not None:
         print(f"  normalised ({norm.method}) from global statistics of {', '.join(norm.band_names)}")
@@ -264,16 +364,18 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     bins: Annotated[int, typer.Option(help="Histogram bins for the percentiles.")] = 1024,
     scheduler: SchedulerOpt = None,
+    progress: StepProgressOpt = "auto",
 ) -> None:
     """Per-band statistics of a stack, out of core: count, min, max, mean, std, percentiles."""
-    from rastercore.scheduler import client
     from rastercore.preprocess import compute_band_stats
+    from rastercore.scheduler import client
     from rastercore.stack import open_stack
 
+    stack = _absolute(stack)
     data = open_stack(stack)
     if "feature" in data.dims:
         data = data.rename(feature="band")
-    with client(scheduler):
+    with client(scheduler, progress=progress), _one_step("stats", progress):
         s = compute_band_stats(data, bins=bins)
     quantiles = (2, 50, 98)
     pct = {q: s.percentile(q) for q in quantiles}
@@ -291,18 +393,19 @@ def stats(
         print(f"{band:<{width}}" + "".join(f"{row[k]:>12d}" if k == "count" else f"{row[k]:>12.5g}" for k in keys))
 
 
-def _split_floats(text: Optional[str]) -> Optional[list[float]]:
+def _split_floats(text: Optional[str], option: str) -> Optional[list[float]]:
     if not text:
         return None
     try:
         return [float(v) for v in text.split(",")]
     except ValueError:
-        raise typer.BadParameter(f"give numbers separated by commas, e.g. 0.3,0.6, not {text!r}") from None
+        raise ParameterError(f"{option} must be numbers separated by commas, e.g. 0.3,0.6, not {text!r}.") from None
 
 
 def _load_spec(path: Path):
     from rastercore.features import FeatureSpec
 
+    path = _not_a_directory(_absolute(path), "--spec", "a feature spec file (YAML or JSON)")
     return FeatureSpec.from_file(path)
 
 
@@ -325,29 +428,32 @@ def sample(
     allow_short: Annotated[bool, typer.Option("--allow-short", help="Take all pixels of classes below quota.")] = False,
     overwrite: OverwriteOpt = False,
     scheduler: SchedulerOpt = None,
+    progress: StepProgressOpt = "auto",
 ) -> None:
     """Draw a stratified, spatially split sample of features and targets, out of core."""
-    from rastercore.scheduler import client
     from rastercore.sampling import SpatialSplit, augment_windows, draw_sample, write_table
+    from rastercore.scheduler import client
     from rastercore.stack import open_stack
+    from rastercore.store import check_output
     from rastercore.targets import rasterize_polygons, target_on_grid
 
     if (target is None) == (polygons is None):
-        raise typer.BadParameter("give exactly one of --target and --polygons")
-    if output.exists() and not overwrite:
-        from rastercore.errors import StoreExistsError
-
-        raise StoreExistsError(f"{output} already exists; pass --overwrite to replace it.")
+        raise ParameterError("give exactly one of --target and --polygons")
+    check_choice(per_class, "per_class (--per-class)", ("balanced", "proportional"))
+    split = SpatialSplit(block_size=block_size, validation_fraction=validation)
+    thresholds = _split_floats(threshold, "--threshold")
+    stack, output, polygons = map(_absolute, (stack, output, polygons))
+    target = None if target is None else _raster(_absolute(target), "--target")
+    check_output(output, overwrite=overwrite)
+    feature_spec = _load_spec(spec)
     data = open_stack(stack)
-    thresholds = _split_floats(threshold)
     if polygons is not None:
         labels = rasterize_polygons(polygons, data, attribute=attribute)
     else:
         labels = target_on_grid(target, data, kind="continuous" if thresholds else "class")
-    with client(scheduler):
-        table = draw_sample(data, labels, _load_spec(spec), n=n, per_class=per_class, n_validation=n_validation,
-                            split=SpatialSplit(block_size=block_size, validation_fraction=validation),
-                            thresholds=thresholds, seed=seed, allow_short=allow_short)
+    with client(scheduler, progress=progress), _one_step("sample", progress):
+        table = draw_sample(data, labels, feature_spec, n=n, per_class=per_class, n_validation=n_validation,
+                            split=split, thresholds=thresholds, seed=seed, allow_short=allow_short)
     if augment:
         table = augment_windows(table)
     write_table(table, output, overwrite=overwrite)
@@ -362,30 +468,40 @@ def train(
     output: Annotated[Path, typer.Option("-o", "--output", help="Model file to write (.skops).")],
     family: Annotated[str, typer.Option("--family", help="Model family: svm, cascade-svm, forest, sharded-forest, hgb, "
                                                          "sgd, hurdle, multilabel.")] = "svm",
-    params: Annotated[Optional[str], typer.Option(help="Estimator parameters as JSON, e.g. '{\"C\": 10}'.")] = None,
+    params: Annotated[Optional[str], typer.Option(
+        help="Estimator parameters as a JSON object, e.g. '{\"C\": 10}' (checked against the family's).")] = None,
     labels: Annotated[Optional[str], typer.Option(help="multilabel: label thresholds t1,t2; hurdle: the threshold.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the estimator.")] = 0,
     overwrite: OverwriteOpt = False,
     scheduler: SchedulerOpt = None,
+    progress: StepProgressOpt = "auto",
     model: Annotated[Optional[str], typer.Option("--model", hidden=True)] = None,
 ) -> None:
     """Fit a model family on a sample table, score it on the validation rows and save it."""
-    from rastercore.scheduler import client
+    from rastercore.pipeline import check_train_params
     from rastercore.sampling import read_table
-    from rastercore.training import MODEL_FAMILIES, train_from_table
+    from rastercore.scheduler import client
+    from rastercore.store import check_output
+    from rastercore.training import train_from_table
 
     family = _old_option(family, model, "--model", "--family", "train")
-    if family not in MODEL_FAMILIES:
-        raise typer.BadParameter(f"unknown model family {family!r}; choose one of {', '.join(MODEL_FAMILIES)}",
-                                 param_hint="--family")
-    try:
-        estimator_params = json.loads(params) if params else {}
-    except json.JSONDecodeError as err:
-        raise typer.BadParameter(f"--params is not valid JSON: {err}") from None
-    with client(scheduler):
-        _, meta = train_from_table(read_table(sample_table), family, seed=seed, params=estimator_params,
-                                   labels=_split_floats(labels), path=output, overwrite=overwrite)
+    estimator_params = check_train_params(family, _json_object(params, "--params"))
+    thresholds = _split_floats(labels, "--labels")
+    sample_table, output = _absolute(sample_table), _absolute(output)
+    check_output(output, overwrite=overwrite)
+    table = read_table(sample_table)
+    with client(scheduler, progress=progress), _one_step("train", progress):
+        _, meta = train_from_table(table, family, seed=seed, params=estimator_params, labels=thresholds,
+                                   path=output, overwrite=overwrite)
     print(f"wrote {output}: {family}, fitted in {meta['fit_seconds']:.2f} s; validation {meta['validation']}")
+
+
+def _json_object(text: Optional[str], option: str):
+    """The JSON value of ``text`` ({} if not given), or a :class:`ParameterError` naming ``option``."""
+    try:
+        return json.loads(text) if text else {}
+    except json.JSONDecodeError as err:
+        raise ParameterError(f"{option} is not valid JSON ({err}); give an object such as '{{\"C\": 10}}'.") from None
 
 
 @app.command()
@@ -395,6 +511,8 @@ def predict(
     output: Annotated[Path, typer.Option("-o", "--output", help="Mosaic to write (.zarr).")],
     cog: Annotated[Optional[Path], typer.Option(help="Also write a Cloud-Optimized GeoTIFF.")] = None,
     probabilities: Annotated[bool, typer.Option(help="Write per-class probability layers.")] = True,
+    band_map: Annotated[Optional[str], typer.Option(
+        "--band-map", help="Stack bands named otherwise than the model's, STACK=MODEL: e.g. VV=HH,VH=HV.")] = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted prediction (missing tiles only).")] = False,
     codec: CodecOpt = DEFAULT_CODEC,
@@ -402,12 +520,16 @@ def predict(
     progress: ProgressOpt = "auto",
 ) -> None:
     """Predict every pixel of a stack, tile by tile, into a georeferenced mosaic."""
-    from rastercore.scheduler import client
+    from rastercore.contract import parse_band_map
     from rastercore.predict import predict as predict_mosaic
+    from rastercore.scheduler import client
     from rastercore.stack import open_stack
 
-    with client(scheduler):
-        mosaic = predict_mosaic(model, open_stack(stack), output, cog=cog, probabilities=probabilities,
+    parse_band_map(band_map)
+    model, stack, output, cog = map(_absolute, (model, stack, output, cog))
+    data = open_stack(stack)
+    with client(scheduler, progress=progress):
+        mosaic = predict_mosaic(model, data, output, cog=cog, probabilities=probabilities, band_map=band_map,
                                 overwrite=overwrite, resume=resume, progress=progress, codec=codec)
     print(f"wrote {output}: layers {', '.join(str(b) for b in mosaic['band'].values)}" + (f"; {cog}" if cog else ""))
 
@@ -443,6 +565,8 @@ def cluster(
     """Cluster the pixels of a stack (k-means on its features) into a georeferenced cluster map."""
     n_clusters = _old_option(n_clusters, clusters, "--clusters", "--n-clusters", "cluster")
     n = _old_option(n, sample, "--sample", "-n", "cluster")
+    check_int(n_clusters, "n_clusters (-k/--n-clusters)", 1)
+    stack, output, spec, model, cog = map(_absolute, (stack, output, spec, model, cog))
     fitted = _unsupervised("kmeans", stack, output, spec, scheduler, n_clusters=n_clusters, n=n, stream=stream,
                            epochs=epochs, model_path=model, cog=cog, seed=seed, overwrite=overwrite, codec=codec,
                            progress=progress)
@@ -476,6 +600,8 @@ def reduce(
         deprecated("rastercore reduce: -n is the number of components; spell it --n-components; in the next "
                    "release -n will be the sample size, as in `sample` and `cluster`.")
         n_components = n_old
+    check_int(n_components, "n_components (--n-components)", 1)
+    stack, output, spec, model, cog = map(_absolute, (stack, output, spec, model, cog))
     fitted = _unsupervised("pca", stack, output, spec, scheduler, n_components=n_components, n=sample, stream=stream,
                            epochs=epochs, model_path=model, cog=cog, seed=seed, overwrite=overwrite, codec=codec,
                            progress=progress)
@@ -484,15 +610,19 @@ def reduce(
           f"{fitted.n_pixels_seen_} pixels" + (f"; {cog}" if cog else "") + (f"; model {model}" if model else ""))
 
 
-def _unsupervised(method, stack, output, spec, scheduler, **options):
+def _unsupervised(method, stack, output, spec, scheduler, *, n, epochs, progress, **options):
     """Fit ``method`` on ``stack`` and write its map (shared by ``cluster`` and ``reduce``); the fitted model."""
     from rastercore.scheduler import client
     from rastercore.stack import open_stack
     from rastercore.unsupervised import map_unsupervised
 
+    check_int(n, "n (-n), the number of pixels to fit on", 1)
+    check_int(epochs, "epochs (--epochs)", 1)
+    feature_spec = _load_spec(spec) if spec is not None else None
     data = open_stack(stack)
-    with client(scheduler):
-        _, fitted = map_unsupervised(data, output, _load_spec(spec) if spec is not None else None, method, **options)
+    with client(scheduler, progress=progress):
+        _, fitted = map_unsupervised(data, output, feature_spec, method, n=n, epochs=epochs, progress=progress,
+                                     **options)
     return fitted
 
 
@@ -507,16 +637,21 @@ def evaluate(
     figures: Annotated[bool, typer.Option(help="Write the comparison, confusion and probability figures.")] = True,
     overwrite: OverwriteOpt = False,
     scheduler: SchedulerOpt = None,
+    progress: StepProgressOpt = "auto",
 ) -> None:
     """Score a mosaic against a target, out of core: metrics (JSON, Markdown) and figures."""
-    from rastercore.scheduler import client
     from rastercore.evaluate import evaluate_mosaic, metrics_markdown
+    from rastercore.scheduler import client
+    from rastercore.store import check_output
 
-    if region not in ("all", "validation", "train"):
-        raise typer.BadParameter("choose 'all', 'validation' or 'train'", param_hint="--region")
-    with client(scheduler):
-        result = evaluate_mosaic(prediction, target, output, model=model, region=region,
-                                 thresholds=_split_floats(threshold), figures=figures, overwrite=overwrite)
+    check_choice(region, "region (--region)", ("all", "validation", "train"))
+    thresholds = _split_floats(threshold, "--threshold")
+    prediction, output, model = map(_absolute, (prediction, output, model))
+    target = _raster(_absolute(target), "TARGET")
+    check_output(output, output.with_suffix(".md"), overwrite=overwrite)
+    with client(scheduler, progress=progress), _one_step("evaluate", progress):
+        result = evaluate_mosaic(prediction, target, output, model=model, region=region, thresholds=thresholds,
+                                 figures=figures, overwrite=overwrite)
     for task in ("classification", "regression"):
         if task in result:
             print(metrics_markdown(result[task]))
@@ -544,39 +679,111 @@ def _print_description(d: dict) -> None:
     print(f"  nodata   {d['nodata']}")
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"rastercore: notice: {message}", file=sys.stderr)
+class _Stderr:
+    """The command's own lines on stderr: ``rastercore: ...`` lines, or JSON objects with ``--progress json``."""
+
+    def __init__(self, json_lines: bool):
+        self.json_lines = json_lines
+
+    def emit(self, event: str, message, prefix: str, **fields) -> None:
+        """``prefix`` and ``message`` on one line, or ``{"event": event, **fields, "message": message}``."""
+        message = " ".join(str(message).split())
+        line = json.dumps({"event": event, **fields, "message": message}) if self.json_lines else prefix + message
+        print(line, file=sys.stderr, flush=True)
+
+    def error(self, message, status: int = 2) -> int:
+        """One line ``rastercore: error: ...``; returns ``status``."""
+        self.emit("error", message, "rastercore: error: ", status=status)
+        return status
+
+    def notice(self, message, category=None, filename=None, lineno=None, file=None, line=None) -> None:
+        """A warning as one line ``rastercore: notice: ...`` (the signature of :func:`warnings.showwarning`)."""
+        self.emit("notice", message, "rastercore: notice: ")
+
+
+def _asks_json(argv: list[str]) -> bool:
+    """Whether the command line asks for ``--progress json`` (known before the options are parsed)."""
+    return "--progress=json" in argv or any(a == "--progress" and b == "json" for a, b in zip(argv, argv[1:]))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``rastercore`` command; returns the exit status."""
-    warnings.showwarning = _one_line_warning
+    """Entry point of the ``rastercore`` command; returns the exit status.
+
+    0 on success, 2 for bad input (one line ``rastercore: error: ...``), 1
+    for an unexpected error (one line too; ``RASTERCORE_DEBUG=1`` shows the
+    traceback), 130 on Ctrl-C.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    stderr = _Stderr(_asks_json(argv))
+    warnings.showwarning = stderr.notice
     _quiet_cluster_logs()
+    previous = _interrupt_once()
+    try:
+        return _run(argv, stderr)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _run(argv: list[str], stderr: _Stderr) -> int:
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="rastercore", standalone_mode=False)
+        status = command.main(args=argv, prog_name="rastercore", standalone_mode=False)
     except RasterCoreError as err:
-        return _fail(err)
+        return stderr.error(err)
     except typer.Exit as exit_:
         return exit_.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        print("rastercore: interrupted; rerun the same command with --resume to finish", file=sys.stderr)
-        return 130
-    except typer.TyperException as err:  # usage errors, bad option values
-        err.show()
-        return err.exit_code
+        return _interrupted(stderr)
+    except typer.TyperException as err:  # usage errors: a missing argument, a value of the wrong type
+        message, status = _usage(err), getattr(err, "exit_code", 2)
+        return stderr.error(message, status) if message else status
     except Exception as err:  # noqa: BLE001 - the CLI never shows a traceback
         from rastercore.scheduler import cluster_error
 
         known = cluster_error(err)
         if known is not None:
-            return _fail(known)
-        print(f"rastercore: error: unexpected {type(err).__name__}: {err}. Please report it with the command "
-              "you ran; rerun with RASTERCORE_DEBUG=1 for the traceback.", file=sys.stderr)
+            return stderr.error(known)
+        stderr.error(f"unexpected {type(err).__name__}: {err}. Please report it with the command you ran; rerun "
+                     "with RASTERCORE_DEBUG=1 for the traceback.", 1)
         if os.environ.get("RASTERCORE_DEBUG"):
             raise
         return 1
-    return 0
+    if status == 130:  # typer's exit status for a KeyboardInterrupt inside the command
+        return _interrupted(stderr)
+    return status if isinstance(status, int) else 0
+
+
+def _interrupted(stderr: _Stderr) -> int:
+    stderr.emit("interrupted", "interrupted; rerun the same command with --resume to finish", "rastercore: ",
+                status=130)
+    return 130
+
+
+def _usage(err) -> str:
+    """A usage error in one line, saying where the usage is; empty if the usage was printed instead (no arguments)."""
+    message = err.format_message() if hasattr(err, "format_message") else str(err)
+    if not message.strip():
+        return ""
+    context = getattr(err, "ctx", None)
+    where = context.command_path if context is not None else "rastercore"
+    return f"{message.rstrip('.')}; see `{where} --help`."
+
+
+def _interrupt_once():
+    """Make Ctrl-C raise KeyboardInterrupt once; later ones are ignored while the work shuts down.
+
+    Returns the previous SIGINT handler to restore, or None off the main
+    thread (where signal handlers cannot be set).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGINT, interrupt)
 
 
 def _quiet_cluster_logs() -> None:
@@ -590,11 +797,6 @@ def _quiet_cluster_logs() -> None:
     for name in ("distributed", "distributed.client", "distributed.batched", "distributed.worker",
                  "distributed.scheduler", "distributed.nanny", "tornado", "tornado.application"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
-def _fail(err: Exception) -> int:
-    print(f"rastercore: error: {' '.join(str(err).split())}", file=sys.stderr)
-    return 2
 
 
 def run() -> None:

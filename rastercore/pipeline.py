@@ -27,14 +27,17 @@ import time
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from rastercore._deprecated import renamed, renamed_keywords
-from rastercore.errors import PipelineError, StoreExistsError
-from rastercore.progress import ProgressMode
+from rastercore.checks import TILE_SIZE_RANGE, check_choice, check_compression
+from rastercore.errors import ParameterError, PipelineError, SamplingError, StoreExistsError
+from rastercore.progress import ProgressMode, check_progress
 from rastercore.store import DEFAULT_CODEC
 
-__all__ = ["Pipeline", "load_pipeline", "run_pipeline", "demo_pipeline"]
+__all__ = ["Pipeline", "load_pipeline", "run_pipeline", "demo_pipeline", "check_train_params", "RESERVED_PARAMS"]
+
+TileSize = Annotated[int, Field(ge=TILE_SIZE_RANGE[0], le=TILE_SIZE_RANGE[1])]
 
 
 class _Step(BaseModel):
@@ -68,7 +71,7 @@ class SynthStep(_Step):
     shape: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]]
     seed: int = 0
     looks: Annotated[int, Field(ge=1)] = 1
-    tile_size: Annotated[int, Field(ge=16)] = 1024
+    tile_size: TileSize = 1024
     old_names: ClassVar[dict[str, str]] = {"tile": "tile_size"}
 
 
@@ -79,7 +82,7 @@ class IngestStep(_Step):
     inputs: list[str] = Field(min_length=1)
     output: str
     bands: list[str] | None = None
-    tile_size: Annotated[int, Field(ge=16)] | None = None
+    tile_size: TileSize | None = None
     band_axis: int = 0
     nodata: float | None = None
     codec: Literal["lz4", "zstd", "none"] = DEFAULT_CODEC
@@ -104,6 +107,11 @@ class ExportStep(_Step):
     compress: str = "DEFLATE"
     resampling: str = "average"
 
+    @field_validator("compress")
+    @classmethod
+    def _known_compression(cls, value: str) -> str:
+        return check_compression(value, "compress")
+
 
 class FeaturesStep(_Step):
     """Write a feature store ``(feature, y, x)`` of a stack."""
@@ -113,7 +121,7 @@ class FeaturesStep(_Step):
     output: str
     features: list[dict] | dict
     normalize: Literal["zscore", "minmax", "percentile", "zca"] | None = None
-    tile_size: Annotated[int, Field(ge=16)] | None = None
+    tile_size: TileSize | None = None
     codec: Literal["lz4", "zstd", "none"] = DEFAULT_CODEC
 
 
@@ -175,6 +183,11 @@ class TrainStep(_Step):
     labels: list[float] | None = None
     seed: int = 0
 
+    @model_validator(mode="after")
+    def _known_params(self):
+        check_train_params(self.family, self.params, family_name="family", params_name="params")
+        return self
+
 
 class PredictStep(_Step):
     """Predict every pixel of a stack into a zarr mosaic (and a COG)."""
@@ -227,6 +240,9 @@ def load_pipeline(path: str | os.PathLike) -> Pipeline:
     path = Path(path)
     if not path.exists():
         raise PipelineError(f"pipeline file {path} does not exist.")
+    if path.is_dir():
+        raise PipelineError(f"pipeline file {path} is a directory; give a pipeline YAML file such as "
+                            "pipelines/demo.yaml.")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
@@ -261,9 +277,17 @@ def run_pipeline(
     Returns
     -------
     dict
-        ``outputs`` (step output name -> path) and ``seconds`` (step -> wall time).
+        ``outputs`` (step output name -> path, absolute) and ``seconds`` (step -> wall time).
+
+    Raises
+    ------
+    rastercore.errors.ParameterError
+        ``progress`` is not a progress mode (before any step runs).
+    StoreExistsError
+        The output directory holds outputs and ``overwrite`` is false.
     """
-    out = Path(output_dir or pipeline.output_dir)
+    check_progress(progress)
+    out = Path(output_dir or pipeline.output_dir).absolute()  # workers on a cluster do not share our directory
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise StoreExistsError(f"{out} already holds outputs; pass --overwrite to replace them.")
@@ -418,7 +442,9 @@ def demo_pipeline(shape: tuple[int, int] = (2048, 3072), *, seed: int = 0, tile_
              "bands": ["HH", "HV"], "tile_size": tile_size},
             {"kind": "quicklook", "input": "stack.zarr", "output": "quicklook.png"},
             {"kind": "sample", "stack": "stack.zarr", "target": "scene/target.tif", "output": "sample.h5",
-             "features": DEMO_FEATURES, "thresholds": [0.6], "n": 2000, "seed": seed},
+             "features": DEMO_FEATURES, "thresholds": [0.6], "n": 2000, "seed": seed,
+             # blocks small enough that a small demo scene still holds validation blocks
+             "block_size": max(8, min(256, min(shape) // 6))},
             {"kind": "train", "sample": "sample.h5", "output": "model.skops", "family": "svm",
              "params": {"probability": True}, "seed": seed},
             {"kind": "predict", "model": "model.skops", "stack": "stack.zarr", "output": "prediction.zarr",
@@ -430,3 +456,71 @@ def demo_pipeline(shape: tuple[int, int] = (2048, 3072), *, seed: int = 0, tile_
              "figures": False},
         ],
     })
+
+
+RESERVED_PARAMS = {"random_state": "seed (--seed)", "threshold": "labels (--labels)"}
+"""Estimator parameters set by their own option, not through ``params``."""
+
+
+def check_train_params(family: str, params, *, family_name: str = "family (--family)",
+                       params_name: str = "params (--params)") -> dict:
+    """``params`` if ``build_model(family, **params)`` takes them: checked before any work.
+
+    Keys must be parameters of the family's estimator (classifier or
+    regressor, see :func:`rastercore.training.build_model`), other than
+    :data:`RESERVED_PARAMS`; values must pass the checks of one of them
+    where it declares them (scikit-learn's parameter constraints).
+
+    Raises
+    ------
+    rastercore.errors.ParameterError
+        An unknown family, ``params`` not a mapping, an unknown or reserved key, or a value out of range.
+    """
+    from rastercore.training import MODEL_FAMILIES
+
+    check_choice(family, family_name, tuple(MODEL_FAMILIES))
+    if not isinstance(params, dict):
+        raise ParameterError(f"{params_name} must be a JSON object of estimator parameters, e.g. "
+                             f"'{{\"C\": 10}}', not {params!r}.")
+    reserved = sorted(params.keys() & RESERVED_PARAMS.keys())
+    if reserved:
+        raise ParameterError(f"{params_name} sets {reserved[0]}; set it with {RESERVED_PARAMS[reserved[0]]} instead.")
+    estimators = _family_estimators(family)
+    allowed = set().union(*(e.get_params(deep=False) for e in estimators)) - RESERVED_PARAMS.keys()
+    unknown = sorted(map(str, params.keys() - allowed))
+    if unknown:
+        verb = "is not a parameter" if len(unknown) == 1 else "are not parameters"
+        raise ParameterError(f"{params_name}: {', '.join(map(repr, unknown))} {verb} of the {family} model; its "
+                             f"parameters are {', '.join(sorted(allowed))}.")
+    candidates = [e for e in estimators if params.keys() <= e.get_params(deep=False).keys()]
+    if not candidates:
+        raise ParameterError(f"{params_name} mixes parameters of the {family} classifier and regressor "
+                             f"({', '.join(sorted(params))}); give those of one of them.")
+    problems = [_param_problem(e, params) for e in candidates]
+    if all(problems):  # no estimator of the family takes these values
+        raise ParameterError(f"{params_name}: {problems[0]}")
+    return params
+
+
+def _family_estimators(family: str) -> list:
+    """The unfitted estimators of ``family``: its classifier and, if it has one, its regressor."""
+    from rastercore.training import build_model
+
+    estimators = []
+    for task in ("classification", "regression"):
+        try:
+            estimators.append(build_model(family, task=task, threshold=0.0))
+        except SamplingError:  # a classifier-only family
+            continue
+    return estimators
+
+
+def _param_problem(estimator, params: dict) -> str | None:
+    """What the estimator's own checks (scikit-learn's parameter constraints, where declared) say of ``params``."""
+    try:
+        estimator.set_params(**params)
+        if hasattr(type(estimator), "_parameter_constraints"):
+            estimator._validate_params()
+    except (TypeError, ValueError) as err:
+        return " ".join(str(err).split())
+    return None

@@ -7,9 +7,19 @@ import sys
 import time
 from typing import Literal
 
-__all__ = ["Progress", "ProgressMode"]
+from rastercore.errors import ParameterError
+
+__all__ = ["Progress", "ProgressMode", "PROGRESS_MODES", "check_progress"]
 
 ProgressMode = Literal["auto", "bar", "json", "none"]
+PROGRESS_MODES = ("auto", "bar", "json", "none")
+
+
+def check_progress(mode, name: str = "progress (--progress)") -> ProgressMode:
+    """``mode`` if it is one of :data:`PROGRESS_MODES`, else a :class:`rastercore.errors.ParameterError`."""
+    if mode not in PROGRESS_MODES:
+        raise ParameterError(f"{name} must be one of {', '.join(PROGRESS_MODES)}, not {mode!r}.")
+    return mode
 
 
 class Progress:
@@ -28,13 +38,18 @@ class Progress:
         when stderr is a terminal and silent otherwise.
     initial : int, default 0
         Units already done (a resumed run).
+    unit : str, default "tile"
+        What a unit is, shown by the bar.
+
+    Raises
+    ------
+    rastercore.errors.ParameterError
+        ``mode`` is not one of :data:`PROGRESS_MODES`.
     """
 
-    def __init__(self, stage: str, total: int, *, mode: ProgressMode = "auto", initial: int = 0):
-        if mode == "auto":
+    def __init__(self, stage: str, total: int, *, mode: ProgressMode = "auto", initial: int = 0, unit: str = "tile"):
+        if check_progress(mode) == "auto":
             mode = "bar" if sys.stderr.isatty() else "none"
-        if mode not in ("bar", "json", "none"):
-            raise ValueError(f"progress mode must be 'auto', 'bar', 'json' or 'none', not {mode!r}")
         self.stage, self.total, self.mode, self.done = stage, total, mode, initial
         self._start = time.perf_counter()
         self._initial = initial
@@ -42,7 +57,7 @@ class Progress:
         if mode == "bar":
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, initial=initial, desc=stage, unit="tile", file=sys.stderr)
+            self._bar = tqdm(total=total, initial=initial, desc=stage, unit=unit, file=sys.stderr)
 
     def update(self, n: int = 1) -> None:
         """Record ``n`` more finished units."""

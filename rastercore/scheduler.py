@@ -20,10 +20,14 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
+import warnings
 from collections.abc import Iterator
 
 import dask
@@ -31,6 +35,7 @@ import dask.local
 import dask.threaded
 import numpy as np
 
+from rastercore.checks import check_scheduler
 from rastercore.errors import SchedulerUnreachableError
 
 __all__ = ["client", "SCHEDULER_ENV", "resolve_scheduler", "active_client", "cluster_error", "worker_threads", "cluster_resources",
@@ -55,6 +60,7 @@ def client(
     processes: bool = True,
     connect_timeout: str = "10s",
     quiet: bool = False,
+    progress: str = "bar",
 ) -> Iterator[object | None]:
     """Run the enclosed work on a dask scheduler; yield its client (or ``None``).
 
@@ -72,17 +78,33 @@ def client(
         sharing 80 % of the machine's memory.  Its workers run without
         distributed's profiler and malloc trimming (:data:`LOCAL_WORKER_CONFIG`)
         and log only critical messages: errors reach the caller as exceptions.
+        Worker processes also keep their warnings to themselves (a library's
+        warning in a task would print raw, once per worker); rastercore's own
+        notices come from this process, where the inputs are opened and checked.
     connect_timeout : str, default "10s"
         How long to try to reach a scheduler given by address.
     quiet : bool, default False
         Do not print the dashboard address.
+    progress : {"bar", "json", "none", "auto"}, default "bar"
+        How the enclosed work reports progress; the line announcing a
+        cluster (threads, dashboard) is part of it: a line of text with
+        ``"bar"``, a JSON object with ``"json"`` (``{"event": "cluster",
+        ...}``, so stderr holds only JSON lines), nothing with ``"none"``;
+        ``"auto"`` is ``"bar"`` on a terminal and ``"none"`` otherwise.
 
     Yields
     ------
     distributed.Client or None
         ``None`` for ``"threads"`` and ``"sync"``.
+
+    Raises
+    ------
+    rastercore.errors.ParameterError
+        ``scheduler`` is neither a known name nor a scheduler address (before anything starts).
+    SchedulerUnreachableError
+        No scheduler answers at the address.
     """
-    scheduler = resolve_scheduler(scheduler)
+    scheduler = check_scheduler(resolve_scheduler(scheduler))
     if scheduler in ("threads", "sync"):
         with dask.config.set(scheduler="synchronous" if scheduler == "sync" else "threads"):
             yield None
@@ -90,11 +112,21 @@ def client(
     from distributed import Client, LocalCluster
 
     if scheduler == "local":
-        with dask.config.set(LOCAL_WORKER_CONFIG):
-            cluster = LocalCluster(**_local_sizing(n_workers, threads_per_worker, memory_limit),
-                                   processes=processes, dashboard_address=":0", silence_logs=logging.CRITICAL)
+        # Worker processes started while SIGINT is ignored ignore it too: on Ctrl-C (sent to the whole process
+        # group) this process stops the work and closes the cluster, and no worker prints a traceback.
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if on_main_thread else None
+        try:
+            with dask.config.set(LOCAL_WORKER_CONFIG):
+                cluster = LocalCluster(**_local_sizing(n_workers, threads_per_worker, memory_limit),
+                                       processes=processes, dashboard_address=":0", silence_logs=logging.CRITICAL)
+        finally:
+            if on_main_thread:
+                signal.signal(signal.SIGINT, handler)
         with cluster, Client(cluster) as dask_client:
-            _announce(dask_client, "local dask cluster", quiet)
+            if processes:
+                dask_client.run(warnings.simplefilter, "ignore")
+            _announce(dask_client, "local dask cluster", quiet, progress)
             yield dask_client
         return
     try:
@@ -105,7 +137,7 @@ def client(
             f"(--scheduler or ${SCHEDULER_ENV}) or leave it unset to start a local cluster."
         ) from err
     with dask_client:
-        _announce(dask_client, f"dask cluster at {scheduler}", quiet)
+        _announce(dask_client, f"dask cluster at {scheduler}", quiet, progress)
         yield dask_client
 
 
@@ -136,10 +168,16 @@ def _local_sizing(n_workers, threads_per_worker, memory_limit) -> dict:
     return {"n_workers": n_workers, "threads_per_worker": threads_per_worker, "memory_limit": memory_limit}
 
 
-def _announce(dask_client, what: str, quiet: bool) -> None:
-    if not quiet:
-        threads = sum(dask_client.nthreads().values())
-        print(f"{what}: {threads} threads, dashboard {dask_client.dashboard_link}", file=sys.stderr)
+def _announce(dask_client, what: str, quiet: bool, progress: str) -> None:
+    """One line on stderr: the cluster's threads and dashboard (a JSON object with ``progress="json"``)."""
+    if quiet or progress == "none" or (progress == "auto" and not sys.stderr.isatty()):
+        return
+    threads, dashboard = sum(dask_client.nthreads().values()), dask_client.dashboard_link
+    if progress == "json":
+        line = json.dumps({"event": "cluster", "cluster": what, "threads": threads, "dashboard": dashboard})
+    else:
+        line = f"{what}: {threads} threads, dashboard {dashboard}"
+    print(line, file=sys.stderr, flush=True)
 
 
 def cluster_error(error: BaseException) -> Exception | None:

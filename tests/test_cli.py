@@ -1,10 +1,15 @@
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 
 from rastercore.cli import app, main
 from tests.conftest import write_tif
@@ -78,25 +83,148 @@ def test_ingest_info_export_with_json_progress(tmp_path, hh_hv, capsys):
     "argv,message",
     [
         (["info", "{tmp}/missing.tif"], "missing.tif does not exist"),
-        (["ingest", "{hh}", "{odd}", "-o", "{tmp}/s.zarr", "--scheduler", "sync"], "do not line up"),
+        (["ingest", "{hh}", "{odd}", "-o", "{tmp}/s.zarr", "--scheduler", "sync"], "in different CRSs"),
         (["ingest", "{hh}", "-o", "{tmp}/s.zarr", "--bands", "A,B", "--scheduler", "sync"], "2 band names given"),
         (["ingest", "{hh}", "-o", "{tmp}", "--scheduler", "sync"], "already exists"),
         (["info", "{tmp}/never.zarr"], "does not exist"),
-        (["ingest", "{hh}", "-o", "{tmp}/c.zarr", "--codec", "gzip", "--scheduler", "sync"], "unknown codec 'gzip'"),
+        (["ingest", "{hh}", "-o", "{tmp}/c.zarr", "--codec", "gzip", "--scheduler", "sync"],
+         "codec (--codec) must be one of lz4, zstd, none, not 'gzip'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, hh_hv, capsys, argv, message):
     (hh, _), _ = hh_hv
-    odd = write_tif(tmp_path / "odd.tif", np.zeros((10, 10), np.float32))
+    odd = write_tif(tmp_path / "odd.tif", np.zeros((10, 10), np.float32), crs="EPSG:4326",
+                    transform=Affine(0.001, 0, 15.0, 0, -0.001, 36.0))
     argv = [a.format(tmp=tmp_path, hh=hh, odd=odd) for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("rastercore: error:") and message in err[0]
 
 
-def test_usage_error_exits_2(capsys):
+def test_usage_error_is_one_line_and_exits_2(capsys):
     assert main(["ingest"]) == 2
-    assert "Missing argument" in capsys.readouterr().err
+    assert capsys.readouterr().err.splitlines() == [
+        "rastercore: error: Missing argument 'inputs'; see `rastercore ingest --help`."]
+
+
+def test_version(capsys):
+    from rastercore import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"rastercore {__version__}\n"
+
+
+def test_with_json_progress_stderr_is_only_json_lines_on_a_local_cluster(tmp_path, capfd, monkeypatch):
+    """The cluster, the progress and the notices are JSON objects; nothing else reaches stderr."""
+    monkeypatch.delenv("RASTERCORE_SCHEDULER", raising=False)
+    scan = write_tif(tmp_path / "scan.png", np.zeros((64, 64), np.uint8), crs=None, driver="PNG")
+    assert main(["ingest", scan, "-o", str(tmp_path / "s.zarr"), "--tile-size", "32", "--progress", "json"]) == 0
+    lines = capfd.readouterr().err.splitlines()
+    assert [line for line in lines if not line.startswith("{")] == []
+    records = [json.loads(line) for line in lines]
+    cluster = [r for r in records if r.get("event") == "cluster"]
+    assert len(cluster) == 1 and cluster[0]["threads"] >= 1 and cluster[0]["dashboard"].startswith("http")
+    assert any(r.get("event") == "notice" and "no CRS or geotransform" in r["message"] for r in records)
+    assert records[-1]["stage"] == "ingest" and records[-1]["done"] == records[-1]["total"] > 0
+
+
+def test_without_progress_a_local_cluster_prints_nothing(tmp_path, hh_hv, capfd, monkeypatch):
+    monkeypatch.delenv("RASTERCORE_SCHEDULER", raising=False)
+    (hh, _), _ = hh_hv
+    assert main(["ingest", hh, "-o", str(tmp_path / "s.zarr"), "--progress", "none"]) == 0
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("command", ["sample", "train", "evaluate", "stats"])
+def test_every_long_command_takes_progress(command, capsys):
+    assert main([command, "--help"]) == 0
+    assert "--progress" in capsys.readouterr().out
+
+
+def test_stats_reports_json_progress(small_stack, capsys):
+    capsys.readouterr()
+    assert main(["stats", small_stack, "--scheduler", "sync", "--progress", "json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(r["stage"], r["done"], r["total"]) for r in records] == [("stats", 1, 1)]
+
+
+@pytest.mark.parametrize(
+    "argv,target,paths",
+    [
+        (["ingest", "a.tif", "b.h5:/data/HV", "-o", "s.zarr"], "rastercore.stack.ingest", ["a.tif", "b.h5:/data/HV", "s.zarr"]),
+        (["synth", "scene", "--size", "8x8"], "rastercore.datasets.write_synthetic_scene", ["scene"]),
+        (["run", "p.yaml"], "rastercore.pipeline.load_pipeline", ["p.yaml"]),
+        (["train", "t.h5", "-o", "m.skops"], "rastercore.sampling.read_table", ["t.h5"]),
+    ],
+    ids=["ingest", "synth", "run", "train"],
+)
+def test_path_arguments_reach_the_work_absolute(tmp_path, monkeypatch, capsys, argv, target, paths):
+    """Workers on a cluster run elsewhere: every path the CLI hands on is absolute."""
+    import importlib
+
+    from rastercore.errors import ParameterError
+
+    received = []
+
+    def stop(*args, **kwargs):
+        received.extend(str(a) for a in [*args, *kwargs.values()] for a in (a if isinstance(a, list) else [a]))
+        raise ParameterError("stopped here")
+
+    module, name = target.rsplit(".", 1)
+    monkeypatch.setattr(importlib.import_module(module), name, stop)
+    monkeypatch.chdir(tmp_path)
+    assert main(argv + (["--scheduler", "sync"] if argv[0] != "run" else [])) == 2
+    assert "stopped here" in capsys.readouterr().err
+    assert {str(tmp_path / p) for p in paths} <= set(received)
+
+
+def test_urls_and_vsi_paths_are_kept_as_given():
+    from rastercore.cli import _absolute
+
+    assert _absolute("s3://bucket/a.tif") == "s3://bucket/a.tif"
+    assert _absolute("/vsicurl/https://host/a.tif") == "/vsicurl/https://host/a.tif"
+    assert _absolute(Path("a.zarr")) == Path.cwd() / "a.zarr" and _absolute(None) is None
+
+
+@pytest.fixture(scope="module")
+def busy_scene(tmp_path_factory):
+    """Two 1024 x 1024 bands: an ingest in 64-px tiles (256 tiles) runs for seconds."""
+    tmp = tmp_path_factory.mktemp("busy")
+    rng = np.random.default_rng(1)
+    bands = rng.gamma(1.0, 0.2, (2, 1024, 1024)).astype(np.float32)
+    return [write_tif(tmp / f"{name}.tif", band) for name, band in zip(("HH", "HV"), bands)], bands
+
+
+def _ctrl_c_after_the_first_tile(argv: list[str], output: Path) -> subprocess.CompletedProcess:
+    """Run ``rastercore argv`` and send SIGINT to its process group (as Ctrl-C in a terminal) once a tile is written."""
+    from rastercore.store import LEDGER_DIR, partial_path
+
+    env = {k: v for k, v in os.environ.items() if k != "RASTERCORE_SCHEDULER"}
+    proc = subprocess.Popen([sys.executable, "-m", "rastercore.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
+    ledger, deadline = partial_path(output) / LEDGER_DIR, time.monotonic() + 120
+    while not any(ledger.glob("*.done")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no tile was written in 120 s"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("scheduler", [["--scheduler", "threads"], []], ids=["threads", "local-cluster"])
+def test_ctrl_c_is_one_line_exit_130_and_resume_finishes(busy_scene, tmp_path, scheduler):
+    (hh, hv), bands = busy_scene
+    output = tmp_path / "s.zarr"
+    argv = ["ingest", hh, hv, "-o", str(output), "--tile-size", "64", "--progress", "none"]
+    result = _ctrl_c_after_the_first_tile(argv + scheduler, output)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.splitlines() == ["rastercore: interrupted; rerun the same command with --resume to finish"]
+    assert not output.exists()
+    assert main(argv + ["--resume", "--scheduler", "threads"]) == 0
+    from rastercore import open_stack
+
+    np.testing.assert_array_equal(open_stack(output).values, bands)
 
 
 def test_console_script_prints_no_traceback(tmp_path):

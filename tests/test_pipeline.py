@@ -7,7 +7,7 @@ import pytest
 
 from rastercore import open_stack
 from rastercore.cli import main
-from rastercore.errors import PipelineError, RasterCoreDeprecationWarning
+from rastercore.errors import ParameterError, PipelineError, RasterCoreDeprecationWarning
 from rastercore.pipeline import demo_pipeline, load_pipeline, run_pipeline
 
 DEMO_YAML = Path(__file__).parents[1] / "pipelines" / "demo.yaml"
@@ -47,6 +47,16 @@ def test_run_a_small_pipeline(tmp_path):
          r"steps\.0\.reduce\.n_clusters"),
         ("name: x\noutput_dir: o\nsteps:\n  - {kind: synth, output: a, shape: [8, 8], tile: 64, tile_size: 64}\n",
          "give tile_size only; tile is its old name"),
+        ("name: x\noutput_dir: o\nsteps:\n  - {kind: ingest, inputs: [a.tif], output: s.zarr, tile_size: 100000}\n",
+         r"steps\.0\.ingest\.tile_size: Input should be less than or equal to 8192"),
+        ("name: x\noutput_dir: o\nsteps:\n  - {kind: export, input: s.zarr, output: s.tif, compress: gzip}\n",
+         r"steps\.0\.export\.compress: Value error, compress must be one of DEFLATE"),
+        ("name: x\noutput_dir: o\nsteps:\n  - {kind: train, sample: s.h5, output: m.skops, family: svn}\n",
+         r"steps\.0\.train: Value error, family must be one of svm"),
+        ("name: x\noutput_dir: o\nsteps:\n  - {kind: train, sample: s.h5, output: m.skops, params: {c: 1}}\n",
+         r"steps\.0\.train: Value error, params: 'c' is not a parameter of the svm model; its parameters are C, "),
+        ("name: x\noutput_dir: o\nsteps:\n  - {kind: train, sample: s.h5, output: m.skops, family: hgb, "
+         "params: {learning_rate: -1}}\n", r"params: The 'learning_rate' parameter of HistGradientBoostingClassifier"),
     ],
 )
 def test_bad_pipeline_names_the_field(tmp_path, text, message):
@@ -76,6 +86,38 @@ def test_old_field_names_still_validate_with_a_warning_naming_the_file(tmp_path,
         assert load_pipeline(tmp_path / "new.yaml") == pipeline
 
 
+def test_a_directory_is_not_a_pipeline_file(tmp_path):
+    with pytest.raises(PipelineError, match="is a directory; give a pipeline YAML file"):
+        load_pipeline(tmp_path)
+
+
+def test_a_bad_progress_mode_is_refused_before_any_step(tmp_path):
+    with pytest.raises(ParameterError, match=r"progress \(--progress\) must be one of auto, bar, json, none"):
+        run_pipeline(demo_pipeline((64, 64), tile_size=32, output_dir=str(tmp_path / "out")), progress="verbose")
+    assert not (tmp_path / "out").exists()
+
+
+def test_outputs_are_absolute_whatever_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pipeline = load_pipeline_text(tmp_path, "name: x\noutput_dir: rel\nsteps:\n  - {kind: synth, output: a, shape: [8, 8]}\n")
+    result = run_pipeline(pipeline, progress="none")
+    assert result["outputs"] == {"a": str(tmp_path / "rel" / "a")} and (tmp_path / "rel" / "a" / "HH.tif").exists()
+
+
+def load_pipeline_text(tmp_path, text):
+    (tmp_path / "p.yaml").write_text(text)
+    return load_pipeline(tmp_path / "p.yaml")
+
+
+@pytest.mark.parametrize("family,params", [("svm", {"C": 10, "probability": True}), ("hgb", {"quantile": 0.5}),
+                                           ("forest", {"n_estimators": 10, "criterion": "squared_error"}),
+                                           ("hurdle", {"clip": True}), ("multilabel", {})])
+def test_train_params_of_the_classifier_or_the_regressor_pass(family, params):
+    from rastercore.pipeline import check_train_params
+
+    assert check_train_params(family, params) == params
+
+
 def test_demo_pipeline_tile_is_the_old_name_of_tile_size():
     with pytest.warns(RasterCoreDeprecationWarning, match=r"demo_pipeline\(\): tile is now called tile_size"):
         old = demo_pipeline((256, 320), tile=128)
@@ -84,7 +126,7 @@ def test_demo_pipeline_tile_is_the_old_name_of_tile_size():
 
 def test_cli_run(tmp_path, capsys):
     yaml_text = (DEMO_YAML.read_text().replace("[2048, 3072]", "[256, 256]").replace("1024", "128")
-                 .replace("n: 2000", "n: 300"))
+                 .replace("n: 2000", "n: 300\n    block_size: 32"))  # a 256-px scene needs small split blocks
     (tmp_path / "p.yaml").write_text(yaml_text)
     code = main(["run", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "o"), "--scheduler", "sync",
                  "--progress", "none"])

@@ -1,3 +1,4 @@
+import json
 import time
 
 import dask
@@ -6,7 +7,7 @@ import pytest
 from distributed import LocalCluster, get_task_stream
 
 from rastercore import ingest
-from rastercore.errors import SchedulerUnreachableError
+from rastercore.errors import ParameterError, SchedulerUnreachableError
 from rastercore.scheduler import SCHEDULER_ENV, choose_tile_size, client, compute_bounded, resolve_scheduler
 
 
@@ -44,6 +45,40 @@ def test_existing_cluster_by_address_and_environment(tmp_path, hh_hv, monkeypatc
                 stack = ingest([hh, hv], tmp_path / "s.zarr", tile_size=128, progress="none")
             assert len(stream.data) >= 6
     np.testing.assert_array_equal(stack.values, expected)
+
+
+@pytest.mark.parametrize("scheduler", ["bogus", "local-cluster", "127.0.0.1:8786", "http://host:8786", "tcp://"])
+def test_a_scheduler_that_is_neither_a_name_nor_an_address_is_refused_before_anything_starts(scheduler, monkeypatch):
+    import distributed
+
+    monkeypatch.setattr(distributed, "Client", None)  # nothing may try to connect
+    with pytest.raises(ParameterError, match=f"must be 'local', 'threads', 'sync' or a scheduler address such as "
+                                             f"tcp://host:8786 .*not '{scheduler}'"):
+        with client(scheduler):
+            pass
+
+
+@pytest.mark.parametrize("address", ["tcp://10.0.0.1:8786", "tls://scheduler.example:8786", "tcp://[::1]:8786",
+                                     "inproc://10.0.0.1/123/1", "tcp://host"])
+def test_scheduler_addresses_are_accepted(address):
+    from rastercore.checks import check_scheduler
+
+    assert check_scheduler(address) == address
+
+
+@pytest.mark.parametrize("progress,expected", [("json", "json"), ("bar", "text"), ("none", None), ("auto", None)])
+def test_the_cluster_line_follows_the_progress_mode(progress, expected, capsys):
+    with client("local", n_workers=1, threads_per_worker=1, processes=False, progress=progress):
+        pass
+    err = capsys.readouterr().err.splitlines()
+    if expected is None:  # "auto" off a terminal (pytest captures stderr) is "none"
+        assert err == []
+    elif expected == "json":
+        record = json.loads(err[0])
+        assert len(err) == 1 and record["event"] == "cluster" and record["threads"] == 1
+        assert record["cluster"] == "local dask cluster" and record["dashboard"].startswith("http")
+    else:
+        assert len(err) == 1 and err[0].startswith("local dask cluster: 1 threads, dashboard http")
 
 
 def test_unreachable_scheduler_is_a_clear_error():
