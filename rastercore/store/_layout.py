@@ -22,7 +22,7 @@ from dask.base import tokenize
 from rastercore.errors import CodecError, IncompleteStoreError, NotAStackError, SourceNotFoundError, StoreChangedError
 
 __all__ = ["DATA_VAR", "COMPLETE_ATTR", "CODECS", "DEFAULT_CODEC", "store_codecs", "partial_path", "open_stack",
-           "open_tile_array", "store_stamp", "check_stamp", "store_reader", "CheckedArray"]
+           "open_tile_array", "store_stamp", "check_stamp", "read_checked", "store_reader", "CheckedArray"]
 
 DATA_VAR = "data"
 COMPLETE_ATTR = "rastercore_complete"
@@ -190,12 +190,17 @@ class CheckedArray:
         self.shape, self.dtype, self.ndim = tuple(array.shape), np.dtype(array.dtype), array.ndim
 
     def __getitem__(self, key):
-        try:
-            values = open_tile_array(self.path)[key]
-        except FileNotFoundError:
-            values = None
-        check_stamp(self.path, self.stamp)
-        return values
+        return read_checked(self.path, self.stamp, key)
+
+
+def read_checked(store: str, stamp: tuple[int, int, int], key):
+    """``data[key]`` of ``store``, read and then checked to come from the store opened as ``stamp``."""
+    try:
+        values = np.asarray(open_tile_array(store)[key])
+    except FileNotFoundError:  # removed meanwhile: check_stamp says so
+        values = None
+    check_stamp(store, stamp)
+    return values
 
 
 def check_stamp(store: str | os.PathLike, stamp: tuple[int, int, int]) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 
 from rastercore._memory import output_array
 
-from ._layout import check_stamp, open_tile_array, store_stamp
+from ._layout import open_tile_array, read_checked, store_stamp
 
 __all__ = ["ChunkCache", "CACHE", "StoreWindows"]
 
@@ -122,7 +122,7 @@ CACHE = ChunkCache(int(os.environ.get("RASTERCORE_CHUNK_CACHE_MB", "512")) * 2**
 class StoreWindows:
     """Windows of the ``data`` array of a rastercore store, read through :data:`CACHE`.
 
-    Picklable (the zarr array is reopened lazily in each process).  The key of
+    Picklable (chunks are read through the per-process :func:`open_tile_array`).  The key of
     a chunk includes the store's modification stamp, so a rewritten store is
     never served from stale entries.
 
@@ -143,17 +143,6 @@ class StoreWindows:
         self.chunks = tuple(array.chunks)
         self.dtype = np.dtype(array.dtype)
         self.stamp = store_stamp(self.path)
-        self._array = array
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_array"] = None
-        return state
-
-    def _zarr(self):
-        if self._array is None:
-            self._array = open_tile_array(self.path)
-        return self._array
 
     @property
     def key(self) -> tuple:
@@ -163,16 +152,8 @@ class StoreWindows:
         cy, cx = self.chunks[-2:]
         rows = slice(ci * cy, min((ci + 1) * cy, self.shape[-2]))
         cols = slice(cj * cx, min((cj + 1) * cx, self.shape[-1]))
-        return CACHE.get(self.key + (ci, cj), lambda: self._read_checked(rows, cols), group_budget=self.working_set)
-
-    def _read_checked(self, rows: slice, cols: slice) -> np.ndarray:
-        """Decompress one chunk, then make sure the store is still the one opened (see :func:`check_stamp`)."""
-        try:
-            values = np.asarray(self._zarr()[..., rows, cols])
-        except FileNotFoundError:
-            values = None
-        check_stamp(self.path, self.stamp)
-        return values
+        return CACHE.get(self.key + (ci, cj), lambda: read_checked(self.path, self.stamp, (Ellipsis, rows, cols)),
+                         group_budget=self.working_set)
 
     @property
     def working_set(self) -> int:
