@@ -12,6 +12,15 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 
+CLI = """
+import resource, sys
+from rastercore.cli import main
+status = main(sys.argv[1:])
+assert status == 0, status
+result["children_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+"""
+"""A job running the ``rastercore`` command line with its arguments, as a user does (for :func:`run_cli`)."""
+
 
 def run_measured(code: str, *args: str) -> dict:
     """Run ``code`` in a new Python process; return its wall time, peak RSS and printed JSON.
@@ -35,6 +44,14 @@ def run_measured(code: str, *args: str) -> dict:
         raise RuntimeError(f"benchmark job failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["load_average_before"] = round(load_before, 2)  # > ~0.5 means something else was running
+    return result
+
+
+def run_cli(*argv: str) -> dict:
+    """Run ``rastercore argv...`` in a new process: :func:`run_measured`, with the peak RSS the larger of the
+    process's own and its children's (the default scheduler's local cluster workers)."""
+    result = run_measured(CLI, *argv)
+    result["peak_rss_mib"] = max(result["peak_rss_mib"], result.pop("children_peak_rss_mib"))
     return result
 
 

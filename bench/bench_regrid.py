@@ -4,7 +4,9 @@
    layout (4 bands at 10 m, 6 at 20 m, 2 at 60 m, tiled float32 GeoTIFFs) at
    two sizes 8x apart, onto the 10 m grid, each job in a fresh process:
 
-   * ``rastercore.ingest`` of the 12 files (window-by-window warping);
+   * ``rastercore.ingest`` of the 12 files (window-by-window warping) on
+     threads, and ``rastercore ingest`` on the command line's default
+     scheduler (a local cluster; peak RSS of the process or its workers);
    * rioxarray: ``open_rasterio(chunks)`` + ``reproject_match`` to the 10 m
      band + ``concat`` + ``to_zarr``;
    * "warp first": ``rasterio.warp.reproject`` of each whole band onto the
@@ -27,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_measured, save  # noqa: E402
+from _common import run_cli, run_measured, save  # noqa: E402
 
 MAKE = """
 import sys, numpy as np, rasterio
@@ -135,10 +137,15 @@ def main() -> None:
             scene.mkdir()
             run_measured(MAKE, str(scene), str(side))
             runs = {}
-            for label, code in (("rastercore", RASTERCORE), ("rioxarray reproject_match", RIOXARRAY),
+            for label, code in (("rastercore (threads)", RASTERCORE), ("rioxarray reproject_match", RIOXARRAY),
                                 ("warp whole bands first, then ingest", WARP_FIRST)):
                 runs[label] = run_measured(code, str(scene), str(Path(tmp, f"{label[:5]}{side}.zarr")), ",".join(NAMES))
                 print(side, label, runs[label], flush=True)
+            label = "rastercore ingest (CLI, default scheduler)"
+            runs[label] = run_cli("ingest", *(str(scene / f"{n}.tif") for n in NAMES), "-o",
+                                  str(Path(tmp, f"cli{side}.zarr")), "--bands", ",".join(NAMES), "--tile-size", "1024",
+                                  "--progress", "none")
+            print(side, label, runs[label], flush=True)
             results["ingest"][f"{side}x{side} (10 m grid), 12 bands"] = runs
         small, large = results["ingest"].values()
         results["ingest_rss_ratio"] = {k: round(large[k]["peak_rss_mib"] / small[k]["peak_rss_mib"], 2) for k in small}

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, run_measured, save  # noqa: E402
+from _common import RESULTS, run_cli, run_measured, save  # noqa: E402
 
 SPEC = [{"name": "box_mean", "size": 9}, {"name": "gaussian", "sigma": 3.0}, {"name": "cv", "size": 9}]
 
@@ -48,15 +48,6 @@ target = target_on_grid(paths["target"], stack, kind="continuous")
 table = draw_sample(stack, target, spec, n=2000, thresholds=0.6, seed=0)
 train_from_table(table, "svm", params={"C": 10.0, "gamma": 0.5}, path=out + "/model.skops")
 """
-
-COMMAND = """
-import resource, sys
-from rastercore.cli import main
-status = main(sys.argv[1:])
-assert status == 0, status
-result["children_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-"""
-
 
 def _commands(tmp: Path, scheduler: str, n: int) -> dict[str, list[str]]:
     common = ["--scheduler", scheduler]
@@ -84,10 +75,9 @@ def main() -> None:
         print("prepared", prepared, flush=True)
         for scheduler in ("threads", "local"):
             for stage, argv in _commands(tmp, scheduler, args.n).items():
-                tries = [run_measured(COMMAND, *argv) for _ in range(args.repeat)]
+                tries = [run_cli(*argv) for _ in range(args.repeat)]
                 best = min(tries, key=lambda r: r["seconds"])
                 best["all_seconds"] = [round(r["seconds"], 2) for r in tries]
-                best["peak_rss_mib"] = max(best["peak_rss_mib"], best.pop("children_peak_rss_mib"))
                 runs[f"{stage} ({scheduler})"] = best
                 print(args.label, stage, scheduler, best, flush=True)
     previous = RESULTS / "stages.json"

@@ -155,22 +155,48 @@ def ingest(
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted ingest of the same inputs.")] = False,
     codec: CodecOpt = DEFAULT_CODEC,
+    grid: Annotated[Optional[str], typer.Option(
+        "--grid", help="Adopt the grid (CRS, transform, size) of this raster or stack.")] = None,
+    resolution: Annotated[Optional[float], typer.Option(
+        help="Pixel size of the stack in its CRS's units (default: the finest input's, when they differ).")] = None,
+    crs: Annotated[Optional[str], typer.Option(
+        help="CRS of the stack, e.g. EPSG:32633 (needed with --resolution when the inputs' CRSs differ).")] = None,
+    bounds: Annotated[Optional[str], typer.Option(
+        help="Extent of the stack in its CRS: LEFT,BOTTOM,RIGHT,TOP.")] = None,
+    extent: Annotated[str, typer.Option(
+        help="Without --bounds: cover the inputs' 'intersection' or their 'union'.")] = "intersection",
+    resampling: Annotated[Optional[list[str]], typer.Option(
+        help="BAND=METHOD (repeat, or comma-separate), e.g. QA=nearest; default nearest for categorical bands "
+             "(QA, SCL, masks), average when downsampling, bilinear otherwise.")] = None,
+    assets: Annotated[Optional[str], typer.Option(
+        help="For a STAC item input: comma-separated asset keys or common names, e.g. red,nir,SCL.")] = None,
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = "auto",
 ) -> None:
-    """Ingest co-registered rasters into one zarr-backed stack, tile by tile."""
+    """Ingest rasters into one zarr-backed stack, tile by tile, resampled onto one grid when they differ.
+
+    Inputs may be local paths, URLs (https://, s3://, gs://, az://), GDAL /vsi paths or STAC item JSON files.
+    """
+    from rastercore.io.regrid import check_bounds
     from rastercore.scheduler import client
     from rastercore.stack import describe
     from rastercore.stack import ingest as ingest_stack
 
     check_tile_size(tile_size)
     check_choice(band_axis, "band_axis (--band-axis)", (0, -1, 2))
+    check_choice(extent, "extent (--extent)", ("intersection", "union"))
     inputs = [_raster(spec, "input") for spec in _absolute(inputs)]
     output = _absolute(output)
     names = [b.strip() for b in bands.split(",")] if bands else None
+    grid_options = {
+        "grid": _raster(_absolute(grid), "--grid") if grid else None,
+        "resolution": resolution, "crs": crs, "extent": extent, "assets": assets,
+        "bounds": check_bounds(bounds) if bounds else None,
+        "resampling": ",".join(resampling) if resampling else None,
+    }
     with client(scheduler, progress=progress):
         ingest_stack(inputs, output, bands=names, tile_size=tile_size, band_axis=band_axis, nodata=nodata,
-                     overwrite=overwrite, resume=resume, progress=progress, codec=codec)
+                     overwrite=overwrite, resume=resume, progress=progress, codec=codec, **grid_options)
     _print_description(describe(output))
 
 

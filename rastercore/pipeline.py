@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from rastercore._deprecated import renamed, renamed_keywords
 from rastercore.checks import TILE_SIZE_RANGE, check_choice, check_compression
 from rastercore.errors import ParameterError, PipelineError, SamplingError, StoreExistsError
+from rastercore.io.sources import is_remote
 from rastercore.progress import ProgressMode, check_progress
 from rastercore.store import DEFAULT_CODEC
 
@@ -86,6 +87,13 @@ class IngestStep(_Step):
     band_axis: int = 0
     nodata: float | None = None
     codec: Literal["lz4", "zstd", "none"] = DEFAULT_CODEC
+    grid: str | None = None
+    resolution: Annotated[float, Field(gt=0)] | None = None
+    crs: str | None = None
+    bounds: tuple[float, float, float, float] | None = None
+    extent: Literal["intersection", "union"] = "intersection"
+    resampling: dict[str, str] | None = None
+    assets: list[str] | None = None
 
 
 class QuicklookStep(_Step):
@@ -316,7 +324,8 @@ def _run_ingest(step: IngestStep, out: Path, progress: ProgressMode) -> None:
 
     ingest([_inside(out, p) for p in step.inputs], out / step.output, bands=step.bands,
            tile_size=step.tile_size, band_axis=step.band_axis, nodata=step.nodata, progress=progress,
-           codec=step.codec)
+           codec=step.codec, grid=step.grid and _inside(out, step.grid), resolution=step.resolution, crs=step.crs,
+           bounds=step.bounds, extent=step.extent, resampling=step.resampling, assets=step.assets)
 
 
 def _run_quicklook(step: QuicklookStep, out: Path, progress: ProgressMode) -> None:
@@ -395,8 +404,8 @@ def _run_evaluate(step: EvaluateStep, out: Path, progress: ProgressMode) -> None
 
 
 def _inside(out: Path, path: str) -> str:
-    """A relative input path is taken inside the output directory; an absolute one as given."""
-    return path if Path(path).is_absolute() else str(out / path)
+    """A relative input path is taken inside the output directory; an absolute one or a URL as given."""
+    return path if Path(path).is_absolute() or is_remote(path) else str(out / path)
 
 
 _RUNNERS = {"synth": _run_synth, "ingest": _run_ingest, "quicklook": _run_quicklook, "export": _run_export,

@@ -18,9 +18,11 @@ import numpy as np
 import xarray as xr
 
 from rastercore.checks import check_tile_size
-from rastercore.errors import BandNameError, MisalignedInputsError, NotGeoreferencedWarning, ParameterError
+from rastercore.errors import (BandNameError, MisalignedInputsError, NotGeoreferencedWarning, ParameterError,
+                               SourceNotFoundError)
 from rastercore.grid import Grid, attach_grid, grid_of
-from rastercore.io.regrid import choose_grid, resampling_for
+from rastercore.io.bandnames import product_band_name
+from rastercore.io.regrid import RESAMPLING_METHODS, choose_grid, resampling_for
 from rastercore.io.sources import Source, open_source
 from rastercore.progress import ProgressMode
 from rastercore.scheduler import choose_tile_size
@@ -62,7 +64,9 @@ def ingest(
         The ``.zarr`` store to write.
     bands : sequence of str, optional
         One name per band of the stack (e.g. ``["HH", "HV"]``).  Default: the
-        band descriptions of the files, else the file stem (``_1``, ``_2``...
+        band descriptions of the files; else, for Landsat 8/9 and Sentinel-2
+        band files, the band's common name (``red``, ``nir08``; see
+        :mod:`rastercore.io.bandnames`); else the file stem (``_1``, ``_2``...
         appended for multi-band files).
     tile_size : int, optional
         Side of the square zarr chunks; default from the memory budget
@@ -203,16 +207,16 @@ def on_one_grid(sources: Sequence[Source], names: Sequence[str], *, grid=None, r
     for the choices; a grid chosen by default is announced with a notice.
     """
     sources = list(sources)
+    overrides = _resampling_map(resampling, names)
     asked = any(v is not None for v in (grid, resolution, crs, bounds))
     if not asked and _share_a_grid(sources):
         return sources
     if isinstance(grid, (str, os.PathLike)):
-        grid = open_source(grid).grid
+        grid = _grid_of(grid)
     target, notice = choose_grid([s.grid for s in sources], [s.path for s in sources], grid=grid,
                                  resolution=resolution, crs=crs, bounds=bounds, extent=extent)
     if notice:
         warnings.warn(notice, RegridNotice, stacklevel=3)
-    overrides = _resampling_map(resampling, names)
     out, start = [], 0
     for source in sources:
         own = list(names[start:start + source.count])
@@ -239,6 +243,19 @@ def _share_a_grid(sources: Sequence[Source]) -> bool:
     return same_shape and all(g.aligned_with(georef[0]) for g in georef)
 
 
+def _grid_of(spec) -> Grid:
+    """The grid of the raster or stack ``spec`` (``--grid``)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # refused below, in one line
+            grid = open_source(spec).grid
+    except SourceNotFoundError:
+        raise SourceNotFoundError(f"--grid {spec} does not exist; give a raster or stack whose grid to adopt.") from None
+    if not grid.is_georeferenced:
+        raise ParameterError(f"--grid {spec} has no georeferencing (CRS and transform); give a georeferenced raster.")
+    return grid
+
+
 def _resampling_map(resampling, names: Sequence[str]) -> dict[str, str]:
     if resampling is None or isinstance(resampling, Mapping):
         mapping = dict(resampling or {})
@@ -253,6 +270,10 @@ def _resampling_map(resampling, names: Sequence[str]) -> dict[str, str]:
     if unknown:
         raise ParameterError(f"--resampling names {', '.join(unknown)}, which are not bands of the stack "
                              f"({', '.join(names)}).")
+    for band, method in mapping.items():
+        if method not in RESAMPLING_METHODS:
+            raise ParameterError(f"--resampling {band}={method}: unknown method; choose one of "
+                                 f"{', '.join(RESAMPLING_METHODS)}.")
     return mapping
 
 
@@ -322,6 +343,8 @@ def _default_names(source: Source) -> list[str]:
     stem = Path(source.options.get("file", source.path)).stem
     if source.options.get("kind") in ("hdf5", "zarr") and source.options.get("dataset", source.options.get("array")):
         stem = Path(source.options.get("dataset", source.options.get("array"))).name
+    elif source.count == 1 and product_band_name(stem):
+        return [product_band_name(stem)]
     return [stem] if source.count == 1 else [f"{stem}_{i + 1}" for i in range(source.count)]
 
 

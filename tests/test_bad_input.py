@@ -14,6 +14,7 @@ The Python-API cases check the exception class (a :class:`rastercore.errors.Rast
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -72,7 +73,20 @@ def shared(tmp_path_factory):
         (d / name).write_bytes(whole[: len(whole) * 6 // 10])
     write_tif(d / "degrees.tif", np.ones((64, 64), np.float32), crs="EPSG:4326",
               transform=Affine(0.001, 0.0, 10.0, 0.0, -0.001, 50.0))
+    np.save(d / "plain.npy", np.ones((8, 8), np.float32))
+    (d / "item.json").write_text(json.dumps(_stac_item({"B04": (hh, "red"), "B08": (hv, "nir")})))
     return d
+
+
+def _stac_item(assets: dict) -> dict:
+    """A STAC item whose assets (key -> (href, common name)) are local files."""
+    return {"type": "Feature", "stac_version": "1.0.0", "id": "bad-input",
+            "stac_extensions": ["https://stac-extensions.github.io/eo/v1.1.0/schema.json"],
+            "geometry": {"type": "Point", "coordinates": [15.0, 36.1]}, "bbox": [15.0, 36.1, 15.0, 36.1],
+            "properties": {"datetime": "2026-06-01T10:00:00Z"}, "links": [],
+            "assets": {key: {"href": str(href), "type": "image/tiff; application=geotiff", "roles": ["data"],
+                             "eo:bands": [{"name": key, "common_name": common}]}
+                       for key, (href, common) in assets.items()}}
 
 
 def _state(root) -> dict:
@@ -126,6 +140,23 @@ CLI_CASES = [
     ("ingest-scheduler-no-scheme", "ingest {d}/scene/HH.tif -o {o}/x.zarr --scheduler 10.0.0.1:8786",
      "tcp://host:8786"),
     ("ingest-existing-output", "ingest {d}/scene/HH.tif -o {d}/s.zarr", "s.zarr already exists"),
+    # ingest onto one grid: --grid, --resolution, --crs, --bounds, --extent, --resampling, STAC --assets
+    ("ingest-bounds-format", "ingest {d}/scene/HH.tif -o {o}/x.zarr --bounds 1,2,3", "four numbers LEFT,BOTTOM"),
+    ("ingest-bounds-order", "ingest {d}/scene/HH.tif -o {o}/x.zarr --bounds 5,0,1,1", "LEFT < RIGHT"),
+    ("ingest-bounds-outside", "ingest {d}/scene/HH.tif -o {o}/x.zarr --bounds 0,0,1,1", "cover none of the inputs"),
+    ("ingest-extent", "ingest {d}/scene/HH.tif -o {o}/x.zarr --extent most", "extent (--extent) must be one of"),
+    ("ingest-crs", "ingest {d}/scene/HH.tif -o {o}/x.zarr --crs EPSG:nonsense --resolution 10", "is not a CRS"),
+    ("ingest-resolution-absurd", "ingest {d}/scene/HH.tif -o {o}/x.zarr --resolution 0.000001", "gigapixels"),
+    ("ingest-resolution-negative", "ingest {d}/scene/HH.tif -o {o}/x.zarr --resolution -5", "positive pixel size"),
+    ("ingest-grid-missing", "ingest {d}/scene/HH.tif -o {o}/x.zarr --grid {d}/nope.tif", "--grid {d}/nope.tif does"),
+    ("ingest-grid-not-georeferenced", "ingest {d}/scene/HH.tif -o {o}/x.zarr --grid {d}/plain.npy",
+     "has no georeferencing"),
+    ("ingest-resampling-method", "ingest {d}/scene/HH.tif -o {o}/x.zarr --resampling HH=fancy", "unknown method"),
+    ("ingest-resampling-band", "ingest {d}/scene/HH.tif -o {o}/x.zarr --resampling XX=nearest", "names XX"),
+    ("ingest-resampling-format", "ingest {d}/scene/HH.tif -o {o}/x.zarr --resampling nearest", "not BAND=METHOD"),
+    ("ingest-assets-without-item", "ingest {d}/scene/HH.tif -o {o}/x.zarr --assets red", "applies to STAC item"),
+    ("ingest-asset-missing", "ingest {d}/item.json -o {o}/x.zarr --assets red,blue", "has no asset or band 'blue'"),
+    ("ingest-asset-unnamed", "ingest {d}/item.json -o {o}/x.zarr", "name the assets to ingest with --assets"),
     ("ingest-no-output", "ingest {d}/scene/HH.tif", "Missing option '-o'"),
     # info, export, quicklook
     ("info-missing", "info {d}/nope.tif", "nope.tif does not exist"),
@@ -248,6 +279,7 @@ CLI_CASES = [
 
 # Cases that also run on the default scheduler (a local cluster): errors inside its workers, or before it starts.
 ON_LOCAL_CLUSTER = {"ingest-truncated-geotiff", "ingest-mismatched-crs", "ingest-existing-output", "ingest-scheduler",
+                    "ingest-bounds-outside", "ingest-asset-missing",
                     "export-compress-jpeg-float", "features-band-missing", "features-bad-parameter",
                     "sample-target-not-classes", "train-params-bad-value", "train-table-random-h5",
                     "predict-bands-missing", "predict-model-text", "evaluate-stack-not-mosaic"}

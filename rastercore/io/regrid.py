@@ -19,13 +19,14 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 
+import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
 from rastercore.errors import MisalignedInputsError, ParameterError
 from rastercore.grid import Grid
 
-__all__ = ["choose_grid", "resampling_for", "CATEGORICAL_NAMES", "MAX_PIXELS"]
+__all__ = ["choose_grid", "check_bounds", "RESAMPLING_METHODS", "resampling_for", "CATEGORICAL_NAMES", "MAX_PIXELS"]
 
 CATEGORICAL_NAMES = re.compile(r"(^|[^a-z])(qa|bqa|scl|mask|cloud|class|classes|label|labels|lc|landcover)"
                                r"([^a-z]|$)", re.I)
@@ -72,6 +73,9 @@ def choose_grid(grids: Sequence[Grid], names: Sequence[str], *, grid: Grid | Non
     if extent not in ("intersection", "union"):
         raise ParameterError(f"extent (--extent) must be 'intersection' or 'union', not {extent!r}")
     target_crs = _target_crs(grids, names, crs)
+    if bounds is not None:
+        bounds = check_bounds(bounds)
+        _refuse_outside(bounds, [_bounds_in(g, target_crs) for g in grids], names)
     if resolution is None and bounds is None and crs is None and all(g.aligned_with(grids[0]) for g in grids):
         return grids[0], None
     if any(g.crs != target_crs for g in grids) and bounds is None:
@@ -98,10 +102,35 @@ def choose_grid(grids: Sequence[Grid], names: Sequence[str], *, grid: Grid | Non
     return _checked(Grid(height, width, Affine(res, 0, left, 0, -res, top), target_crs)), None
 
 
+def check_bounds(bounds) -> tuple[float, float, float, float]:
+    """``bounds`` as ``(left, bottom, right, top)`` floats, or a :class:`ParameterError` saying what is wrong."""
+    try:
+        values = tuple(float(v) for v in (bounds.split(",") if isinstance(bounds, str) else bounds))
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ParameterError(f"bounds (--bounds) must be four numbers LEFT,BOTTOM,RIGHT,TOP, not {bounds!r}.")
+    left, bottom, right, top = values
+    if not (left < right and bottom < top):
+        raise ParameterError(f"bounds (--bounds) {left:g},{bottom:g},{right:g},{top:g} are not LEFT,BOTTOM,RIGHT,TOP "
+                             "with LEFT < RIGHT and BOTTOM < TOP.")
+    return values
+
+
+def _refuse_outside(bounds, boxes, names) -> None:
+    """Bounds that miss every input would make a stack of nodata only: refused."""
+    left, bottom, right, top = bounds
+    if not any(left < r and l < right and bottom < t and b < top for l, b, r, t in boxes):
+        covered = ", ".join(f"{n} ({', '.join(f'{v:.6g}' for v in box)})" for n, box in zip(names, boxes))
+        raise MisalignedInputsError(f"--bounds {left:g},{bottom:g},{right:g},{top:g} cover none of the inputs: "
+                                    f"{covered}; give bounds in the grid's CRS that overlap them.")
+
+
 def _target_crs(grids: Sequence[Grid], names: Sequence[str], crs) -> CRS:
     if crs is not None:
         try:
-            return CRS.from_user_input(crs)
+            with rasterio.Env():  # GDAL's own message goes to logging, not stderr: the error below is the one line
+                return CRS.from_user_input(crs)
         except Exception as err:  # noqa: BLE001 - rasterio's CRSError and pyproj's alike
             raise ParameterError(f"--crs {crs!r} is not a CRS rasterio understands ({err}); "
                                  "give e.g. EPSG:32633") from None
@@ -140,7 +169,7 @@ def _on_lattice(reference: Grid, bounds) -> Grid:
     c1 = math.ceil((right - t.c) / t.a - 1e-9)
     r0 = math.floor((top - t.f) / t.e + 1e-9)
     r1 = math.ceil((bottom - t.f) / t.e - 1e-9)
-    return Grid(r1 - r0, c1 - c0, t * Affine.translation(c0, r0), reference.crs)
+    return Grid(r1 - r0, c1 - c0, t @ Affine.translation(c0, r0), reference.crs)
 
 
 def _checked(grid: Grid) -> Grid:

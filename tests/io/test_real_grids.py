@@ -64,3 +64,51 @@ def test_jpeg2000_reads_through_the_rasterio_wheels(tmp_path):
         dst.write(values, 1)
     stack = ingest([str(path)], tmp_path / "j.zarr", bands=["red"], tile_size=32, progress="none")
     np.testing.assert_array_equal(stack.values[0], values)  # lossless JPEG 2000, read window by window
+
+
+LANDSAT_PRODUCT = "LC08_L1TP_190031_20200101_20200113_01_T1"
+SENTINEL_GRANULE = "T33UUP_20200101T100559"
+
+
+def test_product_band_files_are_named_by_their_common_names(tmp_path):
+    """Band files named as Landsat and Sentinel-2 products name them take common names, so one spec (NDVI)
+    runs on both sensors without --bands; the QA layers keep their names and are resampled as categories."""
+    from rastercore.features import compute_features
+
+    links = {}
+    for source, target in ((f"{LANDSAT}/l8_B4.tif", f"{LANDSAT_PRODUCT}_B4.TIF"),
+                           (f"{LANDSAT}/l8_B5.tif", f"{LANDSAT_PRODUCT}_B5.TIF"),
+                           (f"{LANDSAT}/l8_BQA.tif", f"{LANDSAT_PRODUCT}_BQA.TIF"),
+                           (f"{SENTINEL}/s2_B04.jp2", f"{SENTINEL_GRANULE}_B04_10m.jp2"),
+                           (f"{SENTINEL}/s2_B8A.jp2", f"{SENTINEL_GRANULE}_B8A_20m.jp2"),
+                           (f"{SENTINEL}/s2_B08.jp2", f"{SENTINEL_GRANULE}_B08_10m.jp2")):
+        links[target] = tmp_path / target
+        os.symlink(source, links[target])
+    landsat = ingest([links[f"{LANDSAT_PRODUCT}_{b}.TIF"] for b in ("B4", "B5", "BQA")], tmp_path / "l8.zarr",
+                     tile_size=256, progress="none")
+    sentinel = ingest([links[f"{SENTINEL_GRANULE}_{b}.jp2"] for b in ("B04_10m", "B08_10m", "B8A_20m")],
+                      tmp_path / "s2.zarr", tile_size=256, progress="none")
+    assert list(landsat.band.values) == ["red", "nir08", "BQA"]
+    assert list(sentinel.band.values) == ["red", "nir", "nir08"]
+    with rasterio.open(links[f"{LANDSAT_PRODUCT}_BQA.TIF"]) as qa:  # nearest: no blended quality bits
+        values = landsat.sel(band="BQA").values
+        assert set(np.unique(values[np.isfinite(values)])) <= set(np.unique(qa.read(1)))
+    for stack, nir in ((landsat, "nir08"), (sentinel, "nir")):
+        ndvi = compute_features(stack, [{"name": "ndvi", "nir": nir}]).values[0]
+        red, near = stack.sel(band="red").values.astype(np.float64), stack.sel(band=nir).values.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            expected = (near - red) / (near + red)
+        np.testing.assert_allclose(ndvi, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("stem, name", [
+    ("LC09_L2SP_190031_20240601_20240602_02_T1_SR_B5", "nir08"), ("LC08_L2SP_190031_20240601_20240602_02_T1_ST_B10",
+                                                                   "lwir11"),
+    ("LC08_L2SP_190031_20240601_20240602_02_T1_QA_PIXEL", "QA_PIXEL"), ("T33UUP_20240601T100559_SCL_20m", "SCL"),
+    ("S2B_MSIL2A_20240601T100559_N0510_R022_T33UUP_20240601T131415_B12", "swir22"), ("l8_B4", None), ("HH", None),
+    ("LE07_L2SP_190031_20240601_20240602_02_T1_SR_B4", None),  # Landsat 7's B4 is near infrared: not taken as red
+])
+def test_product_band_names(stem, name):
+    from rastercore.io.bandnames import product_band_name
+
+    assert product_band_name(stem) == name

@@ -139,3 +139,39 @@ def test_the_grid_of_another_raster_is_adopted(pair, tmp_path):
         assert grid_of(stack).transform == ref.transform and grid_of(stack).shape == ref.shape
     np.testing.assert_array_equal(stack.values[0], _reference(fine, ta, CRS.from_user_input(UTM), grid_of(stack),
                                                               "average"))
+
+
+def test_the_cli_and_a_pipeline_take_the_grid_options(pair, tmp_path):
+    """``rastercore ingest --resolution --bounds --resampling`` and a YAML ingest step with the same fields
+    write the stack rasterio's whole-image reproject gives."""
+    from rastercore.cli import main
+    from rastercore.pipeline import load_pipeline, run_pipeline
+    from rastercore.stack import open_stack
+
+    (a, fine, ta), (b, coarse, tb) = pair
+    bounds = (ORIGIN[0] + 100, ORIGIN[1] - 1000, ORIGIN[0] + 900, ORIGIN[1] - 200)
+    quiet = ["--scheduler", "sync", "--progress", "none", "--tile-size", "16"]
+    assert main(["ingest", str(a), str(b), "-o", str(tmp_path / "cli.zarr"), "--bands", "fine,coarse",
+                 "--resolution", "20", "--bounds", ",".join(map(str, bounds)), "--resampling", "coarse=cubic",
+                 *quiet]) == 0
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        f"name: grids\noutput_dir: {tmp_path / 'run'}\nsteps:\n"
+        f"  - {{kind: ingest, inputs: ['{a}', '{b}'], output: yaml.zarr, bands: [fine, coarse], tile_size: 16,\n"
+        f"     resolution: 20, bounds: [{', '.join(map(str, bounds))}], resampling: {{coarse: cubic}}}}\n")
+    run_pipeline(load_pipeline(pipeline), progress="none")
+    crs = CRS.from_user_input(UTM)
+    for stack in (open_stack(tmp_path / "cli.zarr"), open_stack(tmp_path / "run" / "yaml.zarr")):
+        grid = grid_of(stack)
+        assert grid.bounds == bounds and grid.transform.a == 20.0 and grid.shape == (40, 40)
+        np.testing.assert_array_equal(stack.sel(band="fine").values, _reference(fine, ta, crs, grid, "average"))
+        np.testing.assert_array_equal(stack.sel(band="coarse").values, _reference(coarse, tb, crs, grid, "cubic"))
+
+
+def test_bounds_are_checked(pair, tmp_path):
+    (a, _, _), (b, _, _) = pair
+    for bounds, message in (((1, 2, 3), "four numbers"), ((3, 0, 1, 1), "LEFT < RIGHT"),
+                            ((0, 0, 10, 10), "cover none of the inputs"), ("a,b,c,d", "four numbers")):
+        with pytest.raises((ParameterError, MisalignedInputsError), match=message):
+            ingest([a, b], tmp_path / "x.zarr", bounds=bounds, progress="none")
+    assert not any(p.name.startswith("x.zarr") for p in tmp_path.iterdir())
