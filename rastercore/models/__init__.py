@@ -26,15 +26,23 @@ from ._forest import ShardedForestClassifier, ShardedForestRegressor
 from ._hurdle import HurdleModel
 from ._kernel_sgd import KernelSGD, KernelSGDRegressor
 from ._multilabel import ThresholdedMultiLabel
-from ._predictor import TilePredictor, fast_predictor, tile_predictor
+from ._predictor import (CLASS_LAYER_GROUPS, UNCERTAINTY_LAYERS, VALUE_LAYER_GROUPS, TilePredictor, fast_predictor,
+                         tile_predictor, uncertainty)
 from ._persist import MODEL_FORMAT_VERSION, load_model, read_manifest, save_model, trusted_types
 from ._svm import SampledSVC
+from ._trees import CompiledTrees, compiled_trees
 
 __all__ = [
     "FastRBF",
     "FastKernelLinear",
     "fast_predictor",
     "tile_predictor",
+    "CompiledTrees",
+    "compiled_trees",
+    "uncertainty",
+    "UNCERTAINTY_LAYERS",
+    "CLASS_LAYER_GROUPS",
+    "VALUE_LAYER_GROUPS",
     "TilePredictor",
     "SampledSVC",
     "CascadeSVC",

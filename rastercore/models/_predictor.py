@@ -30,7 +30,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import is_classifier, is_clusterer
 
-__all__ = ["TilePredictor", "tile_predictor", "fast_predictor"]
+from rastercore.errors import ParameterError
+
+__all__ = ["TilePredictor", "tile_predictor", "fast_predictor", "uncertainty", "UNCERTAINTY_LAYERS",
+           "CLASS_LAYER_GROUPS", "VALUE_LAYER_GROUPS"]
 
 
 class TilePredictor:
@@ -49,14 +52,34 @@ class TilePredictor:
         raise NotImplementedError
 
 
-class ClassLayers(TilePredictor):
-    """``class`` (index into the model's classes) and, optionally, ``p[<class>]`` layers."""
+UNCERTAINTY_LAYERS = ("maxprob", "margin", "entropy")
+"""Per-pixel uncertainty of a classifier with probabilities: the highest probability, the margin between the
+two highest, and the entropy of the probabilities divided by its maximum, log(number of classes)."""
 
-    def __init__(self, model, *, class_names=None, probabilities: bool = True, fast=None):
+CLASS_LAYER_GROUPS = ("class", "proba", *UNCERTAINTY_LAYERS)
+"""What a classifier can write (``layers=``/``--layers``): ``proba`` stands for one ``p[<class>]`` per class."""
+
+VALUE_LAYER_GROUPS = ("value", "spread")
+"""What a regressor can write: ``spread`` is the standard deviation across an ensemble's members (forests)."""
+
+
+class ClassLayers(TilePredictor):
+    """``class`` (index into the model's classes) and, as asked, ``p[<class>]`` and uncertainty layers."""
+
+    def __init__(self, model, *, class_names=None, probabilities: bool = True, layers=None, fast=None):
         self.model, self.fast = model, fast
         names = class_names or [str(c) for c in model.classes_]
-        self.with_proba = probabilities and _has_proba(model)
-        self.layers = ["class"] + ([f"p[{n}]" for n in names] if self.with_proba else [])
+        groups = _groups(layers, CLASS_LAYER_GROUPS, ("class", "proba") if probabilities else ("class",))
+        needs = [g for g in groups if g != "class"]
+        if needs and not _has_proba(model):
+            if layers is not None:
+                raise ParameterError(f"--layers {','.join(needs)} needs class probabilities, which "
+                                     f"{type(model).__name__} does not give; ask for class only.")
+            groups = ["class"]
+        self.groups = groups
+        self.with_proba = any(g != "class" for g in groups)
+        self.layers = [layer for g in groups
+                       for layer in ([f"p[{n}]" for n in names] if g == "proba" else [g])]
 
     def __call__(self, X):
         fast = self.fast if self.fast is not None and (not self.with_proba or self.fast.has_proba) else None
@@ -65,10 +88,38 @@ class ClassLayers(TilePredictor):
         else:
             labels = self.model.predict(X)
             proba = self.model.predict_proba(X) if self.with_proba else None
-        columns = [np.searchsorted(self.model.classes_, labels)]
-        if proba is not None:
-            columns += list(np.asarray(proba).T)
+        proba = None if proba is None else np.asarray(proba, dtype=np.float64)
+        columns = []
+        for group in self.groups:
+            if group == "class":
+                columns.append(np.searchsorted(self.model.classes_, labels))
+            elif group == "proba":
+                columns += list(proba.T)
+            else:
+                columns.append(uncertainty(proba, group))
         return np.column_stack(columns).astype(np.float32)
+
+
+def uncertainty(proba: np.ndarray, kind: str) -> np.ndarray:
+    """One of :data:`UNCERTAINTY_LAYERS` for each row of class probabilities ``proba`` ``(n, n_classes)``.
+
+    ``maxprob``: the highest probability; ``margin``: the highest minus the
+    second highest (1 with one class); ``entropy``: ``-sum(p log p) /
+    log(n_classes)``, 0 for a certain pixel and 1 for equal probabilities.
+    """
+    if kind == "maxprob":
+        return proba.max(axis=1)
+    if kind == "margin":
+        if proba.shape[1] < 2:
+            return np.ones(len(proba))
+        top2 = np.partition(proba, -2, axis=1)[:, -2:]
+        return top2[:, 1] - top2[:, 0]
+    if proba.shape[1] < 2:
+        return np.zeros(len(proba))
+    p = np.clip(proba, 0, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * np.log(p), 0.0)
+    return -terms.sum(axis=1) / np.log(proba.shape[1])
 
 
 class PredictLayer(TilePredictor):
@@ -82,6 +133,45 @@ class PredictLayer(TilePredictor):
         return np.asarray(self.model.predict(X), dtype=np.float32).reshape(-1, 1)
 
 
+class ValueLayers(TilePredictor):
+    """A regressor's ``value`` and, for an ensemble of regressors (forests), their ``spread`` (standard deviation)."""
+
+    def __init__(self, model, layers=None, fast=None):
+        self.model, self.predict = model, (fast or model).predict
+        self.layers = _groups(layers, VALUE_LAYER_GROUPS, ("value",))
+        if "spread" in self.layers and not _members(model):
+            raise ParameterError(f"--layers spread needs an ensemble (a forest), and {type(model).__name__} is not "
+                                 "one; ask for value only.")
+
+    def __call__(self, X):
+        if "spread" not in self.layers:
+            return np.asarray(self.predict(X), dtype=np.float32).reshape(-1, 1)
+        members = np.stack([np.asarray(m.predict(X), dtype=np.float64) for m in _members(self.model)])
+        outputs = {"value": np.asarray(self.predict(X), dtype=np.float64), "spread": members.std(axis=0)}
+        return np.column_stack([outputs[g] for g in self.layers]).astype(np.float32)
+
+
+def _members(model) -> list:
+    """The fitted members of an averaging ensemble of regressors (a forest's trees), else []."""
+    members = getattr(model, "estimators_", None)
+    if members is None or not hasattr(model, "n_estimators") and not hasattr(model, "n_shards"):
+        return []
+    members = list(np.ravel(members))
+    return members if members and all(hasattr(m, "predict") for m in members) else []
+
+
+def _groups(layers, allowed: tuple[str, ...], default: tuple[str, ...]) -> list[str]:
+    """The asked layer groups (a list or ``"class,proba"``), checked against ``allowed``; ``default`` if None."""
+    if layers is None:
+        return list(default)
+    groups = [g.strip() for g in layers.split(",")] if isinstance(layers, str) else [str(g) for g in layers]
+    unknown = [g for g in groups if g not in allowed]
+    if unknown or not groups or len(set(groups)) != len(groups):
+        raise ParameterError(f"--layers {','.join(groups) or repr('')}: this model writes any of "
+                             f"{', '.join(allowed)}, each once.")
+    return groups
+
+
 class ComponentLayers(TilePredictor):
     """``component[<i>]`` layers: a projection's ``transform`` (PCA, ...)."""
 
@@ -93,7 +183,8 @@ class ComponentLayers(TilePredictor):
         return np.asarray(self.model.transform(X), dtype=np.float32)
 
 
-def tile_predictor(model, *, class_names=None, probabilities: bool = True, fast: bool = True) -> TilePredictor:
+def tile_predictor(model, *, class_names=None, probabilities: bool = True, fast: bool = True,
+                   layers=None) -> TilePredictor:
     """The :class:`TilePredictor` of a fitted model (see the module's protocol).
 
     Parameters
@@ -102,11 +193,26 @@ def tile_predictor(model, *, class_names=None, probabilities: bool = True, fast:
     class_names : list of str, optional
         Names of the classes, for layer names (default the labels).
     probabilities : bool, default True
-        Probability layers when the model gives them.
+        Probability layers when the model gives them (with ``layers`` None).
     fast : bool, default True
         Use the model's compiled fast path (:func:`fast_predictor`) when it has one.
+    layers : sequence of str or str, optional
+        The layers to write, in order: for a classifier any of
+        :data:`CLASS_LAYER_GROUPS` (``proba`` is one ``p[<class>]`` per
+        class), for a regressor any of :data:`VALUE_LAYER_GROUPS`.  Default:
+        ``class`` and ``proba`` (``value`` for a regressor).  Models with
+        layers of their own (hurdle, multi-label, clusterers, projections)
+        take none.
+
+    Raises
+    ------
+    ParameterError
+        A layer this model cannot write.
     """
     own = getattr(model, "tile_predictor", None)
+    fixed = callable(own) or is_clusterer(model) or not (is_classifier(model) or hasattr(model, "predict"))
+    if layers is not None and fixed:
+        raise ParameterError(f"--layers: {type(model).__name__} writes its own layers; leave --layers out.")
     if callable(own):
         return own(class_names=class_names, probabilities=probabilities, fast=fast)
     if is_clusterer(model):
@@ -114,17 +220,18 @@ def tile_predictor(model, *, class_names=None, probabilities: bool = True, fast:
     if not hasattr(model, "predict") and hasattr(model, "transform"):
         return ComponentLayers(model)
     if is_classifier(model):
-        return ClassLayers(model, class_names=class_names, probabilities=probabilities,
+        return ClassLayers(model, class_names=class_names, probabilities=probabilities, layers=layers,
                            fast=fast_predictor(model) if fast else None)
-    return PredictLayer(model, "value")
+    return ValueLayers(model, layers, fast=fast_predictor(model) if fast else None)
 
 
 def fast_predictor(model):
     """A compiled stand-in for ``model.predict`` / ``predict_proba``, or None.
 
     The estimator's own ``fast_predictor()`` when it has one, else an
-    adapter for scikit-learn's RBF ``SVC`` and Nystroem kernel-map
-    pipelines.  The stand-in has ``predict(X)``, ``has_proba`` and, when
+    adapter for scikit-learn's RBF ``SVC``, Nystroem kernel-map pipelines,
+    and tree ensembles (forests, extra trees, histogram gradient boosting:
+    :class:`rastercore.models.CompiledTrees`).  The stand-in has ``predict(X)``, ``has_proba`` and, when
     ``has_proba``, ``predict_with_proba(X) -> (labels, proba)``.
     """
     own = getattr(model, "fast_predictor", None)
@@ -139,7 +246,9 @@ def fast_predictor(model):
         return rbf_svc_predictor(model)
     if isinstance(model, Pipeline):
         return _kernel_pipeline_fast(model)
-    return None
+    from ._trees import compiled_trees
+
+    return compiled_trees(model)
 
 
 def _kernel_pipeline_fast(pipeline):
