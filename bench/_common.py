@@ -47,6 +47,36 @@ def run_measured(code: str, *args: str) -> dict:
     return result
 
 
+CLASS_MAP = """
+import sys, dask, numpy as np, xarray as xr, dask.array as da
+from rasterio.crs import CRS
+from affine import Affine
+from rastercore.grid import Grid, attach_grid
+from rastercore.store import write_tiles
+dask.config.set(scheduler="threads")
+out, side, tile, speckle = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+
+def classes(block, block_info=None):
+    (_, _), (r0, r1), (c0, c1) = block_info[0]["array-location"]
+    y, x = np.mgrid[r0:r1, c0:c1]
+    field = np.sin(x / 97.0) + np.cos(y / 131.0) + 0.5 * np.sin((x + 2 * y) / 41.0)
+    codes = np.floor((field + 2.5) * 1.2).clip(0, 5).astype(np.float32)
+    noise = (x.astype(np.uint64) * 73856093 ^ y.astype(np.uint64) * 19349663) % 1000
+    codes = np.where(noise < speckle, (noise + codes) % 6, codes)
+    codes[noise == 999] = np.nan
+    return codes[np.newaxis]
+
+data = da.zeros((1, side, side), dtype=np.float32, chunks=(1, tile, tile)).map_blocks(classes, dtype=np.float32)
+grid = Grid(side, side, Affine(10, 0, 500000, 0, -10, 4000000), CRS.from_epsg(32633))
+mosaic = attach_grid(xr.DataArray(data, dims=("band", "y", "x"), coords={"band": ["class"]}), grid)
+mosaic = mosaic.rio.write_nodata(np.nan, encoded=False)
+mosaic.attrs["class_names"] = ["water", "wetland", "grass", "crop", "forest", "urban"]
+write_tiles(mosaic, out, progress="none")
+"""
+"""A job writing a synthetic class mosaic: ``out side tile speckle`` (6 classes in smooth regions of a few
+hundred pixels, ``speckle`` per mille of pixels flipped to another class, 0.1 % nodata; float32 zarr)."""
+
+
 def run_cli(*argv: str) -> dict:
     """Run ``rastercore argv...`` in a new process: :func:`run_measured`, with the peak RSS the larger of the
     process's own and its children's (the default scheduler's local cluster workers)."""

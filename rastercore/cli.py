@@ -202,17 +202,20 @@ def ingest(
 
 @app.command()
 def info(
-    path: Annotated[str, typer.Argument(help="A rastercore store or any input raster.")],
+    path: Annotated[str, typer.Argument(help="A rastercore store, any input raster, or a model file (.skops).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Describe a stack or raster: shape, bands, dtype, tiles, CRS, bounds, nodata."""
+    """Describe a stack or raster (shape, bands, dtype, tiles, CRS, bounds, nodata) or a model file (family,
+    classes and colours, bands, features, validation scores, sample size, versions, hash)."""
     from rastercore.stack import describe
 
-    description = describe(_raster(_absolute(path), "PATH"))
+    path = _absolute(path)
+    model = _is_model_file(path)
+    description = _describe_model(path) if model else describe(_raster(path, "PATH"))
     if as_json:
         print(json.dumps(description, indent=2))
     else:
-        _print_description(description)
+        (_print_model if model else _print_description)(description)
 
 
 @app.command()
@@ -221,21 +224,26 @@ def export(
     output: Annotated[Path, typer.Argument(help="The .tif to write.")],
     compress: Annotated[str, typer.Option(help="GDAL compression: DEFLATE, ZSTD, LZW, LZMA, PACKBITS, LERC, NONE; "
                                                "JPEG and WEBP for 8-bit data.")] = "DEFLATE",
-    resampling: Annotated[str, typer.Option(help="Overview resampling: average, nearest, ... (rasterio's "
-                                                 "Resampling names).")] = "average",
+    resampling: Annotated[Optional[str], typer.Option(
+        help="Overview resampling: average (default), nearest, mode, ... (rasterio's Resampling names); a class "
+             "layer takes mode (default) or nearest.")] = None,
+    layers: Annotated[Optional[str], typer.Option(
+        help="Comma-separated layers to write, e.g. 'p[water],maxprob' (default: the class layer of a class "
+             "mosaic, else every band).")] = None,
     overwrite: OverwriteOpt = False,
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = "auto",
 ) -> None:
-    """Export a stack or result to a Cloud-Optimized GeoTIFF."""
-    from rastercore.io import write_cog
+    """Export a stack or result to a Cloud-Optimized GeoTIFF; a class map with its colours and class names."""
+    from rastercore.export import export as export_cog
     from rastercore.scheduler import client
     from rastercore.stack import open_stack
 
     stack, output = _absolute(stack), _absolute(output)
     data = open_stack(stack)
-    with client(scheduler, progress=progress):  # write_cog checks --compress and --resampling before any work
-        write_cog(data, output, compress=compress, resampling=resampling, overwrite=overwrite, progress=progress)
+    with client(scheduler, progress=progress):  # export checks the options before any work
+        export_cog(data, output, layers=layers, compress=compress, resampling=resampling, overwrite=overwrite,
+                   progress=progress)
     print(f"wrote {output}")
 
 
@@ -244,15 +252,21 @@ def quicklook(
     stack: Annotated[Path, typer.Argument(help="The .zarr stack or result to draw.")],
     output: Annotated[Path, typer.Argument(help="The .png to write.")],
     max_size: Annotated[int, typer.Option(help="Longer side of the image in pixels (16 or more).")] = 1024,
+    rgb: Annotated[Optional[str], typer.Option(
+        help="Bands for red, green and blue, by name or 1-based number, e.g. red,green,blue or 5,3,2 (default: the "
+             "bands named red, green, blue, if any).")] = None,
+    band: Annotated[Optional[str], typer.Option(
+        help="Draw this one band or layer (name or 1-based number), e.g. HV, 'p\\[water]', 'component[0]'.")] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Draw a PNG quicklook of a stack from a downsampled overview."""
+    """Draw a PNG quicklook of a stack or result from a downsampled overview, with a title and a legend or
+    colour bar."""
     from rastercore.stack import open_stack
     from rastercore.viz import quicklook as draw
 
     check_int(max_size, "max_size (--max-size)", 16)
     stack, output = _absolute(stack), _absolute(output)
-    draw(open_stack(stack), output, max_size=max_size, overwrite=overwrite)
+    draw(open_stack(stack), output, max_size=max_size, rgb=rgb, band=band, title=stack.name, overwrite=overwrite)
     print(f"wrote {output}")
 
 
@@ -498,6 +512,8 @@ def train(
         help="Estimator parameters as a JSON object, e.g. '{\"C\": 10}' (checked against the family's).")] = None,
     labels: Annotated[Optional[str], typer.Option(help="multilabel: label thresholds t1,t2; hurdle: the threshold.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the estimator.")] = 0,
+    colors: Annotated[Optional[str], typer.Option(
+        help="Class colours kept in the model for its maps, CLASS=COLOUR: e.g. water=#1f78b4,forest=darkgreen.")] = None,
     overwrite: OverwriteOpt = False,
     scheduler: SchedulerOpt = None,
     progress: StepProgressOpt = "auto",
@@ -518,7 +534,7 @@ def train(
     table = read_table(sample_table)
     with client(scheduler, progress=progress), _one_step("train", progress):
         _, meta = train_from_table(table, family, seed=seed, params=estimator_params, labels=thresholds,
-                                   path=output, overwrite=overwrite)
+                                   path=output, overwrite=overwrite, class_colors=colors)
     print(f"wrote {output}: {family}, fitted in {meta['fit_seconds']:.2f} s; validation {meta['validation']}")
 
 
@@ -537,6 +553,12 @@ def predict(
     output: Annotated[Path, typer.Option("-o", "--output", help="Mosaic to write (.zarr).")],
     cog: Annotated[Optional[Path], typer.Option(help="Also write a Cloud-Optimized GeoTIFF.")] = None,
     probabilities: Annotated[bool, typer.Option(help="Write per-class probability layers.")] = True,
+    layers: Annotated[Optional[str], typer.Option(
+        help="Layers to write, in order: class, proba (one p[<class>] per class), maxprob, margin, entropy for a "
+             "classifier; value, spread (forests) for a regressor.  Default: class,proba (value).")] = None,
+    colors: Annotated[Optional[str], typer.Option(
+        help="Class colours, CLASS=COLOUR: e.g. water=#1f78b4,forest=darkgreen (default: the model's, else a "
+             "palette).")] = None,
     band_map: Annotated[Optional[str], typer.Option(
         "--band-map", help="Stack bands named otherwise than the model's, STACK=MODEL: e.g. VV=HH,VH=HV.")] = None,
     overwrite: OverwriteOpt = False,
@@ -545,7 +567,7 @@ def predict(
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = "auto",
 ) -> None:
-    """Predict every pixel of a stack, tile by tile, into a georeferenced mosaic."""
+    """Predict every pixel of a stack, tile by tile, into a georeferenced mosaic (and a styled class COG)."""
     from rastercore.contract import parse_band_map
     from rastercore.predict import predict as predict_mosaic
     from rastercore.scheduler import client
@@ -556,7 +578,8 @@ def predict(
     data = open_stack(stack)
     with client(scheduler, progress=progress):
         mosaic = predict_mosaic(model, data, output, cog=cog, probabilities=probabilities, band_map=band_map,
-                                overwrite=overwrite, resume=resume, progress=progress, codec=codec)
+                                layers=layers, class_colors=colors, overwrite=overwrite, resume=resume,
+                                progress=progress, codec=codec)
     print(f"wrote {output}: layers {', '.join(str(b) for b in mosaic['band'].values)}" + (f"; {cog}" if cog else ""))
 
 
@@ -653,6 +676,78 @@ def _unsupervised(method, stack, output, spec, scheduler, *, n, epochs, progress
 
 
 @app.command()
+def clean(
+    mosaic: Annotated[Path, typer.Argument(help="Class or cluster map (.zarr) from `rastercore predict` or `cluster`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Cleaned class map to write (.zarr).")],
+    majority: Annotated[Optional[int], typer.Option(
+        help="Majority filter over a SIZE x SIZE window (odd, >= 3); ties keep the pixel's class if tied, else "
+             "the smallest code.")] = None,
+    sieve: Annotated[Optional[int], typer.Option(
+        help="Merge regions smaller than this many pixels into their largest neighbour (as GDAL's sieve), after "
+             "--majority.")] = None,
+    connectivity: Annotated[int, typer.Option(help="4: the sieve's regions join by pixel edges; 8: by corners "
+                                                   "too.")] = 4,
+    overwrite: OverwriteOpt = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted clean-up (missing tiles only).")] = False,
+    codec: CodecOpt = DEFAULT_CODEC,
+    scheduler: SchedulerOpt = None,
+    progress: ProgressOpt = "auto",
+) -> None:
+    """Clean a class map, tile by tile and seamlessly: majority filter, then sieve (minimum mapping unit)."""
+    from rastercore.maps import check_clean_options
+    from rastercore.maps import clean as clean_map
+    from rastercore.scheduler import client
+    from rastercore.stack import open_stack
+
+    check_clean_options(majority, sieve, connectivity)
+    mosaic, output = _absolute(mosaic), _absolute(output)
+    open_stack(mosaic)  # a missing or foreign store fails here, before a cluster starts
+    with client(scheduler, progress=progress):
+        clean_map(mosaic, output, majority=majority, sieve=sieve, connectivity=connectivity, overwrite=overwrite,
+                  resume=resume, progress=progress, codec=codec)
+    steps = [f"majority {majority}x{majority}"] * (majority is not None) + [
+        f"sieve {sieve} px ({connectivity}-connected)"] * (sieve is not None)
+    print(f"wrote {output}: {', then '.join(steps)}")
+
+
+@app.command()
+def polygonize(
+    mosaic: Annotated[Path, typer.Argument(help="Class or cluster map (.zarr) from `rastercore predict` or `cluster`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Polygons to write: .gpkg (GeoPackage) or .parquet "
+                                                                 "(GeoParquet).")],
+    layer: Annotated[Optional[str], typer.Option(help="Layer of class codes (default: class, else cluster).")] = None,
+    connectivity: Annotated[int, typer.Option(help="4: pixels of a region join by their edges; 8: by corners "
+                                                   "too.")] = 4,
+    simplify: Annotated[Optional[float], typer.Option(
+        help="Simplify the outlines by this tolerance in CRS units; neighbours keep shared boundaries.")] = None,
+    format: Annotated[Optional[str], typer.Option(
+        "--format", help="gpkg or parquet (default: from the output's extension).")] = None,
+    tile_size: Annotated[Optional[int], typer.Option(help="Tile side in pixels (default: the map's tiles).")] = None,
+    overwrite: OverwriteOpt = False,
+    scheduler: SchedulerOpt = None,
+    progress: ProgressOpt = "auto",
+) -> None:
+    """Write one polygon per connected region of a class map, with its class name and area, tile by tile."""
+    from rastercore.maps import polygonize as polygonize_map
+    from rastercore.maps import polygon_format
+    from rastercore.scheduler import client
+    from rastercore.store import check_output
+
+    check_choice(connectivity, "connectivity (--connectivity)", (4, 8))
+    check_tile_size(tile_size)
+    if simplify is not None and not simplify >= 0:
+        raise ParameterError(f"simplify (--simplify) must be a tolerance of 0 or more in CRS units, not {simplify}.")
+    mosaic, output = _absolute(mosaic), _not_a_directory(_absolute(output), "--output", "a .gpkg or .parquet file")
+    polygon_format(output, format)
+    check_output(output, overwrite=overwrite)
+    with client(scheduler, progress=progress):
+        result = polygonize_map(mosaic, output, layer=layer, connectivity=connectivity, simplify=simplify,
+                                format=format, tile_size=tile_size, overwrite=overwrite, progress=progress)
+    classes = ", ".join(f"{name} {n}" for name, n in result.per_class.items())
+    print(f"wrote {output}: {result.features} polygons" + (f" ({classes})" if classes else ""))
+
+
+@app.command()
 def evaluate(
     prediction: Annotated[Path, typer.Argument(help="Mosaic from `rastercore predict`.")],
     target: Annotated[str, typer.Argument(help="Target raster (any grid; resampled onto the mosaic).")],
@@ -661,23 +756,29 @@ def evaluate(
     region: Annotated[str, typer.Option(help="'all', 'validation' or 'train' pixels.")] = "all",
     threshold: Annotated[Optional[str], typer.Option(help="Classes from a continuous target (default: the model's).")] = None,
     figures: Annotated[bool, typer.Option(help="Write the comparison, confusion and probability figures.")] = True,
+    reference: Annotated[Optional[Path], typer.Option(
+        help="Reference points or polygons you labelled (.gpkg, .shp, ...): error-adjusted class areas with 95 % "
+             "confidence intervals (Olofsson et al. 2014) from them.")] = None,
+    reference_field: Annotated[str, typer.Option(
+        help="Field of --reference holding each feature's class (name or code).")] = "class",
     overwrite: OverwriteOpt = False,
     scheduler: SchedulerOpt = None,
     progress: StepProgressOpt = "auto",
 ) -> None:
-    """Score a mosaic against a target, out of core: metrics (JSON, Markdown) and figures."""
+    """Score a mosaic against a target, out of core: metrics and class areas (JSON, Markdown) and figures."""
     from rastercore.evaluate import evaluate_mosaic, metrics_markdown
     from rastercore.scheduler import client
     from rastercore.store import check_output
 
     check_choice(region, "region (--region)", ("all", "validation", "train"))
     thresholds = _split_floats(threshold, "--threshold")
-    prediction, output, model = map(_absolute, (prediction, output, model))
+    prediction, output, model, reference = map(_absolute, (prediction, output, model, reference))
     target = _raster(_absolute(target), "TARGET")
     check_output(output, output.with_suffix(".md"), overwrite=overwrite)
     with client(scheduler, progress=progress), _one_step("evaluate", progress):
         result = evaluate_mosaic(prediction, target, output, model=model, region=region, thresholds=thresholds,
-                                 figures=figures, overwrite=overwrite)
+                                 figures=figures, overwrite=overwrite, reference=reference,
+                                 reference_field=reference_field)
     for task in ("classification", "regression"):
         if task in result:
             print(metrics_markdown(result[task]))
@@ -690,6 +791,89 @@ def _print_result(result: dict) -> None:
         print(f"{name:>{width}}: {path}")
     for stage, seconds in result["seconds"].items():
         print(f"{stage:>{width}}: {seconds:.2f} s")
+
+
+def _is_model_file(path) -> bool:
+    """Whether ``info`` reads ``path`` as a model file: a ``.skops`` name, or any zip archive (no raster is one)."""
+    import zipfile
+
+    path = Path(path)
+    return path.suffix.lower() == ".skops" or (path.is_file() and zipfile.is_zipfile(path))
+
+
+def _describe_model(path) -> dict:
+    """What ``info`` tells of a model file, from its manifest (the model itself is not loaded)."""
+    from rastercore.models import read_manifest
+
+    manifest = read_manifest(path)
+    meta = manifest.get("metadata") or {}
+    unsupervised = meta.get("unsupervised") or {}
+    names = meta.get("class_names") or []
+    validation = meta.get("validation") or {}
+    sample = meta.get("sample_size") or {"train": unsupervised.get("pixels"), "validation": validation.get("rows")}
+    return {
+        "path": str(path), "kind": "rastercore model",
+        "family": meta.get("family") or (f"{unsupervised['method']} (unsupervised)" if unsupervised else None),
+        "estimator": manifest.get("model_type"), "task": meta.get("task") or ("unsupervised" if unsupervised else None),
+        "classes": _model_classes(names, meta.get("class_colors"), sample),
+        "colors_from": ("model file" if meta.get("class_colors") else "default palette") if names else None,
+        "bands": meta.get("bands"), "feature_names": meta.get("feature_names"),
+        "feature_spec": meta.get("feature_spec"), "params": meta.get("params"), "thresholds": meta.get("thresholds"),
+        "validation": meta.get("validation"), "sample_size": sample, "fit_seconds": meta.get("fit_seconds"),
+        "created_utc": manifest.get("created_utc"), "format_version": manifest.get("format_version"),
+        "versions": manifest.get("versions"), "file_sha256": manifest.get("file_sha256"),
+    }
+
+
+def _model_classes(names: list, colors, sample: dict) -> list[dict]:
+    """Code, name, colour (``#rrggbb``) and sample rows of each class of a model file."""
+    from rastercore.palette import class_colors, hex_color
+
+    rgb = class_colors(names, colors) if names else []
+    per_split = {split: sample.get(f"{split}_per_class") or {} for split in ("train", "validation")}
+    return [{"code": i, "name": str(name), "color": hex_color(c),
+             **{split: counts[str(name)] for split, counts in per_split.items() if str(name) in counts}}
+            for i, (name, c) in enumerate(zip(names, rgb))]
+
+
+def _row(label: str, text) -> None:
+    print(f"  {label:<11} {text}")
+
+
+def _print_model(d: dict) -> None:
+    print(f"{d['path']} ({d['kind']})")
+    _row("family", f"{d['family'] or 'not recorded'} ({d['estimator']})")
+    _row("task", d["task"] or "not recorded")
+    for i, c in enumerate(d["classes"]):
+        rows = ", ".join(f"{c[k]} {k}" for k in ("train", "validation") if c.get(k) is not None)
+        text = f"{c['code']:>2}  {c['color']}  {c['name']}" + (f"  ({rows})" if rows else "")
+        _row("classes" if i == 0 else "", text)
+    if d["classes"]:
+        _row("", f"(colours: {d['colors_from']})")
+    _print_model_inputs(d)
+    sample = d["sample_size"] or {}
+    _row("sample", ", ".join(f"{sample[k]} {k}" for k in ("train", "validation") if sample.get(k) is not None)
+         or "not recorded")
+    scores = {k: v for k, v in (d["validation"] or {}).items() if k != "rows"}
+    _row("validation", ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
+         or "not recorded")
+    _row("saved", f"{d['created_utc']}, model format {d['format_version']}")
+    _row("versions", ", ".join(f"{k} {v}" for k, v in (d["versions"] or {}).items()))
+    _row("sha256", d["file_sha256"])
+
+
+def _print_model_inputs(d: dict) -> None:
+    """Bands, features, feature spec (its normaliser by name only) and parameters of a model file."""
+    _row("bands", ", ".join(d["bands"] or []) or "not recorded")
+    features = d["feature_names"] or []
+    _row("features", f"{len(features)}: {', '.join(features)}" if features else "not recorded")
+    spec = d["feature_spec"] if isinstance(d["feature_spec"], dict) else {"features": d["feature_spec"]}
+    _row("spec", json.dumps(spec.get("features")))
+    if isinstance(spec.get("normalize"), dict):
+        norm = spec["normalize"]
+        _row("normalize", f"{norm.get('method')}" + (" (with its fitted statistics)" if "stats" in norm else ""))
+    if d["params"]:
+        _row("params", json.dumps(d["params"]))
 
 
 def _print_description(d: dict) -> None:

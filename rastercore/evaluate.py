@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import dask
@@ -21,7 +22,8 @@ from rastercore._deprecated import renamed_keywords
 from rastercore.errors import ParameterError, TargetError
 from rastercore.targets import IGNORE
 
-__all__ = ["evaluate_classes", "evaluate_values", "evaluate_mosaic", "write_metrics", "region_mask"]
+__all__ = ["evaluate_classes", "evaluate_values", "evaluate_mosaic", "write_metrics", "region_mask", "class_areas",
+           "reference_counts"]
 
 
 @renamed_keywords({"like": "stack"})
@@ -210,7 +212,48 @@ def metrics_markdown(metrics: dict) -> str:
     for name, m in metrics["per_class"].items():
         lines.append(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['iou']:.4f} | "
                      f"{m['support']} |")
+    if metrics.get("areas"):
+        lines += ["", *_areas_markdown(metrics["areas"])]
     return "\n".join(lines) + "\n"
+
+
+def _areas_markdown(areas: dict) -> list[str]:
+    """Mapped areas and the area estimates of :func:`class_areas`, as Markdown lines."""
+    unit, mapped = areas["unit"], areas["mapped"]
+    total = f"{_number(mapped['hectares'])} ha in " if mapped["hectares"] is not None else ""
+    lines = [f"Mapped area of the {mapped['region']} region: {total}{mapped['pixels']} pixels "
+             f"(pixel area: {areas['pixel_area']}).", "", f"| class | pixels | mapped ({unit}) |", "|---|---|---|"]
+    key = "hectares" if unit == "ha" else "pixels"
+    lines += [f"| {name} | {m['pixels']} | {_number(m[key])} |" for name, m in mapped["per_class"].items()]
+    for title, key in (("target pixels", "target_sample"), ("reference file", "reference_sample")):
+        if areas.get(key):
+            lines += ["", *_estimate_markdown(title, areas[key], unit)]
+    return lines
+
+
+def _estimate_markdown(title: str, e: dict, unit: str) -> list[str]:
+    lines = [f"Error-adjusted areas from the {title} (stratified estimator of Olofsson et al. 2014; ± is the 95 % "
+             f"confidence interval, 1.96 SE): {e['sample']}; overall accuracy {_number(e['overall_accuracy'], 4)} ± "
+             f"{_number(e['overall_accuracy_ci95'], 4)}.", "",
+             f"| class | reference units | mapped ({unit}) | estimated ({unit}) | user's accuracy "
+             "| producer's accuracy |",
+             "|---|---|---|---|---|---|"]
+    if e["unsampled_strata"]:
+        lines[0] += (f" Classes {', '.join(e['unsampled_strata'])} have mapped area but no reference unit, so no "
+                     "unbiased estimate exists (n/a); add reference units in them.")
+    for name, c in e["per_class"].items():
+        lines.append(f"| {name} | {c['sample_size']} | {_number(c['mapped_area'])} | {_number(c['area'])} ± "
+                     f"{_number(c['area_ci95'])} | {_number(c['users_accuracy'], 4)} ± "
+                     f"{_number(c['users_accuracy_ci95'], 4)} | {_number(c['producers_accuracy'], 4)} ± "
+                     f"{_number(c['producers_accuracy_ci95'], 4)} |")
+    return lines
+
+
+def _number(value, decimals: int = 2) -> str:
+    """``value`` with thousands separators, or n/a when it is missing or NaN."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{value:,.{decimals}f}"
 
 
 def evaluate_mosaic(
@@ -223,8 +266,13 @@ def evaluate_mosaic(
     thresholds=None,
     figures: bool = True,
     overwrite: bool = False,
+    reference: str | os.PathLike | None = None,
+    reference_field: str = "class",
 ) -> dict:
     """Evaluate a prediction mosaic against a target; write metrics (JSON, Markdown) and figures.
+
+    A class map also gets its class areas and error-adjusted area estimates
+    (``classification["areas"]``, see :func:`class_areas`).
 
     Parameters
     ----------
@@ -243,9 +291,18 @@ def evaluate_mosaic(
     thresholds : float or list, optional
         Classes from a continuous target (default: from the model file).
     figures : bool, default True
-        Write the comparison, confusion-matrix and probability figures.
+        Write the comparison, confusion-matrix and probability figures, of
+        the evaluated region only (pixels outside it are left blank).
     overwrite : bool, default False
         Replace existing outputs.
+    reference : path, optional
+        Reference points or polygons labelled by the user (any vector file
+        pyogrio reads; ``pip install 'rastercore[vector]'``): their error
+        matrix against the map, with the map areas of the whole map, gives
+        a second set of area estimates (``areas["reference_sample"]``).
+    reference_field : str, default "class"
+        The field of ``reference`` holding each feature's reference class,
+        as a class name or code.
 
     Returns
     -------
@@ -256,7 +313,8 @@ def evaluate_mosaic(
     ------
     ParameterError
         ``prediction`` has no ``class``, ``value`` or ``cluster`` layer (a
-        stack, not a prediction mosaic).
+        stack, not a prediction mosaic); or ``reference`` cannot be read,
+        lacks ``reference_field``, or names a class the map does not have.
     TargetError
         The target does not overlap the mosaic; no pixel of the region has
         both a prediction and a target value; or, when the tiles are
@@ -273,27 +331,317 @@ def evaluate_mosaic(
     meta = _model_metadata(model)
     thresholds = thresholds if thresholds is not None else meta.get("thresholds")
     mask = _region(mosaic, region, meta)
+    names = meta.get("class_names") or mosaic.attrs.get("class_names")
+    sample = _reference_file(reference, reference_field, mosaic, codes, names)
     result: dict = {"region": region}
     continuous = target_on_grid(target, mosaic, kind="continuous") if (thresholds or "value" in layers) else None
     if codes is not None:
         classes = (threshold_classes(continuous, thresholds) if thresholds else target_on_grid(target, mosaic))
-        names = meta.get("class_names") or mosaic.attrs.get("class_names")
         result["classification"] = evaluate_classes(mosaic.sel(band=codes), classes, class_names=names, mask=mask)
     if "value" in layers:
         result["regression"] = _value_metrics(mosaic.sel(band="value"), continuous, mask)
     _check_scored(result, prediction, target)
+    if codes is not None:
+        counted = None if sample is None else _count_reference(sample, mosaic.sel(band=codes))
+        result["classification"]["areas"] = class_areas(mosaic.sel(band=codes), result["classification"],
+                                                        mask=mask, region=region, reference=counted)
     output = Path(output)
     _write_report(result, output, overwrite)
     if figures and "classification" in result:
-        from rastercore.viz import comparison_figure, confusion_figure, probability_figure
-
-        stem = output.with_suffix("")
-        comparison_figure(mosaic.sel(band=codes), classes, f"{stem}_comparison.png",
-                          class_names=result["classification"]["classes"], overwrite=overwrite)
-        confusion_figure(result["classification"], f"{stem}_confusion.png", overwrite=overwrite)
-        if any(layer.startswith("p[") for layer in layers):
-            probability_figure(mosaic, f"{stem}_probabilities.png", overwrite=overwrite)
+        _write_figures(mosaic, codes, classes, result["classification"], mask, output, overwrite, region=region)
     return result
+
+
+def _write_figures(mosaic: xr.DataArray, codes: str, classes: xr.DataArray, metrics: dict, mask, output: Path,
+                   overwrite: bool, region: str = "all") -> None:
+    """The comparison, confusion and probability figures of the evaluated region (blank outside it, named in
+    the titles), in the map's class colours."""
+    from rastercore.viz import comparison_figure, confusion_figure, probability_figure
+
+    if mask is not None:
+        keep = xr.DataArray(da.asarray(mask), dims=("y", "x"))
+        mosaic, classes = mosaic.where(keep), classes.where(keep)
+    stem, name = output.with_suffix(""), region
+    comparison_figure(mosaic.sel(band=codes), classes, f"{stem}_comparison.png", class_names=metrics["classes"],
+                      class_colors=mosaic.attrs.get("class_colors"), region=name, overwrite=overwrite)
+    confusion_figure(metrics, f"{stem}_confusion.png", region=name, overwrite=overwrite)
+    if any(str(layer).startswith("p[") for layer in mosaic["band"].values):
+        probability_figure(mosaic, f"{stem}_probabilities.png", region=name, overwrite=overwrite)
+
+
+def class_areas(classes: xr.DataArray, metrics: dict, *, mask=None, region: str = "all",
+                reference: dict | None = None) -> dict:
+    """Mapped class areas of the evaluated region, and error-adjusted area estimates with 95 % CIs.
+
+    Parameters
+    ----------
+    classes : xarray.DataArray
+        The map's ``(y, x)`` class layer with its grid, e.g. ``mosaic.sel(band="class")``.
+    metrics : dict
+        :func:`evaluate_classes` of that map over the region: its confusion
+        matrix, transposed, is the sample error matrix of the target pixels.
+    mask : dask or numpy bool array, optional
+        The evaluated region (:func:`region_mask`); None for the whole map.
+    region : str, default "all"
+        Name of the region, for the report.
+    reference : dict, optional
+        :func:`reference_counts` of reference points or polygons; estimated
+        with the mapped areas of the whole map.
+
+    Returns
+    -------
+    dict
+        ``unit`` ("ha", or "pixels" for a map without a CRS), ``pixel_area``
+        (how pixel areas were computed), ``mapped`` (the region's
+        :func:`rastercore.maps.map_areas`), ``target_sample``
+        (:func:`rastercore.maps.area_estimates` with the target pixels as
+        the sample) and, given ``reference``, ``reference_sample``.
+    """
+    from rastercore.grid import grid_of
+    from rastercore.maps import map_areas
+
+    mapped = map_areas(classes, metrics["classes"], mask=mask)
+    report = {"unit": "ha" if mapped["hectares"] is not None else "pixels",
+              "pixel_area": _pixel_area_note(grid_of(classes)), "mapped": {"region": region, **mapped}}
+    target = np.asarray(metrics["confusion_matrix"], dtype=np.int64).T
+    report["target_sample"] = {
+        "sample": f"the {int(target.sum())} pixels of the {region} region that have a target value (a census if "
+                  "the target covers the region)",
+        "reference_units": int(target.sum()), **_estimates(target, mapped)}
+    if reference is not None:
+        whole = mapped if mask is None else map_areas(classes, metrics["classes"])
+        report["reference_sample"] = {
+            "sample": reference["source"], "reference_units": int(np.sum(reference["counts"])),
+            "dropped": reference["dropped"], "mapped_area_of": "the whole map",
+            **_estimates(np.asarray(reference["counts"]), whole)}
+    return report
+
+
+def _estimates(counts: np.ndarray, mapped: dict) -> dict:
+    """:func:`rastercore.maps.area_estimates` of ``counts`` against the areas of ``mapped``, padded to one class set."""
+    from rastercore.maps import area_estimates
+
+    names = list(mapped["classes"])
+    key = "hectares" if mapped["hectares"] is not None else "pixels"
+    areas = [mapped["per_class"][name][key] for name in names]
+    size = max(len(names), len(counts))
+    n = np.zeros((size, size), np.int64)
+    n[: len(counts), : len(counts)] = counts
+    names += [str(i) for i in range(len(names), size)]
+    return area_estimates(n, areas + [0.0] * (size - len(areas)), names)
+
+
+def _pixel_area_note(grid) -> str:
+    from rastercore.grid import Grid
+    from rastercore.maps import pixel_areas
+
+    if grid.crs is None:
+        return "unknown: the map has no CRS, so areas are in pixels"
+    if grid.crs.is_geographic:
+        return "geodesic, per row, on the CRS's ellipsoid"
+    return f"{pixel_areas(Grid(1, 1, grid.transform, grid.crs))[0]:.6g} m² per pixel, projected CRS"
+
+
+def reference_counts(vector: str | os.PathLike, classes: xr.DataArray, *, field: str = "class",
+                     class_names=None) -> dict:
+    """Sample error matrix of reference points or polygons labelled by the user against a class map.
+
+    Each point counts once, with the map class of the pixel it falls in;
+    each polygon counts every pixel whose centre it covers (its pixels are
+    not independent samples, so its confidence intervals are optimistic).
+    Points are read from the map where they fall and polygons are burnt
+    tile by tile, so memory does not depend on the size of the map.
+
+    Parameters
+    ----------
+    vector : path
+        Points and/or polygons, any vector file pyogrio reads
+        (``pip install 'rastercore[vector]'``), reprojected to the map's CRS.
+    classes : xarray.DataArray
+        The map's ``(y, x)`` class layer with its grid.
+    field : str, default "class"
+        The field holding each feature's reference class: a class name of
+        the map, or a class code.
+    class_names : list of str, optional
+        Names of the map's classes 0, 1, ...
+
+    Returns
+    -------
+    dict
+        ``counts`` (rows: map class, columns: reference class), ``source``
+        (one line saying what was counted) and ``dropped`` (points outside
+        the map or on its nodata).
+
+    Raises
+    ------
+    ParameterError
+        The file is missing or unreadable, lacks ``field``, holds other
+        geometries than points and polygons, or a label is no class of the map.
+    """
+    return _count_reference(_read_reference(vector, field, classes, class_names), classes)
+
+
+@dataclass
+class _Reference:
+    source: str
+    rows: np.ndarray
+    cols: np.ndarray
+    point_codes: np.ndarray
+    polygons: list
+    polygon_codes: np.ndarray
+    outside: int
+
+
+def _reference_file(path, field: str, mosaic: xr.DataArray, codes: str | None, names) -> _Reference | None:
+    """The reference file of ``evaluate_mosaic``, read and checked; None without one."""
+    if path is None:
+        return None
+    if codes is None:
+        raise ParameterError(f"the reference file {path} (--reference) labels classes, but the prediction has no "
+                             "class layer; give --reference with a class map.")
+    return _read_reference(path, field, mosaic.sel(band=codes), names)
+
+
+def _read_reference(path, field: str, classes: xr.DataArray, names) -> _Reference:
+    """Read and check a reference file (cheap: no pixel is read), before any tile is computed."""
+    import shapely
+
+    from rastercore.grid import grid_of
+
+    grid = grid_of(classes)
+    geometries, labels, crs = _read_reference_file(Path(path), field)
+    codes = _reference_codes(labels, names, path, field)
+    geometries = _to_grid_crs(geometries, crs, grid)
+    kinds = shapely.get_type_id(geometries)
+    other = ~np.isin(kinds, (0, 3, 4, 6))
+    if other.any():
+        odd = geometries[other][0]
+        kind = "feature without geometry" if odd is None else odd.geom_type
+        raise ParameterError(f"the reference file {path} (--reference) holds a {kind}; give points or polygons.")
+    points = np.isin(kinds, (0, 4))
+    xy, which = shapely.get_coordinates(geometries[points], return_index=True)
+    cols, rows = ~grid.transform @ (xy[:, 0], xy[:, 1])
+    rows, cols = np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
+    inside = (rows >= 0) & (rows < grid.height) & (cols >= 0) & (cols < grid.width)
+    polygons = list(geometries[~points])
+    source = (f"{int(points.sum())} points and {len(polygons)} polygons of {path} (field '{field}'); each polygon "
+              "counts every pixel whose centre it covers")
+    return _Reference(source, rows[inside], cols[inside], codes[points][which][inside], polygons, codes[~points],
+                      int((~inside).sum()))
+
+
+def _read_reference_file(path: Path, field: str):
+    if not path.exists():
+        raise ParameterError(f"the reference file {path} (--reference) does not exist; check the path.")
+    try:
+        import pyogrio
+        import shapely
+    except ImportError as err:
+        raise ParameterError(f"reading the reference file {path} (--reference) needs pyogrio and shapely: "
+                             "pip install 'rastercore[vector]'.") from err
+    try:
+        meta, _, wkb, values = pyogrio.raw.read(path)
+    except Exception as err:  # pyogrio raises its own DataSourceError family
+        raise ParameterError(f"the reference file {path} (--reference) could not be read as a vector file: "
+                             f"{err}") from err
+    fields = [str(f) for f in meta["fields"]]
+    if field not in fields:
+        raise ParameterError(f"the reference file {path} has no field '{field}' (its fields: {', '.join(fields)}); "
+                             "name the field holding the reference class with --reference-field.")
+    if len(wkb) == 0:
+        raise ParameterError(f"the reference file {path} (--reference) holds no features; label some points.")
+    return shapely.from_wkb(wkb), list(values[fields.index(field)]), meta.get("crs")
+
+
+def _reference_codes(labels: list, names, path, field: str) -> np.ndarray:
+    """Class codes of reference labels: a class name of the map, else a whole-number code."""
+    lookup = {str(name): code for code, name in enumerate(names or [])}
+    found: dict = {}
+    for label in labels:
+        key = label.item() if hasattr(label, "item") else label
+        if key not in found:
+            found[key] = _reference_code(key, lookup, path, field)
+    return np.array([found[label.item() if hasattr(label, "item") else label] for label in labels], dtype=np.int64)
+
+
+def _reference_code(label, lookup: dict, path, field: str) -> int:
+    if label is None or (isinstance(label, float) and not np.isfinite(label)):
+        raise ParameterError(f"a feature of the reference file {path} has no value in field '{field}'; label every "
+                             "reference feature or remove it.")
+    if str(label) in lookup:
+        return lookup[str(label)]
+    try:
+        code = float(label)
+    except (TypeError, ValueError):
+        code = -1.0
+    if code >= 0 and code == int(code):
+        return int(code)
+    known = ", ".join(lookup) or "codes 0, 1, ..."
+    raise ParameterError(f"'{label}' in field '{field}' of the reference file {path} is not a class of the map "
+                         f"(its classes: {known}); label with the map's class names or codes.")
+
+
+def _to_grid_crs(geometries: np.ndarray, crs, grid) -> np.ndarray:
+    """``geometries`` in the grid's CRS (a file without a CRS is taken to be in it already)."""
+    if grid.crs is None or not crs:
+        return geometries
+    import pyproj
+    import shapely
+
+    source, target = pyproj.CRS.from_user_input(crs), pyproj.CRS.from_user_input(grid.crs.to_wkt())
+    if source == target:
+        return geometries
+    transformer = pyproj.Transformer.from_crs(source, target, always_xy=True)
+    return shapely.transform(geometries, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+
+
+def _count_reference(sample: _Reference, classes: xr.DataArray) -> dict:
+    """The sample error matrix (rows: map class, columns: reference class) of a read reference file."""
+    layer = da.asarray(classes.data)
+    values = np.asarray(layer.vindex[sample.rows, sample.cols].compute()) if sample.rows.size else np.zeros(0)
+    mapped = np.where(np.isfinite(values), values, -1).astype(np.int64) if values.dtype.kind == "f" else values
+    valid = mapped >= 0
+    parts = [_pair_counts(mapped[valid], sample.point_codes[valid])]
+    if sample.polygons:
+        parts.append(np.asarray(evaluate_classes(classes, _burnt(sample, classes))["confusion_matrix"]).T)
+    size = max(p.shape[0] for p in parts)
+    counts = np.zeros((size, size), np.int64)
+    for p in parts:
+        counts[: p.shape[0], : p.shape[1]] += p
+    return {"counts": counts.tolist(), "source": sample.source,
+            "dropped": {"outside the map": sample.outside, "on nodata": int((~valid).sum())}}
+
+
+def _pair_counts(mapped: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    size = int(max(mapped.max(initial=-1), reference.max(initial=-1)) + 1)
+    return np.bincount(mapped * size + reference, minlength=size * size).reshape(size, size)
+
+
+def _burnt(sample: _Reference, classes: xr.DataArray) -> xr.DataArray:
+    """Lazy ``(y, x)`` reference codes of the polygons (IGNORE elsewhere), burnt tile by tile."""
+    import shapely
+
+    from rastercore.grid import grid_of
+
+    layer = da.asarray(classes.data)
+    boxes = shapely.bounds(np.array(sample.polygons, dtype=object))
+    data = da.map_blocks(_burn_block, sample.polygons, sample.polygon_codes, boxes, grid_of(classes),
+                         chunks=layer.chunks, dtype=np.int32, meta=np.empty((0, 0), np.int32))
+    return xr.DataArray(data, dims=("y", "x"))
+
+
+def _burn_block(polygons, codes, boxes, grid, block_info=None) -> np.ndarray:
+    from affine import Affine
+    from rasterio.features import rasterize
+
+    (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    transform = grid.transform @ Affine.translation(c0, r0)
+    xs, ys = transform @ (np.array([0, c1 - c0, 0, c1 - c0]), np.array([0, 0, r1 - r0, r1 - r0]))
+    hit = (boxes[:, 0] <= xs.max()) & (boxes[:, 2] >= xs.min()) & (boxes[:, 1] <= ys.max()) & (boxes[:, 3] >= ys.min())
+    shapes = [(polygons[i], int(codes[i])) for i in np.flatnonzero(hit)]
+    if not shapes:
+        return np.full((r1 - r0, c1 - c0), IGNORE, np.int32)
+    return rasterize(shapes, out_shape=(r1 - r0, c1 - c0), transform=transform, fill=IGNORE, dtype=np.int32)
 
 
 def _scored_layer(prediction, layers: list[str]) -> str | None:

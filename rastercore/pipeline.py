@@ -107,13 +107,14 @@ class QuicklookStep(_Step):
 
 
 class ExportStep(_Step):
-    """Export a stack to a Cloud-Optimized GeoTIFF."""
+    """Export a stack or mosaic to a Cloud-Optimized GeoTIFF (see :func:`rastercore.export.export`)."""
 
     kind: Literal["export"]
     input: str
     output: str
     compress: str = "DEFLATE"
-    resampling: str = "average"
+    resampling: str | None = None
+    layers: list[str] | None = None
 
     @field_validator("compress")
     @classmethod
@@ -190,6 +191,7 @@ class TrainStep(_Step):
     params: dict = Field(default_factory=dict)
     labels: list[float] | None = None
     seed: int = 0
+    colors: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _known_params(self):
@@ -206,6 +208,8 @@ class PredictStep(_Step):
     output: str
     cog: str | None = None
     probabilities: bool = True
+    layers: list[str] | None = None
+    colors: dict[str, str] | None = None
     codec: Literal["lz4", "zstd", "none"] = DEFAULT_CODEC
 
 
@@ -337,11 +341,11 @@ def _run_quicklook(step: QuicklookStep, out: Path, progress: ProgressMode) -> No
 
 
 def _run_export(step: ExportStep, out: Path, progress: ProgressMode) -> None:
-    from rastercore.io import write_cog
+    from rastercore.export import export
     from rastercore.stack import open_stack
 
-    write_cog(open_stack(out / step.input), out / step.output, compress=step.compress,
-              resampling=step.resampling, progress=progress)
+    export(open_stack(out / step.input), out / step.output, layers=step.layers, compress=step.compress,
+           resampling=step.resampling, progress=progress)
 
 
 def _run_features(step: FeaturesStep, out: Path, progress: ProgressMode) -> None:
@@ -383,7 +387,7 @@ def _run_train(step: TrainStep, out: Path, progress: ProgressMode) -> None:
     from rastercore.training import train_from_table
 
     train_from_table(read_table(out / step.sample), step.family, seed=step.seed, params=step.params,
-                     labels=step.labels, path=out / step.output)
+                     labels=step.labels, path=out / step.output, class_colors=step.colors)
 
 
 def _run_predict(step: PredictStep, out: Path, progress: ProgressMode) -> None:
@@ -392,7 +396,7 @@ def _run_predict(step: PredictStep, out: Path, progress: ProgressMode) -> None:
 
     predict(str(out / step.model), open_stack(out / step.stack), out / step.output,
             cog=None if step.cog is None else out / step.cog, probabilities=step.probabilities, progress=progress,
-            codec=step.codec)
+            codec=step.codec, layers=step.layers, class_colors=step.colors)
 
 
 def _run_evaluate(step: EvaluateStep, out: Path, progress: ProgressMode) -> None:

@@ -10,9 +10,11 @@ and can be exported as Cloud-Optimized GeoTIFFs.
 Output layers (the ``band`` coordinate of the mosaic):
 
 * classifiers: ``class`` (index into the model's classes, see
-  ``attrs["class_names"]``) and, when the model gives probabilities,
-  ``p[<class>]`` per class;
-* regressors: ``value``;
+  ``attrs["class_names"]``; their colours are ``attrs["class_colors"]``) and,
+  when the model gives probabilities, ``p[<class>]`` per class and, when
+  asked (``layers=``), the uncertainty layers ``maxprob``, ``margin`` and
+  ``entropy``;
+* regressors: ``value`` and, when asked, ``spread`` (forests);
 * hurdle models: ``class`` (1 where ``value >= threshold``) and ``value``;
 * multi-label models: ``label[<name>]`` (0/1) per label;
 * clusterers (e.g. k-means, :mod:`rastercore.unsupervised`): ``cluster``;
@@ -48,13 +50,14 @@ from rastercore.progress import ProgressMode
 from rastercore.stack import nodata_of, valid_mask
 from rastercore.store import DEFAULT_CODEC, check_output, open_stack, write_tiles
 
-__all__ = ["predict", "predict_lazy", "prediction_layers", "cog_layers", "categorical_layer", "resolve_model",
-           "LoadedModel", "PredictTile"]
+__all__ = ["predict", "predict_lazy", "prediction_layers", "cog_layers", "categorical_layer", "class_raster",
+           "class_nodata", "write_class_cog", "resolve_model", "LoadedModel", "PredictTile"]
 
 
-def prediction_layers(model, *, class_names=None, probabilities: bool = True) -> list[str]:
+def prediction_layers(model, *, class_names=None, probabilities: bool = True, layers=None) -> list[str]:
     """Names of the layers :func:`predict` writes for ``model`` (see :func:`rastercore.models.tile_predictor`)."""
-    return tile_predictor(model, class_names=class_names, probabilities=probabilities, fast=False).layers
+    return tile_predictor(model, class_names=class_names, probabilities=probabilities, fast=False,
+                          layers=layers).layers
 
 
 class PredictTile:
@@ -95,6 +98,8 @@ def predict_lazy(
     fast: bool = True,
     model_id: str | None = None,
     band_map=None,
+    layers=None,
+    class_colors=None,
 ) -> xr.DataArray:
     """The prediction mosaic of ``model`` on ``stack`` as a lazy DataArray.
 
@@ -128,6 +133,17 @@ def predict_lazy(
     band_map : mapping or str, optional
         Stack band name -> model band name (``{"VV": "HH", "VH": "HV"}`` or
         ``"VV=HH,VH=HV"``), for a stack that names the bands otherwise.
+    layers : sequence of str or str, optional
+        The layers to write (``["class", "maxprob", "entropy"]`` or
+        ``"class,proba,margin"``): for a classifier ``class``, ``proba``
+        (``p[<class>]`` per class), ``maxprob``, ``margin``, ``entropy``
+        (:func:`rastercore.models.uncertainty`); for a regressor ``value``
+        and ``spread`` (standard deviation across a forest's trees).
+        Default: ``class`` and ``proba`` (``value``).
+    class_colors : mapping, str or sequence, optional
+        Colours of the classes (``{"water": "#1f78b4"}``, ``"water=#1f78b4"``
+        or one per class; :func:`rastercore.palette.class_colors`), over the
+        model file's and the default palette; kept in ``attrs["class_colors"]``.
 
     Returns
     -------
@@ -148,7 +164,7 @@ def predict_lazy(
         class_names = None if n is None else [str(c) for c in range(int(n))]
     inputs = match_model_inputs(model, spec, stack, bands=loaded.bands, feature_names=loaded.feature_names,
                                 band_ranges=loaded.band_ranges, band_map=band_map, what=loaded.name)
-    predictor = tile_predictor(model, class_names=class_names, probabilities=probabilities, fast=fast)
+    predictor = tile_predictor(model, class_names=class_names, probabilities=probabilities, fast=fast, layers=layers)
     layers = predictor.layers
     fill = nodata_of(stack)
     token = tokenize(loaded.model_id or _model_token(model), spec.to_dict(), inputs, layers, fast, fill)
@@ -159,7 +175,16 @@ def predict_lazy(
     result = xr.DataArray(out, dims=("band", "y", "x"), coords=coords, name="prediction")
     result = result.rio.write_nodata(np.nan, encoded=False)
     if class_names is not None:
-        result.attrs["class_names"] = list(class_names)
+        from rastercore.palette import class_colors as palette_colors
+        from rastercore.palette import parse_colors
+
+        names = [str(n) for n in class_names]
+        model_colors = palette_colors(names, loaded.class_colors)  # the model file's, else the default palette
+        own = dict(zip(names, palette_colors(names, class_colors))) if class_colors is not None else {}
+        if isinstance(class_colors, (str, dict)):  # colours by name: only the named classes change
+            own = {n: c for n, c in own.items() if n in parse_colors(class_colors, names)}
+        result.attrs["class_names"] = names
+        result.attrs["class_colors"] = [list(own.get(n, c)) for n, c in zip(names, model_colors)]
     return result
 
 
@@ -185,6 +210,8 @@ def predict(
     progress: ProgressMode = "auto",
     codec: str = DEFAULT_CODEC,
     band_map=None,
+    layers=None,
+    class_colors=None,
 ) -> xr.DataArray:
     """Predict every pixel of ``stack`` into a zarr mosaic (and optionally a COG).
 
@@ -204,8 +231,10 @@ def predict(
     probabilities : bool, default True
         Write per-class probability layers when the model gives them.
     cog : path-like, optional
-        Also write a Cloud-Optimized GeoTIFF: the class map as uint8 (nodata
-        255) for classifiers, every layer (float32) otherwise; see :func:`cog_layers`.
+        Also write a Cloud-Optimized GeoTIFF: for classifiers and clusterers
+        the styled class map (uint8 codes, nodata 255, colour table,
+        category names, mode overviews; :func:`class_raster`), every layer
+        (float32, named bands) otherwise; see :func:`cog_layers`.
     overwrite, resume : bool, default False
         As in :func:`rastercore.store.write_tiles`: replace an existing
         mosaic; finish an interrupted run: only missing tiles are computed,
@@ -217,6 +246,8 @@ def predict(
         Compression of the mosaic's tiles (:data:`rastercore.store.CODECS`).
     band_map : mapping or str, optional
         Stack band name -> model band name, as in :func:`predict_lazy`.
+    layers, class_colors : optional
+        The layers to write and the class colours, as in :func:`predict_lazy`.
 
     Returns
     -------
@@ -236,7 +267,7 @@ def predict(
     cog_done = cog is None or (finished and Path(cog).exists())
     check_output(None if finished else path, None if cog_done else cog, overwrite=overwrite)
     mosaic = predict_lazy(resolve_model(model, spec, class_names), stack, class_names=class_names,
-                          probabilities=probabilities, band_map=band_map)
+                          probabilities=probabilities, band_map=band_map, layers=layers, class_colors=class_colors)
     if not finished:
         tile = mosaic.chunks[1][0], mosaic.chunks[2][0]
         write_tiles(mosaic, path, tile_chunks=tile, overwrite=overwrite, resume=resume, progress=progress,
@@ -248,9 +279,13 @@ def predict(
                                f"({', '.join(map(str, result['band'].values))}; {grid_of(result).describe()}) "
                                "than this prediction; pass --overwrite to replace it.")
     if not cog_done:
-        from rastercore.io import write_cog
+        layers = cog_layers(result)
+        if "class_names" in layers.attrs and layers.sizes["band"] == 1:
+            write_class_cog(layers, cog, overwrite=overwrite, progress=progress)
+        else:
+            from rastercore.io import write_cog
 
-        write_cog(cog_layers(result), cog, overwrite=overwrite, resampling="nearest", progress=progress)
+            write_cog(layers, cog, overwrite=overwrite, resampling="nearest", progress=progress)
     return result
 
 
@@ -259,20 +294,68 @@ def categorical_layer(layers) -> str | None:
     return next((name for name in ("class", "cluster") if name in layers), None)
 
 
-def cog_layers(mosaic: xr.DataArray) -> xr.DataArray:
-    """What the COG of a mosaic holds: the class (or cluster) map as uint8 (nodata 255), else every layer.
+def class_nodata(n_classes: int) -> tuple[np.dtype, int]:
+    """The pixel type and nodata code of a class raster of ``n_classes``: uint8 and 255, else uint16 and 65535."""
+    return (np.dtype(np.uint8), 255) if n_classes <= 255 else (np.dtype(np.uint16), 65535)
 
-    A class map is what a GIS user opens; the probability layers stay in the
-    zarr mosaic (``rastercore export`` writes any layer set as a float COG).
+
+def class_raster(mosaic: xr.DataArray, layer: str | None = None) -> xr.DataArray:
+    """The class (or cluster) layer of a mosaic as integer codes, the way a GIS opens a class map.
+
+    One band of uint8 codes with nodata 255 (uint16 and 65535 beyond 255
+    classes), carrying ``class_names`` and ``class_colors`` (one RGB per
+    class: the mosaic's, else :func:`rastercore.palette.class_colors`) in
+    its attrs, for :func:`rastercore.io.write_cog`'s colour table and
+    category names.
+
+    Raises
+    ------
+    ParameterError
+        The mosaic has no class or cluster layer.
+    """
+    from rastercore.errors import ParameterError
+    from rastercore.palette import class_colors
+
+    layers = [str(b) for b in mosaic["band"].values]
+    layer = layer or categorical_layer(layers)
+    if layer not in layers or layer not in ("class", "cluster"):
+        raise ParameterError(f"the mosaic has no class or cluster layer (its layers: {', '.join(layers)}).")
+    classes = mosaic.sel(band=[layer])
+    names = mosaic.attrs.get("class_names") or _codes_present(classes)
+    dtype, nodata = class_nodata(len(names))
+    coded = xr.where(classes.notnull(), classes, nodata).astype(dtype)
+    attrs = {k: v for k, v in classes.attrs.items() if k != "_FillValue"}
+    attrs.update(class_names=[str(n) for n in names],
+                 class_colors=[list(c) for c in class_colors(names, mosaic.attrs.get("class_colors"))])
+    return coded.assign_attrs(attrs).rio.write_nodata(nodata, encoded=False)
+
+
+def _codes_present(classes: xr.DataArray) -> list[str]:
+    """Names ``"0"`` ... up to the largest code of a class layer that carries no class names."""
+    top = classes.max().compute().item()
+    return [str(c) for c in range(0 if np.isnan(top) else int(top) + 1)]
+
+
+def cog_layers(mosaic: xr.DataArray) -> xr.DataArray:
+    """What the COG of a mosaic holds: the class (or cluster) map (:func:`class_raster`), else every layer.
+
+    A class map is what a GIS user opens; the probability and uncertainty
+    layers stay in the zarr mosaic (``rastercore export --layers`` writes
+    them as a float COG).
     """
     layers = [str(b) for b in mosaic["band"].values]
-    codes = categorical_layer(layers)
-    if codes is None or "value" in layers or len(mosaic.attrs.get("class_names") or []) > 254:
+    if categorical_layer(layers) is None or "value" in layers:
         return mosaic
-    classes = mosaic.sel(band=[codes])
-    coded = xr.where(classes.notnull(), classes, 255).astype(np.uint8)
-    coded = coded.assign_attrs({k: v for k, v in classes.attrs.items() if k != "_FillValue"})
-    return coded.rio.write_nodata(255, encoded=False)
+    return class_raster(mosaic)
+
+
+def write_class_cog(classes: xr.DataArray, path, **options) -> Path:
+    """Write a :func:`class_raster` as a styled COG: colour table, category names, mode overviews."""
+    from rastercore.io import write_cog
+
+    options.setdefault("resampling", "mode")
+    return write_cog(classes, path, class_names=classes.attrs["class_names"],
+                     class_colors=classes.attrs["class_colors"], **options)
 
 
 @dataclass(frozen=True)
@@ -301,6 +384,7 @@ class LoadedModel:
     feature_names: list | None = None
     band_ranges: dict | None = None
     name: str = "the model"
+    class_colors: list | None = None
 
 
 def resolve_model(model, spec=None, class_names=None, *, model_id: str | None = None) -> LoadedModel:
@@ -335,4 +419,5 @@ def resolve_model(model, spec=None, class_names=None, *, model_id: str | None = 
                        class_names or meta.get("class_names"), manifest["file_sha256"],
                        bands=meta.get("bands") if spec is None else None,
                        feature_names=meta.get("feature_names") if spec is None else None,
-                       band_ranges=meta.get("band_ranges"), name=f"model {path}")
+                       band_ranges=meta.get("band_ranges"), name=f"model {path}",
+                       class_colors=meta.get("class_colors"))

@@ -22,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from rastercore.errors import SamplingError
+from rastercore.palette import class_colors as palette_colors
 from rastercore.progress import ProgressMode
 from rastercore.sampling import TRAIN, PixelPlan, SpatialSplit, fit_streaming, plan_pixels
 
@@ -89,7 +90,7 @@ def build_model(family: str, *, task: str = "classification", seed: int = 0, thr
 
 
 def train_from_table(table, family: str, *, seed: int = 0, params: dict | None = None,
-                     labels: list[float] | None = None, path=None, overwrite: bool = False):
+                     labels: list[float] | None = None, path=None, overwrite: bool = False, class_colors=None):
     """Fit a model family on the training rows of a sample table; score and save it.
 
     Parameters
@@ -109,11 +110,16 @@ def train_from_table(table, family: str, *, seed: int = 0, params: dict | None =
         Save the fitted model there (``.skops``), with its metadata.
     overwrite : bool
         Replace an existing model file.
+    class_colors : mapping, str or sequence, optional
+        Colours of the classes (``{"water": "#1f78b4"}`` or
+        ``"water=#1f78b4"``; :func:`rastercore.palette.class_colors`), kept
+        in the model file for the maps predicted with it; default a palette.
 
     Returns
     -------
     model, dict
-        The fitted estimator and its metadata (including ``validation`` scores).
+        The fitted estimator and its metadata (including ``validation`` scores and
+        ``sample_size``: training and validation rows, per class for classifiers).
     """
     import time
 
@@ -124,6 +130,10 @@ def train_from_table(table, family: str, *, seed: int = 0, params: dict | None =
     X = np.asarray(table.X)
     y, y_kind = _targets_for(family, table, labels)
     train, val = split == TRAIN, split == VALIDATION
+    class_names = (["below", "above"] if family == "hurdle" else
+                   [f">= {t:g}" for t in labels] if family == "multilabel" else table.class_names)
+    colors = (None if y_kind == "value" and family != "hurdle" or not class_names
+              else [list(c) for c in palette_colors(class_names, class_colors)])  # checked before fitting
     threshold = (labels or table.attrs.get("thresholds") or [None])[0]
     model = build_model(family, task="regression" if y_kind == "value" else task, seed=seed, threshold=threshold,
                         **(params or {}))
@@ -140,19 +150,31 @@ def train_from_table(table, family: str, *, seed: int = 0, params: dict | None =
         "bands": table.attrs["bands"],
         "feature_names": list(table.feature_names),
         "band_ranges": table.attrs.get("band_ranges"),
-        "class_names": (["below", "above"] if family == "hurdle" else
-                        [f">= {t:g}" for t in labels] if family == "multilabel" else table.class_names),
+        "class_names": class_names,
         "thresholds": table.attrs.get("thresholds"),
         "training": {key: table.attrs.get(key) for key in ("crs", "transform", "shape", "seed", "quotas",
                                                           "per_class", "block_size", "validation_fraction", "gap")},
         "fit_seconds": round(seconds, 3),
         "validation": _validation_scores(model, X[val], y[val], family) if val.any() else None,
+        "sample_size": _sample_size(y, y_kind, train, val, table.class_names),
     }
+    if colors is not None:
+        metadata["class_colors"] = colors
     if path is not None:
         from rastercore.models import save_model
 
         save_model(model, path, metadata=metadata, overwrite=overwrite)
     return model, metadata
+
+
+def _sample_size(y: np.ndarray, y_kind: str, train: np.ndarray, val: np.ndarray, class_names) -> dict:
+    """Rows the model was fitted on and scored on; per class too when it learns classes."""
+    size = {"train": int(train.sum()), "validation": int(val.sum())}
+    if y_kind == "class" and class_names:
+        for split, rows in (("train_per_class", train), ("validation_per_class", val)):
+            counts = np.bincount(np.asarray(y[rows], dtype=np.int64), minlength=len(class_names))
+            size[split] = {str(name): int(n) for name, n in zip(class_names, counts)}
+    return size
 
 
 def _targets_for(family: str, table, labels):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shlex
 
 import numpy as np
 import pytest
@@ -116,7 +117,7 @@ def assert_one_line_error(code: int, err: str, message: str) -> None:
 
 
 WITH_SCHEDULER = {"ingest", "export", "synth", "demo", "run", "features", "stats", "sample", "train", "predict",
-                  "cluster", "reduce", "evaluate"}
+                  "cluster", "reduce", "evaluate", "clean"}
 
 # (id, argv with {d} = the shared inputs and {o} = the case's output directory, what the message names)
 CLI_CASES = [
@@ -240,6 +241,7 @@ CLI_CASES = [
     ("train-table-is-a-stack", "train {d}/s.zarr -o {o}/m.skops", "s.zarr is not a sample table"),
     ("train-table-missing", "train {d}/nope.h5 -o {o}/m.skops", "nope.h5 does not exist"),
     ("train-existing-output", "train {d}/sample.h5 -o {d}/m.skops --family hgb", "m.skops already exists"),
+    ("train-colors", "train {d}/sample.h5 -o {o}/m.skops --family hgb --colors nope=red", "--colors names nope"),
     # predict: model files, --band-map, stacks
     ("predict-model-missing", "predict {d}/nope.skops {d}/s.zarr -o {o}/p.zarr", "nope.skops"),
     ("predict-model-directory", "predict {d}/adir {d}/s.zarr -o {o}/p.zarr", "adir is a folder, not a model file"),
@@ -255,6 +257,24 @@ CLI_CASES = [
     ("predict-bands-missing", "predict {d}/m.skops {d}/other.zarr -o {o}/p.zarr", "--band-map"),
     ("predict-existing-output", "predict {d}/m.skops {d}/s.zarr -o {d}/p.zarr", "p.zarr already exists"),
     ("predict-codec", "predict {d}/m.skops {d}/s.zarr -o {o}/p.zarr --codec gzip", "codec (--codec)"),
+    ("predict-layers-unknown", "predict {d}/m.skops {d}/s.zarr -o {o}/p.zarr --layers class,spread",
+     "this model writes any of class, proba"),
+    ("predict-colors-format", "predict {d}/m.skops {d}/s.zarr -o {o}/p.zarr --colors red",
+     "--colors entry 'red' is not CLASS=COLOUR"),
+    ("predict-colors-class", "predict {d}/m.skops {d}/s.zarr -o {o}/p.zarr --colors water=red",
+     "--colors names water, which are not classes"),
+    ("predict-colors-colour", "predict {d}/m.skops {d}/s.zarr -o {o}/p.zarr --colors '>= 0.6=reddish'",
+     "is not a colour"),
+    # maps: export, clean
+    ("export-layers-missing", "export {d}/p.zarr {o}/x.tif --layers maxprob", "--layers names maxprob"),
+    ("export-class-averaged", "export {d}/p.zarr {o}/x.tif --resampling average", "would blend the codes"),
+    ("export-class-mixed", "export {d}/p.zarr {o}/x.tif --layers 'class,p[>= 0.6]'", "mixes the class layer"),
+    ("clean-nothing", "clean {d}/p.zarr -o {o}/c.zarr", "--majority"),
+    ("clean-majority-even", "clean {d}/p.zarr -o {o}/c.zarr --majority 4", "majority"),
+    ("clean-sieve-0", "clean {d}/p.zarr -o {o}/c.zarr --sieve 0", "sieve"),
+    ("clean-connectivity", "clean {d}/p.zarr -o {o}/c.zarr --sieve 4 --connectivity 6", "connectivity"),
+    ("clean-not-a-class-map", "clean {d}/s.zarr -o {o}/c.zarr --sieve 4", "no class"),
+    ("clean-existing-output", "clean {d}/p.zarr -o {d}/s.zarr --sieve 4", "s.zarr already exists"),
     # cluster, reduce
     ("cluster-k", "cluster {d}/s.zarr -o {o}/k.zarr -k 0", "n_clusters (-k/--n-clusters) must be at least 1"),
     ("cluster-n", "cluster {d}/s.zarr -o {o}/k.zarr -n 0", "n (-n)"),
@@ -271,6 +291,11 @@ CLI_CASES = [
      "text.txt is not a readable model file"),
     ("evaluate-threshold", "evaluate {d}/p.zarr {d}/scene/target.tif -o {o}/e.json --threshold x",
      "--threshold must be numbers"),
+    ("evaluate-reference-missing", "evaluate {d}/p.zarr {d}/scene/target.tif -o {o}/e.json --reference {d}/nope.gpkg",
+     "nope.gpkg"),
+    ("evaluate-reference-text", "evaluate {d}/p.zarr {d}/scene/target.tif -o {o}/e.json --reference {d}/text.txt",
+     "text.txt"),
+    ("quicklook-rgb-unknown", "quicklook {d}/s.zarr {o}/x.png --rgb red,green,blue", "--rgb"),
     ("evaluate-existing-output", "evaluate {d}/p.zarr {d}/scene/target.tif -o {d}/spec.yaml", "spec.yaml already exists"),
     # the command line itself
     ("unknown-command", "transmogrify {d}/s.zarr", "No such command 'transmogrify'"),
@@ -286,7 +311,8 @@ ON_LOCAL_CLUSTER = {"ingest-truncated-geotiff", "ingest-mismatched-crs", "ingest
 
 
 def _argv(template: str, shared, out, scheduler: str | None) -> list[str]:
-    argv = [a.format(d=shared, o=out) for a in template.split()]
+    # split at spaces except inside '...' (class names hold spaces); other quotes are kept as typed
+    argv = [a.strip("'").format(d=shared, o=out) for a in shlex.split(template, posix=False)]
     if argv[0] in WITH_SCHEDULER and scheduler is not None and "--scheduler" not in argv:
         argv += ["--scheduler", scheduler]
     return argv

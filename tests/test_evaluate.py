@@ -200,3 +200,159 @@ def test_a_cluster_map_is_scored_as_codes(on_disk, tmp_path):
     result = evaluate_mosaic(tmp_path / "clusters.zarr", codes_tif, tmp_path / "m.json", figures=False)
     valid = np.isfinite(codes)
     assert result["classification"]["confusion_matrix"] == skm.confusion_matrix(codes[valid], pred[valid]).tolist()
+
+
+def test_class_areas_and_area_estimates_are_in_the_json_and_markdown(on_disk, tmp_path):
+    mosaic, codes_tif, _, pred, codes = on_disk
+    evaluate_mosaic(mosaic, codes_tif, tmp_path / "m.json", figures=False)
+    areas = json.loads((tmp_path / "m.json").read_text())["classification"]["areas"]
+    pixels = np.bincount(pred.astype(int).ravel())
+    mapped = areas["mapped"]
+    assert areas["unit"] == "ha" and mapped["region"] == "all" and mapped["pixels"] == pred.size
+    assert [mapped["per_class"][k]["pixels"] for k in "01"] == pixels.tolist()
+    assert [mapped["per_class"][k]["hectares"] for k in "01"] == pytest.approx(pixels * 0.01)  # 10 m pixels
+    sample = areas["target_sample"]
+    valid = np.isfinite(codes)
+    counts = skm.confusion_matrix(pred[valid], codes[valid])  # rows: map class, columns: reference
+    assert sample["reference_units"] == valid.sum() and sample["sample_counts"] == counts.tolist()
+    expected = (pixels * 0.01)[:, None] * counts / counts.sum(axis=1, keepdims=True)
+    assert [sample["per_class"][k]["area"] for k in "01"] == pytest.approx(expected.sum(axis=0))
+    assert all(sample["per_class"][k]["area_ci95"] > 0 for k in "01")
+    markdown = (tmp_path / "m.md").read_text()
+    assert f"Mapped area of the all region: {pred.size * 0.01:.2f} ha in {pred.size} pixels" in markdown
+    assert f"| 0 | {pixels[0]} | {pixels[0] * 0.01:.2f} |" in markdown
+    assert "Error-adjusted areas from the target pixels (stratified estimator of Olofsson et al. 2014" in markdown
+    line = next(x for x in markdown.splitlines() if x.startswith(f"| 1 | {counts[1].sum()} |"))
+    assert f"{sample['per_class']['1']['area']:,.2f} ± {sample['per_class']['1']['area_ci95']:,.2f}" in line
+
+
+@pytest.fixture
+def split_model(tmp_path):
+    from sklearn.dummy import DummyClassifier
+
+    from rastercore.models import save_model
+
+    training = {"block_size": 16, "validation_fraction": 0.5, "gap": 0, "seed": 0}
+    return save_model(DummyClassifier().fit([[0], [1]], [0, 1]), tmp_path / "split.skops",
+                      metadata={"training": training, "class_names": ["water", "land"]})
+
+
+def _validation_pixels(mosaic) -> np.ndarray:
+    from rastercore.stack import open_stack
+
+    split = SpatialSplit(block_size=16, validation_fraction=0.5)
+    return region_mask(open_stack(mosaic), split=split, which=VALIDATION, seed=0, halo=0).compute()
+
+
+def test_region_areas_and_figures_show_only_the_region(on_disk, split_model, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from rastercore import viz
+
+    mosaic, codes_tif, _, pred, codes = on_disk
+    inside = _validation_pixels(mosaic)
+    assert 0 < inside.sum() < inside.size
+    evaluate_mosaic(mosaic, codes_tif, tmp_path / "all.json", model=split_model)
+    part = evaluate_mosaic(mosaic, codes_tif, tmp_path / "val.json", model=split_model, region="validation")
+    mapped = part["classification"]["areas"]["mapped"]
+    assert mapped["region"] == "validation" and mapped["pixels"] == inside.sum()
+    assert [mapped["per_class"][k]["pixels"] for k in ("water", "land")] == np.bincount(
+        pred[inside].astype(int), minlength=2).tolist()
+    whole, region = (plt.imread(tmp_path / f"{stem}_comparison.png") for stem in ("all", "val"))
+    assert whole.shape != region.shape or not np.array_equal(whole, region)
+    seen = {}
+    monkeypatch.setattr(viz, "comparison_figure", lambda prediction, target, path, **kw: seen.update(
+        prediction=np.asarray(prediction.values, float), target=np.asarray(target.values, float)))
+    evaluate_mosaic(mosaic, codes_tif, tmp_path / "val.json", model=split_model, region="validation", overwrite=True)
+    assert np.isnan(seen["prediction"][~inside]).all() and np.isnan(seen["target"][~inside]).all()
+    np.testing.assert_array_equal(seen["prediction"][inside], pred[inside])
+    np.testing.assert_array_equal(seen["target"][inside], np.where(np.isfinite(codes), codes, IGNORE)[inside])
+
+
+def _write_reference(path, geometries, labels, *, crs, field="label"):
+    import pyogrio.raw
+    import shapely
+
+    pyogrio.raw.write(path, shapely.to_wkb(np.array(geometries, dtype=object)), [np.array(labels, dtype=object)],
+                      [field], geometry_type="Unknown", crs=crs, driver="GPKG")
+    return path
+
+
+@pytest.fixture
+def reference_file(on_disk, tmp_path):
+    """40 labelled points (WGS 84) at pixel centres of the on_disk mosaic, one outside it, and a 10 x 10 px polygon."""
+    import pyproj
+    import shapely
+
+    _, _, _, pred, _ = on_disk
+    rng = np.random.default_rng(5)
+    rows, cols = rng.integers(0, 64, 40), rng.integers(0, 80, 40)
+    labels = rng.integers(0, 2, 40)
+    x, y = TRANSFORM @ (cols + 0.5, rows + 0.5)
+    to_wgs84 = pyproj.Transformer.from_crs(UTM, "EPSG:4326", always_xy=True)
+    lon, lat = to_wgs84.transform(np.r_[x, 400_000], np.r_[y, y[0]])  # the last point lies 100 km west of the map
+    polygon = shapely.transform(shapely.box(500_000, 3_999_900, 500_100, 4_000_000),  # pixels [0:10, 0:10]
+                                lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1])))
+    names = np.array(["water", "land"])
+    path = _write_reference(tmp_path / "reference.gpkg", [*shapely.points(lon, lat), polygon],
+                            [*names[labels], "water", "land"], crs="EPSG:4326")
+    expected = np.zeros((2, 2), np.int64)
+    np.add.at(expected, (pred[rows, cols].astype(int), labels), 1)
+    expected[:, 1] += np.bincount(pred[:10, :10].astype(int).ravel(), minlength=2)
+    return path, expected
+
+
+def test_reference_points_and_polygons_give_area_estimates_with_the_whole_maps_areas(on_disk, split_model,
+                                                                                    reference_file, tmp_path):
+    mosaic, codes_tif, _, pred, _ = on_disk
+    path, expected = reference_file
+    result = evaluate_mosaic(mosaic, codes_tif, tmp_path / "m.json", model=split_model, region="validation",
+                             figures=False, reference=path, reference_field="label")
+    areas = json.loads((tmp_path / "m.json").read_text())["classification"]["areas"]
+    sample = areas["reference_sample"]
+    assert sample["sample_counts"] == expected.tolist() == result["classification"]["areas"]["reference_sample"][
+        "sample_counts"]
+    assert sample["dropped"] == {"outside the map": 1, "on nodata": 0} and sample["reference_units"] == expected.sum()
+    assert sample["classes"] == ["water", "land"]
+    whole = np.bincount(pred.astype(int).ravel()) * 0.01
+    assert [sample["per_class"][k]["mapped_area"] for k in ("water", "land")] == pytest.approx(whole)
+    assert areas["mapped"]["pixels"] < pred.size  # the region's own areas are of the validation pixels only
+    share = expected / expected.sum(axis=1, keepdims=True)
+    assert [sample["per_class"][k]["area"] for k in ("water", "land")] == pytest.approx((whole[:, None] * share).sum(0))
+    assert "Error-adjusted areas from the reference file" in (tmp_path / "m.md").read_text()
+
+
+def test_the_cli_takes_a_reference_file(on_disk, split_model, reference_file, tmp_path, capsys):
+    from rastercore.cli import main
+
+    mosaic, codes_tif, _, _, _ = on_disk
+    path, expected = reference_file
+    out = tmp_path / "cli.json"
+    assert main(["evaluate", str(mosaic), codes_tif, "-o", str(out), "--model", str(split_model), "--reference",
+                 str(path), "--reference-field", "label", "--no-figures", "--scheduler", "sync"]) == 0
+    assert json.loads(out.read_text())["classification"]["areas"]["reference_sample"]["sample_counts"] == \
+        expected.tolist()
+    assert "Error-adjusted areas from the reference file" in capsys.readouterr().out
+
+
+def test_a_bad_reference_file_is_refused_before_any_work(on_disk, split_model, tmp_path):
+    import shapely
+
+    mosaic, codes_tif, _, _, _ = on_disk
+    point = [shapely.Point(500_005, 3_999_995)]
+    out = tmp_path / "m.json"
+    with pytest.raises(ParameterError, match=r"reference file .*missing\.gpkg \(--reference\) does not exist"):
+        evaluate_mosaic(mosaic, codes_tif, out, model=split_model, reference=tmp_path / "missing.gpkg")
+    labelled = _write_reference(tmp_path / "a.gpkg", point, ["water"], crs=UTM)
+    with pytest.raises(ParameterError, match=r"a\.gpkg has no field 'klass' \(its fields: label\); name the field "
+                                             r"holding the reference class with --reference-field"):
+        evaluate_mosaic(mosaic, codes_tif, out, model=split_model, reference=labelled, reference_field="klass")
+    unknown = _write_reference(tmp_path / "b.gpkg", point, ["forest"], crs=UTM)
+    with pytest.raises(ParameterError, match=r"'forest' in field 'label' of the reference file .*b\.gpkg is not a "
+                                             r"class of the map \(its classes: water, land\)"):
+        evaluate_mosaic(mosaic, codes_tif, out, model=split_model, reference=unknown, reference_field="label")
+    line = _write_reference(tmp_path / "c.gpkg", [shapely.LineString([(500_000, 3_999_990), (500_050, 3_999_990)])],
+                            ["water"], crs=UTM)
+    with pytest.raises(ParameterError, match=r"holds a LineString; give points or polygons"):
+        evaluate_mosaic(mosaic, codes_tif, out, model=split_model, reference=line, reference_field="label")
+    assert not out.exists()

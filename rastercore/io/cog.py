@@ -18,7 +18,7 @@ import contextlib
 import math
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +26,13 @@ import xarray as xr
 
 from rastercore._deprecated import renamed_keywords
 from rastercore.checks import check_choice, check_compression
-from rastercore.errors import OutputNotWritableError
+from rastercore.errors import OutputNotWritableError, ParameterError
 from rastercore.grid import grid_of
 from rastercore.progress import Progress, ProgressMode
 from rastercore.scheduler import compute_bounded
 from rastercore.store import block_regions, writing
 
-__all__ = ["write_cog", "write_geotiff"]
+__all__ = ["write_cog", "write_geotiff", "aux_path"]
 
 GDAL_CACHE_MB = 256
 # The COG driver reads the temporary file several times (overviews, then layout):
@@ -61,6 +61,8 @@ def write_geotiff(
     blocksize: int = 512,
     resampling: str = "average",
     progress: ProgressMode = "auto",
+    class_names: Sequence[str] | None = None,
+    class_colors: Sequence[Sequence[int]] | None = None,
 ) -> Path:
     """Write a ``(y, x)`` or ``(band, y, x)`` DataArray as a GeoTIFF, window by window.
 
@@ -88,6 +90,15 @@ def write_geotiff(
         for class maps.
     progress : {"auto", "bar", "json", "none"}, default "auto"
         Progress reporting.
+    class_names : sequence of str, optional
+        Make the file a class raster: its one integer band holds codes into
+        ``class_names``.  The names go into ``<path>.aux.xml`` (GDAL's
+        sidecar) as category names and a raster attribute table (code,
+        name, colour), so ``gdalinfo`` and QGIS show them.
+    class_colors : sequence of (r, g, b), optional
+        With ``class_names``: one colour per class (default
+        :func:`rastercore.palette.class_colors`), written as the band's
+        colour table.
 
     Returns
     -------
@@ -111,16 +122,23 @@ def write_geotiff(
     compress = check_compression(compress, dtype=stack.dtype, bands=stack.sizes["band"])
     overview_resampling = _overview_resampling(resampling)
     profile = _tiled_profile(stack, blocksize, _temporary_compression(stack, cog, compress))
+    classes = None if class_names is None else _class_style(stack, class_names, class_colors)
     with writing(path, overwrite=overwrite) as partial:
         tmp = _temporary_path(path) if cog else partial
         tmp.unlink(missing_ok=True)  # left by a killed run
         if profile["compress"] == "NONE":
             _check_room(path, _uncompressed_bytes(stack, blocksize))
+        # The sidecar is written before the file is published: a name never shows another file's categories.
+        _write_sidecar(path, stack, classes)
         try:
             with _write_failures(path):
-                _write_windows(stack, tmp, profile, progress=progress, label=path.name)
+                _write_windows(stack, tmp, profile, progress=progress, label=path.name,
+                               colormap=None if classes is None else classes[1])
                 if cog:
                     _copy_to_cog(tmp, partial, compress=compress, blocksize=blocksize, resampling=overview_resampling)
+        except BaseException:
+            aux_path(path).unlink(missing_ok=True)
+            raise
         finally:
             if cog:
                 tmp.unlink(missing_ok=True)
@@ -197,7 +215,8 @@ def _write_failures(path: Path) -> Iterator[None]:
             f"{path.parent}; if it is full, free some space and rerun.") from None
 
 
-def _write_windows(stack: xr.DataArray, tmp: Path, profile: dict, *, progress: ProgressMode, label: str) -> None:
+def _write_windows(stack: xr.DataArray, tmp: Path, profile: dict, *, progress: ProgressMode, label: str,
+                   colormap: dict | None = None) -> None:
     """Compute the blocks a few at a time and write each into its window of a tiled GeoTIFF at ``tmp``."""
     import rasterio
 
@@ -206,6 +225,8 @@ def _write_windows(stack: xr.DataArray, tmp: Path, profile: dict, *, progress: P
         if "band" in stack.coords:
             for i, name in enumerate(stack["band"].values, start=1):
                 dst.set_band_description(i, str(name))
+        if colormap is not None:  # the COG driver copies it
+            dst.write_colormap(1, colormap)
         with Progress(label, len(regions), mode=progress) as bar:
             # Computed in parallel, written here: rasterio datasets are not thread-safe.
             blocks = compute_bounded(regions, lambda region: stack.data.blocks[(0, *region[0])])
@@ -222,6 +243,64 @@ def _copy_to_cog(tmp: Path, partial: Path, *, compress: str, blocksize: int, res
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         rasterio.shutil.copy(tmp, partial, driver="COG", COMPRESS=compress, BLOCKSIZE=blocksize,
                              OVERVIEW_RESAMPLING=resampling, BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
+
+
+def _class_style(stack: xr.DataArray, class_names, class_colors) -> tuple[list[str], dict]:
+    """Class names and the colour table (code -> RGBA) of a class raster, checked against ``stack``."""
+    from rastercore.palette import class_colors as palette_colors
+
+    if stack.sizes["band"] != 1 or stack.dtype not in (np.uint8, np.uint16):
+        raise ParameterError(f"a class raster is one uint8 or uint16 band of class codes, not {stack.sizes['band']} "
+                             f"{stack.dtype} band(s); see rastercore.predict.cog_layers.")
+    names = [str(n) for n in class_names]
+    colors = palette_colors(names, class_colors)
+    table = {code: (*rgb, 255) for code, rgb in enumerate(colors)}
+    nodata = stack.rio.nodata
+    if nodata is not None and not np.isnan(nodata):
+        table[int(nodata)] = (0, 0, 0, 0)  # transparent
+    return names, table
+
+
+def aux_path(path: str | os.PathLike) -> Path:
+    """GDAL's sidecar of ``path``: ``<path>.aux.xml`` (category names, attribute table)."""
+    path = Path(path)
+    return path.with_name(path.name + ".aux.xml")
+
+
+def _write_sidecar(path: Path, stack: xr.DataArray, classes) -> None:
+    """``<path>.aux.xml`` holding the class names and attribute table of a class raster; none otherwise.
+
+    TIFF has no tag for category names or attribute tables: GDAL keeps them
+    in this sidecar (its PAM format), which QGIS and ``gdalinfo`` read.
+    """
+    sidecar = aux_path(path)
+    sidecar.unlink(missing_ok=True)  # an older file's categories must not stay beside a new file
+    if classes is None:
+        return
+    import xml.etree.ElementTree as ET
+
+    names, table = classes
+    root = ET.Element("PAMDataset")
+    band = ET.SubElement(root, "PAMRasterBand", band="1")
+    ET.SubElement(band, "Description").text = str(stack["band"].values[0]) if "band" in stack.coords else "class"
+    categories = ET.SubElement(band, "CategoryNames")
+    for name in names:
+        ET.SubElement(categories, "Category").text = name
+    rat = ET.SubElement(band, "GDALRasterAttributeTable", tableType="thematic")
+    # GDAL field types (0 integer, 2 string) and usages (5 min-max value, 2 name, 6-8 red/green/blue)
+    for index, (field, kind, usage) in enumerate((("Value", 0, 5), ("Class", 2, 2), ("Red", 0, 6),
+                                                  ("Green", 0, 7), ("Blue", 0, 8))):
+        definition = ET.SubElement(rat, "FieldDefn", index=str(index))
+        for tag, text in (("Name", field), ("Type", kind), ("Usage", usage)):
+            ET.SubElement(definition, tag).text = str(text)
+    for code, name in enumerate(names):
+        row = ET.SubElement(rat, "Row", index=str(code))
+        for value in (code, name, *table[code][:3]):
+            ET.SubElement(row, "F").text = str(value)
+    ET.indent(root)
+    partial = sidecar.with_name(sidecar.name + ".partial")
+    ET.ElementTree(root).write(partial, encoding="unicode")
+    os.replace(partial, sidecar)
 
 
 def _temporary_compression(data: xr.DataArray, cog: bool, compress: str) -> str:
