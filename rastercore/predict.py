@@ -50,7 +50,8 @@ from rastercore.progress import ProgressMode
 from rastercore.stack import nodata_of, valid_mask
 from rastercore.store import DEFAULT_CODEC, check_output, open_stack, write_tiles
 
-__all__ = ["predict", "predict_lazy", "prediction_layers", "cog_layers", "categorical_layer", "class_raster",
+__all__ = ["predict", "predict_lazy", "prediction_layers", "cog_layers", "categorical_layer", "class_layer_of",
+           "class_raster",
            "class_nodata", "write_class_cog", "resolve_model", "LoadedModel", "PredictTile"]
 
 
@@ -185,6 +186,10 @@ def predict_lazy(
             own = {n: c for n, c in own.items() if n in parse_colors(class_colors, names)}
         result.attrs["class_names"] = names
         result.attrs["class_colors"] = [list(own.get(n, c)) for n, c in zip(names, model_colors)]
+    from rastercore.models import PriorCorrected
+
+    if isinstance(model, PriorCorrected):  # the priors its probabilities and classes are corrected to
+        result.attrs["priors"] = model.report(class_names)
     return result
 
 
@@ -294,6 +299,30 @@ def categorical_layer(layers) -> str | None:
     return next((name for name in ("class", "cluster") if name in layers), None)
 
 
+def class_layer_of(mosaic: xr.DataArray, where: str = "the mosaic", layer: str | None = None) -> str:
+    """The name of the mosaic's layer of class codes: ``layer`` when given (checked), else ``class``, else ``cluster``.
+
+    Raises
+    ------
+    ParameterError
+        ``layer`` is not a layer of the mosaic, or it has no class or
+        cluster layer (named ``where`` in the message).
+    """
+    from rastercore.errors import ParameterError
+
+    layers = [str(b) for b in mosaic[mosaic.dims[0]].values]
+    if layer is not None:
+        if layer not in layers:
+            raise ParameterError(f"layer (--layer) {layer!r} is not a layer of {where}; its layers are "
+                                 f"{', '.join(layers)}.")
+        return layer
+    name = categorical_layer(layers)
+    if name is None:
+        raise ParameterError(f"{where} has no class layer ('class' or 'cluster'; its layers: {', '.join(layers)}); "
+                             "give a mosaic from `rastercore predict` with a classifier or `rastercore cluster`.")
+    return name
+
+
 def class_nodata(n_classes: int) -> tuple[np.dtype, int]:
     """The pixel type and nodata code of a class raster of ``n_classes``: uint8 and 255, else uint16 and 65535."""
     return (np.dtype(np.uint8), 255) if n_classes <= 255 else (np.dtype(np.uint16), 65535)
@@ -313,13 +342,9 @@ def class_raster(mosaic: xr.DataArray, layer: str | None = None) -> xr.DataArray
     ParameterError
         The mosaic has no class or cluster layer.
     """
-    from rastercore.errors import ParameterError
     from rastercore.palette import class_colors
 
-    layers = [str(b) for b in mosaic["band"].values]
-    layer = layer or categorical_layer(layers)
-    if layer not in layers or layer not in ("class", "cluster"):
-        raise ParameterError(f"the mosaic has no class or cluster layer (its layers: {', '.join(layers)}).")
+    layer = class_layer_of(mosaic, layer=layer)
     classes = mosaic.sel(band=[layer])
     names = mosaic.attrs.get("class_names") or _codes_present(classes)
     dtype, nodata = class_nodata(len(names))

@@ -31,7 +31,7 @@ import xarray as xr
 from rastercore.checks import check_int
 from rastercore.engine import Tile, map_tiles
 from rastercore.errors import ParameterError
-from rastercore.predict import categorical_layer
+from rastercore.predict import class_layer_of
 from rastercore.progress import Progress, ProgressMode
 from rastercore.scheduler import compute_bounded
 from rastercore.store import DEFAULT_CODEC, check_output, open_stack, write_tiles
@@ -375,11 +375,7 @@ def _class_layer(mosaic: xr.DataArray, source: str) -> int:
         raise ParameterError(f"{source} is not a class mosaic (dims {tuple(mosaic.dims)}); give a mosaic from "
                              "`rastercore predict` or `rastercore cluster`.")
     layers = [str(b) for b in mosaic[mosaic.dims[0]].values]
-    name = categorical_layer(layers)
-    if name is None:
-        raise ParameterError(f"{source} has no class layer ('class' or 'cluster'; it has {', '.join(layers)}); give a "
-                             "mosaic from `rastercore predict` with a classifier or `rastercore cluster`.")
-    return layers.index(name)
+    return layers.index(class_layer_of(mosaic, source))
 
 
 def clean(

@@ -29,7 +29,7 @@ from rastercore.checks import check_choice, check_tile_size
 from rastercore.engine import plan_tiles, tile_tasks
 from rastercore.errors import ParameterError
 from rastercore.grid import grid_of
-from rastercore.predict import categorical_layer
+from rastercore.predict import class_layer_of
 from rastercore.progress import Progress, ProgressMode, check_progress
 from rastercore.scheduler import compute_bounded
 from rastercore.store import open_stack, writing
@@ -213,15 +213,7 @@ def _class_layer(mosaic, layer: str | None) -> tuple[xr.DataArray, str]:
     where = mosaic if isinstance(mosaic, (str, os.PathLike)) else "the map"
     if stack.ndim == 2:
         stack = stack.expand_dims(band=[layer or "class"])
-    names = [str(b) for b in stack[stack.dims[0]].values]
-    if layer is None:
-        layer = categorical_layer(names)
-        if layer is None:
-            raise ParameterError(f"{where} has no class layer ('class' or 'cluster'); its layers are "
-                                 f"{', '.join(names)}. Pass layer= (--layer) to polygonise a layer of codes.")
-    elif layer not in names:
-        raise ParameterError(f"layer (--layer) {layer!r} is not a layer of {where}; its layers are {', '.join(names)}.")
-    return stack, layer
+    return stack, class_layer_of(stack, str(where), layer)
 
 
 def _nodata_of(stack: xr.DataArray) -> float | None:
