@@ -11,8 +11,8 @@ A pipeline file looks like ``pipelines/demo.yaml``::
       - {kind: export, input: stack.zarr, output: stack.tif}
 
 Step kinds: ``synth``, ``ingest``, ``quicklook``, ``export``, ``features``,
-``cluster``, ``reduce``, ``sample``, ``train``, ``predict``, ``evaluate`` (one
-class below each, with its fields).  Relative paths are taken inside
+``cluster``, ``reduce``, ``sample``, ``train``, ``predict``, ``evaluate``,
+``clean``, ``polygonize`` (one class below each, with its fields).  Relative paths are taken inside
 ``output_dir``.  Unknown keys, unknown step kinds and bad values are errors
 that name the file and the field.  A field's old name (each step class's
 ``old_names``) still works for one release, with a
@@ -103,6 +103,7 @@ class QuicklookStep(_Step):
     input: str
     output: str
     band: str | None = None
+    rgb: list[str] | None = None
     max_size: Annotated[int, Field(ge=16)] = 1024
 
 
@@ -192,10 +193,20 @@ class TrainStep(_Step):
     labels: list[float] | None = None
     seed: int = 0
     colors: dict[str, str] | None = None
+    search: dict | str | None = None
+    n_iter: Annotated[int, Field(ge=1)] | None = None
+    importance: bool = False
+    top_k: Annotated[int, Field(ge=1)] | None = None
+    importance_groups: Literal["family", "band", "feature"] = "family"
+    priors: str | dict[str, float] | None = None
 
     @model_validator(mode="after")
     def _known_params(self):
-        check_train_params(self.family, self.params, family_name="family", params_name="params")
+        check_train_params(self.family, self.params, family_name="family", params_name="params",
+                           search=self.search, search_name="search")
+        from rastercore.models._priors import parse_priors
+
+        parse_priors(self.priors, name="priors")
         return self
 
 
@@ -223,10 +234,37 @@ class EvaluateStep(_Step):
     model: str | None = None
     region: Literal["all", "validation", "train"] = "all"
     figures: bool = True
+    reference: str | None = None
+    reference_field: str = "class"
+
+
+class CleanStep(_Step):
+    """Clean a class mosaic: a majority filter, then a sieve (see :func:`rastercore.maps.clean`)."""
+
+    kind: Literal["clean"]
+    mosaic: str
+    output: str
+    majority: int | None = None
+    sieve: int | None = None
+    connectivity: Literal[4, 8] = 4
+    codec: Literal["lz4", "zstd", "none"] = DEFAULT_CODEC
+
+
+class PolygonizeStep(_Step):
+    """One polygon per connected region of a class mosaic (see :func:`rastercore.maps.polygonize`)."""
+
+    kind: Literal["polygonize"]
+    mosaic: str
+    output: str
+    layer: str | None = None
+    connectivity: Literal[4, 8] = 4
+    simplify: Annotated[float, Field(ge=0)] | None = None
+    format: Literal["gpkg", "parquet"] | None = None
 
 
 Step = Annotated[Union[SynthStep, IngestStep, QuicklookStep, ExportStep, FeaturesStep, ClusterStep, ReduceStep,
-                       SampleStep, TrainStep, PredictStep, EvaluateStep], Field(discriminator="kind")]
+                       SampleStep, TrainStep, PredictStep, EvaluateStep, CleanStep, PolygonizeStep],
+                 Field(discriminator="kind")]
 
 
 class Pipeline(BaseModel):
@@ -337,7 +375,7 @@ def _run_quicklook(step: QuicklookStep, out: Path, progress: ProgressMode) -> No
     from rastercore.viz import quicklook
 
     stack = open_stack(out / step.input)
-    quicklook(stack.sel(band=step.band) if step.band else stack, out / step.output, max_size=step.max_size)
+    quicklook(stack, out / step.output, band=step.band, rgb=step.rgb, max_size=step.max_size)
 
 
 def _run_export(step: ExportStep, out: Path, progress: ProgressMode) -> None:
@@ -387,7 +425,9 @@ def _run_train(step: TrainStep, out: Path, progress: ProgressMode) -> None:
     from rastercore.training import train_from_table
 
     train_from_table(read_table(out / step.sample), step.family, seed=step.seed, params=step.params,
-                     labels=step.labels, path=out / step.output, class_colors=step.colors)
+                     labels=step.labels, path=out / step.output, class_colors=step.colors, search=step.search,
+                     n_iter=step.n_iter, importance=step.importance, top_k=step.top_k,
+                     importance_groups=step.importance_groups, priors=step.priors)
 
 
 def _run_predict(step: PredictStep, out: Path, progress: ProgressMode) -> None:
@@ -404,7 +444,22 @@ def _run_evaluate(step: EvaluateStep, out: Path, progress: ProgressMode) -> None
 
     evaluate_mosaic(out / step.prediction, _inside(out, step.target), out / step.output,
                     model=None if step.model is None else out / step.model, region=step.region,
-                    figures=step.figures)
+                    figures=step.figures, reference=step.reference and _inside(out, step.reference),
+                    reference_field=step.reference_field)
+
+
+def _run_clean(step: CleanStep, out: Path, progress: ProgressMode) -> None:
+    from rastercore.maps import clean
+
+    clean(out / step.mosaic, out / step.output, majority=step.majority, sieve=step.sieve,
+          connectivity=step.connectivity, progress=progress, codec=step.codec)
+
+
+def _run_polygonize(step: PolygonizeStep, out: Path, progress: ProgressMode) -> None:
+    from rastercore.maps import polygonize
+
+    polygonize(out / step.mosaic, out / step.output, layer=step.layer, connectivity=step.connectivity,
+               simplify=step.simplify, format=step.format, progress=progress)
 
 
 def _inside(out: Path, path: str) -> str:
@@ -414,7 +469,8 @@ def _inside(out: Path, path: str) -> str:
 
 _RUNNERS = {"synth": _run_synth, "ingest": _run_ingest, "quicklook": _run_quicklook, "export": _run_export,
             "features": _run_features, "cluster": _run_unsupervised, "reduce": _run_unsupervised,
-            "sample": _run_sample, "train": _run_train, "predict": _run_predict, "evaluate": _run_evaluate}
+            "sample": _run_sample, "train": _run_train, "predict": _run_predict, "evaluate": _run_evaluate,
+            "clean": _run_clean, "polygonize": _run_polygonize}
 
 
 DEMO_FEATURES = [
@@ -476,13 +532,17 @@ RESERVED_PARAMS = {"random_state": "seed (--seed)", "threshold": "labels (--labe
 
 
 def check_train_params(family: str, params, *, family_name: str = "family (--family)",
-                       params_name: str = "params (--params)") -> dict:
+                       params_name: str = "params (--params)", search=None,
+                       search_name: str = "search (--search)") -> dict:
     """``params`` if ``build_model(family, **params)`` takes them: checked before any work.
 
     Keys must be parameters of the family's estimator (classifier or
     regressor, see :func:`rastercore.training.build_model`), other than
     :data:`RESERVED_PARAMS`; values must pass the checks of one of them
     where it declares them (scikit-learn's parameter constraints).
+    ``search`` (``"default"`` or a dict of lists, see
+    :func:`rastercore.training.train_from_table`) is checked the same way,
+    every value of every list in turn.
 
     Raises
     ------
@@ -512,6 +572,13 @@ def check_train_params(family: str, params, *, family_name: str = "family (--fam
     problems = [_param_problem(e, params) for e in candidates]
     if all(problems):  # no estimator of the family takes these values
         raise ParameterError(f"{params_name}: {problems[0]}")
+    if search is not None:  # every name and value of the grid, as if given in params
+        from rastercore.search import check_grid
+
+        check_grid(family, search, name=search_name)
+        for key, values in (search.items() if isinstance(search, dict) else ()):
+            for value in values:
+                check_train_params(family, {**params, key: value}, family_name=family_name, params_name=search_name)
     return params
 
 
@@ -522,9 +589,11 @@ def _family_estimators(family: str) -> list:
     estimators = []
     for task in ("classification", "regression"):
         try:
-            estimators.append(build_model(family, task=task, threshold=0.0))
+            estimator = build_model(family, task=task, threshold=0.0)
         except SamplingError:  # a classifier-only family
             continue
+        # a scikit-learn Pipeline (logistic): params are those of its last step
+        estimators.append(estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator)
     return estimators
 
 

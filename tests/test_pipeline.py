@@ -158,3 +158,36 @@ def test_unsupervised_pipeline_file_runs_small(tmp_path):
     assert open_stack(tmp_path / "o" / "pca.zarr").shape == (2, 256, 256)
     assert open_stack(tmp_path / "o" / "features.zarr").shape == (4, 256, 256)
     assert (tmp_path / "o" / "kmeans.skops").exists()
+
+
+def test_clean_and_polygonize_steps(tmp_path):
+    """A class map cleaned and polygonised by YAML steps equals the Python calls."""
+    import numpy as np
+    import xarray as xr
+    from rasterio.crs import CRS
+
+    from rastercore.grid import Grid, attach_grid
+    from rastercore.maps import clean, polygonize
+    from rastercore.pipeline import load_pipeline, run_pipeline
+    from rastercore.store import write_tiles
+    from tests.conftest import TRANSFORM
+
+    pytest.importorskip("pyogrio")  # the vector extra
+    out = tmp_path / "run"
+    codes = (np.random.default_rng(0).random((60, 70)) * 3).astype(np.float32).round()
+    mosaic = attach_grid(xr.DataArray(codes[np.newaxis], dims=("band", "y", "x"), coords={"band": ["class"]}),
+                         Grid(60, 70, TRANSFORM, CRS.from_epsg(32633)), nodata=np.nan)
+    source = tmp_path / "map.zarr"  # outside the run's output directory, which must start empty
+    write_tiles(mosaic.chunk({"y": 16, "x": 16}).assign_attrs(class_names=["a", "b", "c", "d"]), source,
+                progress="none")
+    (tmp_path / "p.yaml").write_text(
+        f"name: maps\noutput_dir: {out}\nsteps:\n"
+        f"  - {{kind: clean, mosaic: {source}, output: clean.zarr, majority: 3, sieve: 5, connectivity: 8}}\n"
+        "  - {kind: polygonize, mosaic: clean.zarr, output: regions.gpkg, connectivity: 8}\n")
+    run_pipeline(load_pipeline(tmp_path / "p.yaml"), progress="none")
+    expected = clean(source, tmp_path / "clean.zarr", majority=3, sieve=5, connectivity=8, progress="none")
+    np.testing.assert_array_equal(open_stack(out / "clean.zarr").values, expected.values)
+    polygons = polygonize(tmp_path / "clean.zarr", tmp_path / "r.gpkg", connectivity=8, progress="none")
+    import pyogrio
+
+    assert polygons.features > 0 and pyogrio.read_info(out / "regions.gpkg")["features"] == polygons.features
