@@ -206,7 +206,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Describe a stack or raster (shape, bands, dtype, tiles, CRS, bounds, nodata) or a model file (family,
-    classes and colours, bands, features, validation scores, sample size, versions, hash)."""
+    classes and colours, bands, features, validation scores, sample size, feature importance, versions, hash)."""
     from rastercore.stack import describe
 
     path = _absolute(path)
@@ -506,14 +506,33 @@ def sample(
 def train(
     sample_table: Annotated[Path, typer.Argument(metavar="SAMPLE", help="Sample table from `rastercore sample`.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Model file to write (.skops).")],
-    family: Annotated[str, typer.Option("--family", help="Model family: svm, cascade-svm, forest, sharded-forest, hgb, "
-                                                         "sgd, hurdle, multilabel.")] = "svm",
+    family: Annotated[str, typer.Option("--family", help="Model family: svm, cascade-svm, forest, extra-trees, "
+                                                         "sharded-forest, hgb, logistic, sgd, hurdle, "
+                                                         "multilabel.")] = "svm",
     params: Annotated[Optional[str], typer.Option(
         help="Estimator parameters as a JSON object, e.g. '{\"C\": 10}' (checked against the family's).")] = None,
     labels: Annotated[Optional[str], typer.Option(help="multilabel: label thresholds t1,t2; hurdle: the threshold.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the estimator.")] = 0,
     colors: Annotated[Optional[str], typer.Option(
         help="Class colours kept in the model for its maps, CLASS=COLOUR: e.g. water=#1f78b4,forest=darkgreen.")] = None,
+    search: Annotated[Optional[str], typer.Option(
+        help="Spatially cross-validated search first (folds of whole blocks, training rows only): 'default' (the "
+             "family's small grid) or a JSON object of lists, e.g. '{\"C\": [1, 10]}'.")] = None,
+    n_iter: Annotated[Optional[int], typer.Option(
+        "--n-iter", help="With --search: try this many random candidates instead of the whole grid.")] = None,
+    importance: Annotated[bool, typer.Option(
+        "--importance", help="Permutation importance of the feature groups on the validation rows: kept in the "
+                             "model, with a figure and a table beside it (<model>.importance.png, .md).")] = False,
+    top_k: Annotated[Optional[int], typer.Option(
+        "--top-k", help="Retrain on the K most important feature groups only (implies --importance); the model then "
+                        "computes only those features.")] = None,
+    importance_groups: Annotated[str, typer.Option(
+        "--importance-groups", help="Feature groups: family (a spec entry, all bands), band (an entry on one band) "
+                                    "or feature (one column).")] = "family",
+    priors: Annotated[Optional[str], typer.Option(
+        "--priors", help="Class priors the model predicts for: scene (correct a balanced sample's probabilities "
+                         "and decisions to the scene's class frequencies; the default where it applies), balanced "
+                         "(the model as trained) or a JSON object, e.g. '{\"water\": 0.3, \"land\": 0.7}'.")] = None,
     overwrite: OverwriteOpt = False,
     scheduler: SchedulerOpt = None,
     progress: StepProgressOpt = "auto",
@@ -527,15 +546,75 @@ def train(
     from rastercore.training import train_from_table
 
     family = _old_option(family, model, "--model", "--family", "train")
-    estimator_params = check_train_params(family, _json_object(params, "--params"))
+    grid = None if search is None else "default" if search.strip() == "default" else _json_object(search, "--search")
+    if n_iter is not None:
+        check_int(n_iter, "--n-iter", 1)
+    estimator_params = check_train_params(family, _json_object(params, "--params"), search=grid)
+    from rastercore.models._priors import parse_priors
+
+    priors = parse_priors(priors, name="--priors")
     thresholds = _split_floats(labels, "--labels")
     sample_table, output = _absolute(sample_table), _absolute(output)
-    check_output(output, overwrite=overwrite)
+    ranked = importance or top_k is not None
+    if ranked:
+        from rastercore.importance import GROUPINGS
+        from rastercore.training import importance_paths
+
+        check_choice(importance_groups, "--importance-groups", GROUPINGS)
+        if top_k is not None:
+            check_int(top_k, "--top-k (the number of feature groups to keep)", 1)
+    check_output(output, *(importance_paths(output) if ranked else ()), overwrite=overwrite)
     table = read_table(sample_table)
     with client(scheduler, progress=progress), _one_step("train", progress):
         _, meta = train_from_table(table, family, seed=seed, params=estimator_params, labels=thresholds,
-                                   path=output, overwrite=overwrite, class_colors=colors)
+                                   path=output, overwrite=overwrite, class_colors=colors, importance=importance,
+                                   top_k=top_k, importance_groups=importance_groups, search=grid, n_iter=n_iter,
+                                   priors=priors)
     print(f"wrote {output}: {family}, fitted in {meta['fit_seconds']:.2f} s; validation {meta['validation']}")
+    if meta.get("priors"):
+        _print_priors(meta["priors"])
+    if meta.get("search"):
+        _print_search(meta["search"])
+    if ranked:
+        _print_importance(meta, importance_paths(output))
+
+
+def _print_priors(record: dict) -> None:
+    """The class priors of ``rastercore train``: which were used, and validation with and without correction."""
+    def fmt(priors):
+        return ", ".join(f"{k} {v:.3f}" for k, v in (priors or {}).items()) or "unknown"
+
+    state = "corrected" if record.get("corrected") else "not corrected"
+    print(f"priors: {record['used']} ({state}); train {fmt(record['train'])}; scene {fmt(record.get('scene'))}; "
+          f"target {fmt(record['target'])}" + (f" -- {record['note']}" if record.get("note") else ""))
+    both = record.get("validation")
+    if both:
+        for which in ("uncorrected", "corrected"):
+            s = both[which]
+            print(f"  validation {which} ({both['priors'] if which == 'corrected' else 'as trained'}): accuracy "
+                  f"{s['accuracy']:.4f}, balanced accuracy {s['balanced_accuracy']:.4f}, accuracy at the target "
+                  f"priors {s['target_accuracy']:.4f}")
+
+
+def _print_search(report: dict) -> None:
+    """The best candidate of the spatial search of ``rastercore train`` (the full report is in the model)."""
+    best = report["best"]
+    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
+    print(f"search: best {params}: {report['scoring']} {best['mean']:.4f} ± {best['std']:.4f} over "
+          f"{report['folds']} spatial folds ({len(report['candidates'])} candidates; all in the model's metadata)")
+
+
+def _print_importance(meta: dict, paths) -> None:
+    """The importance ranking (and the top-k refit) of ``rastercore train``, and the report files."""
+    ranking = meta["importance"]
+    groups = ", ".join(f"{g['group']} {g['mean']:.4f}" for g in ranking["groups"])
+    print(f"importance (drop in {ranking['scoring']} on {ranking['rows']} validation rows): {groups}")
+    top = meta.get("top_k")
+    if top:
+        print(f"retrained on the top {top['k']} group(s) ({', '.join(top['groups'])}; {len(top['features'])} of "
+              f"{top['n_features_all']} features): validation {top['validation']}, with all features "
+              f"{top['validation_all_features']}")
+    print(f"wrote {paths[0]}, {paths[1]}")
 
 
 def _json_object(text: Optional[str], option: str):
@@ -814,12 +893,14 @@ def _describe_model(path) -> dict:
     return {
         "path": str(path), "kind": "rastercore model",
         "family": meta.get("family") or (f"{unsupervised['method']} (unsupervised)" if unsupervised else None),
-        "estimator": manifest.get("model_type"), "task": meta.get("task") or ("unsupervised" if unsupervised else None),
+        "estimator": (meta.get("priors") or {}).get("model_type") or manifest.get("model_type"),
+        "priors": meta.get("priors"), "task": meta.get("task") or ("unsupervised" if unsupervised else None),
         "classes": _model_classes(names, meta.get("class_colors"), sample),
         "colors_from": ("model file" if meta.get("class_colors") else "default palette") if names else None,
         "bands": meta.get("bands"), "feature_names": meta.get("feature_names"),
         "feature_spec": meta.get("feature_spec"), "params": meta.get("params"), "thresholds": meta.get("thresholds"),
         "validation": meta.get("validation"), "sample_size": sample, "fit_seconds": meta.get("fit_seconds"),
+        "importance": meta.get("importance"), "top_k": meta.get("top_k"),
         "created_utc": manifest.get("created_utc"), "format_version": manifest.get("format_version"),
         "versions": manifest.get("versions"), "file_sha256": manifest.get("file_sha256"),
     }
@@ -850,6 +931,7 @@ def _print_model(d: dict) -> None:
         _row("classes" if i == 0 else "", text)
     if d["classes"]:
         _row("", f"(colours: {d['colors_from']})")
+    _print_model_priors(d.get("priors"))
     _print_model_inputs(d)
     sample = d["sample_size"] or {}
     _row("sample", ", ".join(f"{sample[k]} {k}" for k in ("train", "validation") if sample.get(k) is not None)
@@ -857,9 +939,40 @@ def _print_model(d: dict) -> None:
     scores = {k: v for k, v in (d["validation"] or {}).items() if k != "rows"}
     _row("validation", ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
          or "not recorded")
+    _print_model_importance(d)
     _row("saved", f"{d['created_utc']}, model format {d['format_version']}")
     _row("versions", ", ".join(f"{k} {v}" for k, v in (d["versions"] or {}).items()))
     _row("sha256", d["file_sha256"])
+
+
+def _print_model_priors(record: dict | None) -> None:
+    """The class priors a classifier predicts for (``train --priors``), when the model file records them."""
+    if not record:
+        return
+
+    def fmt(priors):
+        return ", ".join(f"{k} {v:.3f}" for k, v in (priors or {}).items()) or "unknown"
+
+    state = "corrected" if record.get("corrected") else "as trained"
+    _row("priors", f"{record.get('used')} ({state}): train {fmt(record.get('train'))}; "
+                   f"target {fmt(record.get('target'))}")
+
+
+def _print_model_importance(d: dict) -> None:
+    """The permutation importance table of a model file (and its top-k refit), when it records one."""
+    ranking = d.get("importance")
+    if not ranking:
+        return
+    _row("importance", f"drop in {ranking['scoring']} when shuffled, {ranking['rows']} validation rows, "
+                       f"{ranking['n_repeats']} repeats (groups: {ranking.get('grouping')})")
+    for rank, g in enumerate(ranking["groups"], 1):
+        _row("", f"{rank:>2}. {g['mean']:>8.4f} ± {g['std']:.4f}  {g['group']}")
+    top = d.get("top_k")
+    if top:
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in (top.get("validation_all_features") or {}).items()
+                           if isinstance(v, float))
+        _row("top-k", f"retrained on the top {top['k']} group(s): {', '.join(top['groups'])} "
+                      f"({len(top['features'])} of {top['n_features_all']} features; with all: {scores})")
 
 
 def _print_model_inputs(d: dict) -> None:

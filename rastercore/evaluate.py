@@ -334,6 +334,8 @@ def evaluate_mosaic(
     names = meta.get("class_names") or mosaic.attrs.get("class_names")
     sample = _reference_file(reference, reference_field, mosaic, codes, names)
     result: dict = {"region": region}
+    if codes is not None:
+        result["priors"] = _priors_used(meta, mosaic)
     continuous = target_on_grid(target, mosaic, kind="continuous") if (thresholds or "value" in layers) else None
     if codes is not None:
         classes = (threshold_classes(continuous, thresholds) if thresholds else target_on_grid(target, mosaic))
@@ -704,6 +706,30 @@ def _model_metadata(model) -> dict:
     return read_manifest(model).get("metadata", {})
 
 
+def _priors_used(meta: dict, mosaic: xr.DataArray) -> dict:
+    """Which class priors the model predicted for: from the model file's metadata, else the mosaic's attrs."""
+    record, source = meta.get("priors"), "model file"
+    if not record:
+        record, source = mosaic.attrs.get("priors"), "mosaic"
+    if not record:
+        return {"used": None, "source": None}
+    out = {"used": record.get("used"), "source": source, "target": record.get("target")}
+    if "corrected" in record:
+        out["corrected"] = bool(record["corrected"])
+    return out
+
+
+def _priors_line(priors: dict) -> str:
+    if not priors.get("used"):
+        return ("Class priors: not recorded (pass the model file, --model, to state them; a model trained before "
+                "prior correction predicts for its training sample's class mix).")
+    target = ", ".join(f"{k} {v:.3f}" for k, v in (priors.get("target") or {}).items())
+    corrected = priors.get("corrected", priors["used"] != "balanced")
+    what = (f"probabilities and classes corrected to the {priors['used']} priors ({target})" if corrected
+            else "the model as trained, no prior correction")
+    return f"Class priors: **{priors['used']}** -- {what} (from the {priors['source']})."
+
+
 def _region(mosaic: xr.DataArray, region: str, meta: dict):
     if region == "all":
         return None
@@ -729,6 +755,8 @@ def _write_report(result: dict, output: Path, overwrite: bool) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(_json(result))
     parts = [f"# Evaluation ({result['region']} pixels)", ""]
+    if result.get("priors"):
+        parts += [_priors_line(result["priors"]), ""]
     for task in ("classification", "regression"):
         if task in result:
             parts += [f"## {task.capitalize()}", "", metrics_markdown(result[task])]

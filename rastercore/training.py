@@ -16,24 +16,33 @@ tile), for ``dask_ml.wrappers.Incremental`` or any dask-aware estimator.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
 
-from rastercore.errors import SamplingError
+from rastercore.checks import check_int
+from rastercore.errors import ParameterError, SamplingError
+from rastercore.importance import (feature_groups, importance_figure, importance_markdown, narrow_spec,
+                                   permutation_importance, scoring_for)
 from rastercore.palette import class_colors as palette_colors
 from rastercore.progress import ProgressMode
 from rastercore.sampling import TRAIN, PixelPlan, SpatialSplit, fit_streaming, plan_pixels
+from rastercore.store import check_output
 
-__all__ = ["train_incremental", "pixel_arrays", "train_from_table", "build_model", "MODEL_FAMILIES"]
+__all__ = ["train_incremental", "pixel_arrays", "train_from_table", "build_model", "importance_paths",
+           "MODEL_FAMILIES"]
 
 MODEL_FAMILIES = {
     "svm": "RBF SVC on the (balanced) sample, grid search over C and gamma (rastercore.models.SampledSVC)",
     "cascade-svm": "cascade SVM: shards fitted in parallel, support vectors merged (rastercore.models.CascadeSVC)",
     "forest": "random forest (scikit-learn)",
+    "extra-trees": "extremely randomised trees (scikit-learn's ExtraTrees)",
     "sharded-forest": "forest grown on shards in parallel and merged (rastercore.models.ShardedForest*)",
     "hgb": "histogram gradient boosting (scikit-learn)",
+    "logistic": "standardised features + logistic regression (scikit-learn); classification only",
     "sgd": "kernel map + SGD (rastercore.models.KernelSGD*); also streams over every pixel",
     "hurdle": "classifier for value >= threshold, regressor below (rastercore.models.HurdleModel)",
     "multilabel": "one binary model per threshold label, decision thresholds tuned on validation",
@@ -58,11 +67,16 @@ def build_model(family: str, *, task: str = "classification", seed: int = 0, thr
         Passed to the estimator.
     """
     from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        ExtraTreesRegressor,
         HistGradientBoostingClassifier,
         HistGradientBoostingRegressor,
         RandomForestClassifier,
         RandomForestRegressor,
     )
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     from rastercore import models
 
@@ -72,6 +86,10 @@ def build_model(family: str, *, task: str = "classification", seed: int = 0, thr
         "cascade-svm": lambda: models.CascadeSVC(random_state=seed, **params),
         "forest": lambda: (RandomForestClassifier if classify else RandomForestRegressor)(
             **{"n_estimators": 100, "n_jobs": -1, "random_state": seed, **params}),
+        "extra-trees": lambda: (ExtraTreesClassifier if classify else ExtraTreesRegressor)(
+            **{"n_estimators": 100, "n_jobs": -1, "random_state": seed, **params}),
+        "logistic": lambda: make_pipeline(StandardScaler(), LogisticRegression(
+            **{"max_iter": 1000, "random_state": seed, **params})),
         "sharded-forest": lambda: (models.ShardedForestClassifier if classify else models.ShardedForestRegressor)(
             random_state=seed, **params),
         "hgb": lambda: (HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor)(
@@ -84,13 +102,15 @@ def build_model(family: str, *, task: str = "classification", seed: int = 0, thr
         raise SamplingError(f"unknown model family {family!r}; choose one of {', '.join(MODEL_FAMILIES)}.")
     if family == "hurdle" and threshold is None:
         raise SamplingError("the hurdle model needs the threshold (value >= threshold is class 1).")
-    if family in ("svm", "cascade-svm", "multilabel") and not classify:
+    if family in ("svm", "cascade-svm", "multilabel", "logistic") and not classify:
         raise SamplingError(f"{family} is a classifier, but the sample is for regression; draw it with thresholds.")
     return factories[family]()
 
 
 def train_from_table(table, family: str, *, seed: int = 0, params: dict | None = None,
-                     labels: list[float] | None = None, path=None, overwrite: bool = False, class_colors=None):
+                     labels: list[float] | None = None, path=None, overwrite: bool = False, class_colors=None,
+                     importance: bool = False, top_k: int | None = None, importance_groups: str = "family",
+                     importance_repeats: int = 5, search=None, n_iter: int | None = None, priors=None):
     """Fit a model family on the training rows of a sample table; score and save it.
 
     Parameters
@@ -114,12 +134,68 @@ def train_from_table(table, family: str, *, seed: int = 0, params: dict | None =
         Colours of the classes (``{"water": "#1f78b4"}`` or
         ``"water=#1f78b4"``; :func:`rastercore.palette.class_colors`), kept
         in the model file for the maps predicted with it; default a palette.
+    importance : bool
+        After fitting, measure the permutation importance of the feature
+        groups on the validation rows (:func:`rastercore.importance.permutation_importance`,
+        seeded by ``seed``; balanced accuracy for classes, R² for values,
+        the value's RMSE for hurdle models, macro F1 for multi-label ones),
+        keep it in ``metadata["importance"]`` and, with ``path``, write
+        ``<model>.importance.png`` (a figure) and ``<model>.importance.md``
+        (a table) beside the model file.
+    top_k : int, optional
+        Implies ``importance``: refit on the ``top_k`` most important groups
+        only, with the feature spec narrowed to them
+        (:func:`rastercore.importance.narrow_spec`), so that prediction
+        computes only those features.  The narrowed model is returned and
+        saved; ``metadata["top_k"]`` keeps the groups and both validation scores.
+    importance_groups : {"family", "band", "feature"}
+        How columns are grouped (:func:`rastercore.importance.feature_groups`);
+        ``top_k`` needs ``"family"`` or ``"band"``.
+    importance_repeats : int, default 5
+        Shuffles per group.
+    search : "default" or dict of str to list, optional
+        Choose parameters first by a spatially cross-validated search
+        (:func:`rastercore.search.search`) on the TRAIN rows only, with folds
+        of whole blocks and the sample's gap: ``"default"`` searches the
+        family's :data:`rastercore.search.DEFAULT_GRIDS` grid, a dict such as
+        ``{"C": [1, 10]}`` those values.  The model is then refitted on all
+        TRAIN rows with the best parameters (over ``params``), and
+        ``metadata["search"]`` reports every candidate's mean, std and
+        per-fold scores.  Without it, ``svm`` still searches C and gamma
+        itself, with folds of whole blocks (no gap), and reports likewise.
+    n_iter : int, optional
+        With ``search``: try this many random candidates instead of all.
+    priors : {"scene", "balanced"} or dict of str to float, optional
+        Class priors the saved classifier predicts for
+        (:func:`rastercore.models._priors.prior_correction`): ``"scene"``
+        corrects its probabilities and decisions from the class frequencies
+        of the TRAIN rows to the scene's (its eligible pixels,
+        ``table.attrs["counts"]``) with :class:`rastercore.models.PriorCorrected`
+        (Saerens et al. 2002); ``"balanced"`` keeps the model as trained; a
+        dict ``{"water": 0.3, "land": 0.7}`` corrects to those priors (every
+        class named).  Default: ``"scene"`` for classifiers with
+        probabilities whose sample's class frequencies differ from the
+        scene's, else no correction.  A model without probabilities (an SVM
+        without ``probability``), a hurdle or multi-label model, or a
+        regressor is saved as trained, with a :class:`PriorCorrectionWarning`
+        when the correction was asked for explicitly.  ``metadata["priors"]``
+        records the choice, the train, scene and target priors and the
+        validation scores with and without the correction
+        (``metadata["validation"]`` stays the uncorrected model's).
 
     Returns
     -------
     model, dict
         The fitted estimator and its metadata (including ``validation`` scores and
         ``sample_size``: training and validation rows, per class for classifiers).
+
+    Raises
+    ------
+    ParameterError
+        ``importance`` or ``top_k`` without validation rows, ``top_k`` below 1
+        or above the number of groups.
+    StoreExistsError
+        The model file or a report file exists and ``overwrite`` is false.
     """
     import time
 
@@ -135,10 +211,20 @@ def train_from_table(table, family: str, *, seed: int = 0, params: dict | None =
     colors = (None if y_kind == "value" and family != "hurdle" or not class_names
               else [list(c) for c in palette_colors(class_names, class_colors)])  # checked before fitting
     threshold = (labels or table.attrs.get("thresholds") or [None])[0]
+    prior_choice = _check_priors(priors, family, y_kind, class_names)
+    ranking = _check_importance(list(table.feature_names), importance or top_k is not None, top_k,
+                                importance_groups, importance_repeats, val, path, overwrite)
+    params, search_report = _searched_params(table, family, X, y, train, search, n_iter=n_iter, seed=seed,
+                                             params=params, task="regression" if y_kind == "value" else task,
+                                             threshold=threshold)
     model = build_model(family, task="regression" if y_kind == "value" else task, seed=seed, threshold=threshold,
                         **(params or {}))
     start = time.perf_counter()
-    model.fit(X[train], y[train])
+    if family == "svm" and model.search:  # SampledSVC's own search: folds of whole blocks
+        model.fit(X[train], y[train], groups=np.asarray(table.block)[train])
+        search_report = search_report or _svc_search_report(model)
+    else:
+        model.fit(X[train], y[train])
     if family == "multilabel" and val.any():
         model.tune_thresholds(X[val], y[val])
     seconds = time.perf_counter() - start
@@ -160,11 +246,187 @@ def train_from_table(table, family: str, *, seed: int = 0, params: dict | None =
     }
     if colors is not None:
         metadata["class_colors"] = colors
+    if search_report is not None:
+        metadata["search"] = search_report
+    if ranking is not None:
+        refit = {"family": family, "task": "regression" if y_kind == "value" else task, "seed": seed,
+                 "threshold": threshold, "params": params, "blocks": np.asarray(table.block)[train]}
+        model = _rank_features(model, metadata, ranking, table, X, y, train, val, refit, top_k, path, overwrite)
+    if prior_choice is not _NO_PRIORS:
+        model = _apply_priors(model, prior_choice, metadata, table, X, y, train, val, family)
     if path is not None:
         from rastercore.models import save_model
 
         save_model(model, path, metadata=metadata, overwrite=overwrite)
     return model, metadata
+
+
+_NO_PRIORS = object()
+
+
+def _check_priors(priors, family: str, y_kind: str, class_names):
+    """The checked ``priors`` choice (before fitting), or ``_NO_PRIORS`` for models that take none.
+
+    Hurdle, multi-label and regression models are saved as trained; asking
+    for priors with them gives a :class:`PriorCorrectionWarning`.
+    """
+    import warnings
+
+    from rastercore.models._priors import PriorCorrectionWarning, check_priors
+
+    if y_kind == "class" and family not in ("hurdle", "multilabel"):
+        return check_priors(priors, class_names)
+    if priors is not None and priors != "balanced":
+        what = "a regressor" if y_kind == "value" and family != "hurdle" else f"the {family} model"
+        warnings.warn(f"priors (--priors) {priors!r} ignored: {what} is saved as trained, without prior "
+                      "correction.", PriorCorrectionWarning, stacklevel=3)
+    return _NO_PRIORS
+
+
+def _apply_priors(model, choice, metadata: dict, table, X, y, train, val, family: str):
+    """The model corrected to the ``choice`` priors (or as trained); ``metadata["priors"]`` records them.
+
+    ``metadata["validation"]`` stays the scores of the model as trained, on
+    the validation rows as drawn (balanced rows reward balanced decisions);
+    ``metadata["priors"]["validation"]`` holds the scores with and without
+    the correction, each with ``target_accuracy``, the accuracy expected at
+    the target priors.
+    """
+    from rastercore.models._priors import prior_correction, validation_by_priors
+
+    counts = table.attrs.get("counts")
+    scene = None if counts is None else np.asarray(counts, dtype=np.int64).sum(axis=1)
+    trained = type(model)
+    model, record = prior_correction(model, choice, class_names=table.class_names, y_train=y[train],
+                                     scene_counts=scene)
+    record["model_type"] = f"{trained.__module__}.{trained.__qualname__}"  # the estimator inside the correction
+    if val.any():
+        names = list(table.feature_names)
+        columns = [names.index(n) for n in metadata["feature_names"]]  # narrowed by top_k
+        X_val = X[val][:, columns]
+        record["validation"] = validation_by_priors(model, record, X_val, y[val], table.class_names)
+    metadata["priors"] = record
+    return model
+
+
+def _searched_params(table, family: str, X, y, train, grid, *, n_iter, seed, params, task, threshold):
+    """``params`` updated with the best of a spatial search on the TRAIN rows (and its report), or as given."""
+    if grid is None:
+        return params, None
+    import time
+
+    from rastercore.search import check_grid
+    from rastercore.search import search as spatial_search
+
+    check_grid(family, grid)
+    fixed = {**(params or {}), **({"search": False} if family == "svm" else {})}
+    estimator = build_model(family, task=task, seed=seed, threshold=threshold, **fixed)
+    attrs = table.attrs
+    geometry = attrs.get("block_size") and attrs.get("shape") and attrs.get("gap")
+    start = time.perf_counter()
+    best, report = spatial_search(
+        family, X[train], y[train], np.asarray(table.block)[train], grid, estimator=estimator, n_iter=n_iter,
+        seed=seed, rows=np.asarray(table.row)[train] if geometry else None,
+        cols=np.asarray(table.col)[train] if geometry else None, gap=int(attrs["gap"]) if geometry else 0,
+        block_size=attrs.get("block_size"), shape=attrs.get("shape"))
+    report["seconds"] = round(time.perf_counter() - start, 3)
+    return {**fixed, **best}, report
+
+
+def _svc_search_report(model) -> dict | None:
+    """The report of SampledSVC's own search (block folds), in the shape of :func:`rastercore.search.search`'s."""
+    results = model.cv_results_
+    if results is None:
+        return None
+    n_folds = sum(1 for key in results if key.startswith("split") and key.endswith("_test_score"))
+    candidates = [{"params": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in params.items()},
+                   "mean": float(results["mean_test_score"][i]), "std": float(results["std_test_score"][i]),
+                   "scores": [float(results[f"split{k}_test_score"][i]) for k in range(n_folds)],
+                   "rank": int(results["rank_test_score"][i])}
+                  for i, params in enumerate(results["params"])]
+    best = min(candidates, key=lambda c: c["rank"])
+    return {"folds": n_folds, "blocks": None, "gap": 0, "scoring": model.scoring or "accuracy",
+            "strategy": "grid", "candidates": candidates,
+            "best": {"params": dict(best["params"]), "mean": best["mean"], "std": best["std"]}}
+
+
+def importance_paths(path) -> tuple[Path, Path]:
+    """The importance figure and table written beside a model file: ``<model>.importance.png`` and ``.md``."""
+    path = Path(path)
+    return path.with_suffix(".importance.png"), path.with_suffix(".importance.md")
+
+
+def _check_importance(names: list[str], wanted: bool, top_k, groups: str, repeats, val: np.ndarray, path,
+                      overwrite: bool) -> dict | None:
+    """Check the importance options before anything is fitted; the grouping to rank, or None when not asked."""
+    if not wanted:
+        return None
+    members = feature_groups(names, groups)
+    check_int(repeats, "importance_repeats", 1)
+    if not val.any():
+        raise ParameterError("feature importance is measured on the validation rows, and the sample has none: "
+                             "draw it with a validation share (--validation above 0, or --n-validation).")
+    if top_k is not None:
+        if groups == "feature":
+            raise ParameterError("top_k (--top-k) retrains on feature groups: group the importance by 'family' or "
+                                 "'band' (--importance-groups), not 'feature'.")
+        check_int(top_k, f"top_k (--top-k), the number of feature groups to keep (the sample has {len(members)} "
+                         f"{groups} group(s): {', '.join(members)})", 1, len(members))
+    if path is not None:
+        check_output(path, *importance_paths(path), overwrite=overwrite)
+    return {"groups": groups, "repeats": repeats}
+
+
+def _rank_features(model, metadata: dict, ranking: dict, table, X, y, train, val, refit: dict, top_k, path,
+                   overwrite: bool):
+    """Permutation importance on the validation rows; the refit on the top k groups; the report files."""
+    import time
+
+    family = refit["family"]
+    scorer, scoring_name = scoring_for(family, y)
+    start = time.perf_counter()
+    names = list(table.feature_names)
+    result = permutation_importance(model, X[val], y[val], names, groups=ranking["groups"],
+                                    n_repeats=ranking["repeats"], seed=refit["seed"], scoring=scorer,
+                                    scoring_name=scoring_name)
+    metadata["importance"] = {**result.to_dict(), "seconds": round(time.perf_counter() - start, 3)}
+    notes, kept = [], None
+    if top_k is not None:
+        kept = result.top(top_k)
+        spec, bands, kept_names, columns = narrow_spec(table.attrs["feature_spec"], table.attrs["bands"],
+                                                       result.top_features(top_k))
+        all_features = metadata["validation"]
+        start = time.perf_counter()
+        model = build_model(family, task=refit["task"], seed=refit["seed"], threshold=refit["threshold"],
+                            **(refit["params"] or {}))
+        if family == "svm" and model.search:  # as the first fit: SampledSVC's own search, folds of whole blocks
+            model.fit(X[train][:, columns], y[train], groups=refit["blocks"])
+        else:
+            model.fit(X[train][:, columns], y[train])
+        if family == "multilabel":
+            model.tune_thresholds(X[val][:, columns], y[val])
+        ranges = metadata.get("band_ranges")
+        metadata.update(feature_spec=spec.to_dict(), bands=bands, feature_names=kept_names,
+                        band_ranges=None if ranges is None else {b: r for b, r in ranges.items() if b in bands},
+                        fit_seconds=round(time.perf_counter() - start, 3),
+                        validation=_validation_scores(model, X[val][:, columns], y[val], family))
+        metadata["top_k"] = {"k": int(top_k), "groups": kept, "features": kept_names, "n_features_all": len(names),
+                             "validation_all_features": all_features, "validation": metadata["validation"]}
+        notes = [f"## Retrained on the top {top_k} group(s)",
+                 f"Kept: {', '.join(f'`{g}`' for g in kept)} ({len(kept_names)} of {len(names)} features; bands "
+                 f"{', '.join(bands)}). The saved model computes only these features.",
+                 f"Validation with all features: {_scores_text(all_features)}.",
+                 f"Validation with the top {top_k}: {_scores_text(metadata['validation'])}."]
+    if path is not None:
+        figure, markdown = importance_paths(path)
+        importance_figure(result, figure, highlight=kept, overwrite=overwrite)
+        importance_markdown(result, markdown, title=f"Permutation importance: {Path(path).name} ({family})",
+                            notes=notes, overwrite=overwrite)
+    return model
+
+
+def _scores_text(scores: dict | None) -> str:
+    return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in (scores or {}).items())
 
 
 def _sample_size(y: np.ndarray, y_kind: str, train: np.ndarray, val: np.ndarray, class_names) -> dict:

@@ -11,6 +11,7 @@ import sklearn
 
 from rastercore.cli import main
 from rastercore.sampling import TRAIN, VALIDATION, read_table
+from rastercore.models import read_manifest
 
 
 def run(*argv):
@@ -40,6 +41,10 @@ def test_info_describes_a_model_file(trained, capsys):
     assert out.splitlines()[0] == f"{trained / 'model.skops'} (rastercore model)"
     assert rows["family"] == "forest (sklearn.ensemble._forest.RandomForestClassifier)"
     assert rows["task"] == "classification"
+    meta = read_manifest(trained / "model.skops")["metadata"]  # a balanced sample, corrected to the scene's priors
+    scene = ", ".join(f"{k} {v:.3f}" for k, v in meta["priors"]["scene"].items())
+    assert meta["priors"]["corrected"] and rows["priors"] == f"scene (corrected): train < 0.6 0.500, >= 0.6 0.500; " \
+                                                              f"target {scene}"
     assert rows["classes"].startswith(" 0  #1f77b4  < 0.6  (") and "  #ff7f0e  >= 0.6  (" in out
     assert "(colours: model file)" in out  # train keeps the colours (here the default palette) in the model
     assert rows["bands"] == "HH, HV"

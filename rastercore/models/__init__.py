@@ -10,6 +10,8 @@ All are scikit-learn estimators (they pass ``check_estimator``):
   parallel, merged into one scikit-learn forest;
 - :class:`HurdleModel` -- a classifier for ``y >= threshold`` and a regressor below it;
 - :class:`ThresholdedMultiLabel` -- one binary estimator per label with tuned thresholds;
+- :class:`PriorCorrected` -- a fitted classifier's probabilities and decisions moved to other class
+  priors (Saerens et al. 2002), e.g. from a balanced sample's to the scene's;
 - :class:`FastRBF` -- numba inference for fitted RBF SVCs (same labels, decisions and
   probabilities as scikit-learn), :class:`FastKernelLinear` for Nystroem kernel-map models;
   :func:`tile_predictor` decides once, when a model is loaded, which layers it writes and which
@@ -29,6 +31,7 @@ from ._multilabel import ThresholdedMultiLabel
 from ._predictor import (CLASS_LAYER_GROUPS, UNCERTAINTY_LAYERS, VALUE_LAYER_GROUPS, TilePredictor, fast_predictor,
                          tile_predictor, uncertainty)
 from ._persist import MODEL_FORMAT_VERSION, load_model, read_manifest, save_model, trusted_types
+from ._priors import PriorCorrected, shift_priors
 from ._svm import SampledSVC
 from ._trees import CompiledTrees, compiled_trees
 
@@ -52,6 +55,8 @@ __all__ = [
     "ShardedForestRegressor",
     "HurdleModel",
     "ThresholdedMultiLabel",
+    "PriorCorrected",
+    "shift_priors",
     "save_model",
     "load_model",
     "read_manifest",

@@ -68,10 +68,10 @@ _TRUSTED_SKLEARN_INTERNALS = (
 
 def trusted_types() -> list[str]:
     """The types :func:`load_model` accepts beyond skops's defaults, by fully qualified name."""
-    from . import (CascadeSVC, HurdleModel, KernelSGD, KernelSGDRegressor, SampledSVC,
+    from . import (CascadeSVC, HurdleModel, KernelSGD, KernelSGDRegressor, PriorCorrected, SampledSVC,
                    ShardedForestClassifier, ShardedForestRegressor, ThresholdedMultiLabel)
 
-    own = [CascadeSVC, HurdleModel, KernelSGD, KernelSGDRegressor, SampledSVC,
+    own = [CascadeSVC, HurdleModel, KernelSGD, KernelSGDRegressor, PriorCorrected, SampledSVC,
            ShardedForestClassifier, ShardedForestRegressor, ThresholdedMultiLabel]
     return sorted({f"{cls.__module__}.{cls.__qualname__}" for cls in own}
                   | set(_TRUSTED_SKLEARN_INTERNALS))

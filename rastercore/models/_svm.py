@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, StratifiedKFold
 from sklearn.svm import SVC
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
@@ -52,7 +52,10 @@ class SampledSVC(ClassifierMixin, BaseEstimator):
     random sample of at most ``n_samples`` rows (equal rows per class when
     ``balance=True``).  With ``search=True`` the sample is first used by
     scikit-learn's :class:`~sklearn.model_selection.GridSearchCV` to choose
-    ``C`` and ``gamma`` (stratified ``cv``-fold cross-validation); when a
+    ``C`` and ``gamma`` by ``cv``-fold cross-validation -- spatial folds of
+    whole blocks when :meth:`fit` is given the rows' ``groups`` (the sample
+    table's ``block`` column; neighbouring pixels are alike, so folds of
+    random pixels leak), else stratified random folds; when a
     ``distributed.Client`` is active the search runs on the cluster through
     joblib's dask backend.  The final :class:`~sklearn.svm.SVC` is refitted on
     the whole sample with the best parameters.
@@ -77,7 +80,10 @@ class SampledSVC(ClassifierMixin, BaseEstimator):
         Default: ``C`` in :data:`DEFAULT_C_GRID` times ``gamma`` in
         :data:`DEFAULT_GAMMA_FACTORS` multiples of the sample's ``"scale"`` value.
     cv : int or cross-validation splitter, default 3
-        Folds of the search; an int means seeded, shuffled stratified folds.
+        Folds of the search; an int means stratified folds of whole groups
+        (:class:`~sklearn.model_selection.StratifiedGroupKFold`) when ``fit``
+        has ``groups``, else seeded, shuffled stratified folds of rows.  A
+        splitter is given the sample's ``groups``.
     scoring : str or callable, optional
         Search score (default: accuracy).
     probability : bool, default False
@@ -133,7 +139,7 @@ class SampledSVC(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
         """Draw the sample, search ``C`` and ``gamma`` if asked, and fit the final SVC.
 
         Parameters
@@ -141,11 +147,19 @@ class SampledSVC(ClassifierMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
             Class labels; at least two classes.
+        groups : array-like of shape (n_samples,), optional
+            Spatial block of every row (``SampleTable.block``): the search's
+            folds then hold whole blocks, so no block is split between
+            fitting and scoring.
 
         Returns
         -------
         self
         """
+        if groups is not None:
+            groups = np.asarray(groups)
+            if groups.shape[:1] != np.shape(y)[:1]:
+                raise ValueError(f"groups must have one entry per row: {groups.shape[0]} for {np.shape(y)[0]} rows.")
         X, y = validate_data(self, X, y)
         check_classification_targets(y)
         if self.n_samples is not None and (not isinstance(self.n_samples, numbers.Integral)
@@ -160,7 +174,8 @@ class SampledSVC(ClassifierMixin, BaseEstimator):
         params = {"C": self.C, "gamma": self.gamma}
         self.cv_results_, self.best_score_ = None, None
         if self.search:
-            search = self._run_search(Xs, ys, fold_seed=fold_seed)
+            search = self._run_search(Xs, ys, fold_seed=fold_seed,
+                                      groups=None if groups is None else groups[self.sample_indices_])
             params.update(search.best_params_)
             self.cv_results_ = _plain_cv_results(search.cv_results_)
             self.best_score_ = float(search.best_score_)
@@ -181,9 +196,18 @@ class SampledSVC(ClassifierMixin, BaseEstimator):
         scale = resolve_gamma("scale", X)
         return {"C": list(DEFAULT_C_GRID), "gamma": [f * scale for f in DEFAULT_GAMMA_FACTORS]}
 
-    def _run_search(self, X, y, *, fold_seed) -> GridSearchCV:
+    def _run_search(self, X, y, *, fold_seed, groups=None) -> GridSearchCV:
         cv = self.cv
-        if isinstance(cv, numbers.Integral):
+        if isinstance(cv, numbers.Integral) and groups is not None:
+            n_groups = len(np.unique(groups))
+            if n_groups < cv:
+                raise TrainingDataError(
+                    f"SampledSVC: the search over C and gamma needs at least cv={cv} spatial blocks, but the "
+                    f"sample's rows lie in {n_groups} -- sample a larger area or smaller blocks, lower cv, "
+                    f"or set search=False."
+                )
+            cv = StratifiedGroupKFold(n_splits=cv)
+        elif isinstance(cv, numbers.Integral):
             smallest = int(np.unique(y, return_counts=True)[1].min())
             if smallest < cv:
                 raise TrainingDataError(
@@ -204,7 +228,14 @@ class SampledSVC(ClassifierMixin, BaseEstimator):
         else:
             backend = contextlib.nullcontext()
         with backend:
-            search.fit(X, y)
+            if groups is None:
+                search.fit(X, y)
+            else:
+                import warnings
+
+                with warnings.catch_warnings():  # few blocks of a class: StratifiedGroupKFold warns, folds stay whole
+                    warnings.filterwarnings("ignore", message=".*least populated class.*", category=UserWarning)
+                    search.fit(X, y, groups=groups)
         return search
 
     @property
