@@ -508,7 +508,8 @@ def train(
     output: Annotated[Path, typer.Option("-o", "--output", help="Model file to write (.skops).")],
     family: Annotated[str, typer.Option("--family", help="Model family: svm, cascade-svm, forest, extra-trees, "
                                                          "sharded-forest, hgb, logistic, sgd, hurdle, "
-                                                         "multilabel.")] = "svm",
+                                                         "multilabel; lightgbm and xgboost with the boost "
+                                                         "extra.")] = "svm",
     params: Annotated[Optional[str], typer.Option(
         help="Estimator parameters as a JSON object, e.g. '{\"C\": 10}' (checked against the family's).")] = None,
     labels: Annotated[Optional[str], typer.Option(help="multilabel: label thresholds t1,t2; hurdle: the threshold.")] = None,

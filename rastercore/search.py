@@ -42,6 +42,8 @@ DEFAULT_GRIDS = {
     "hgb": {"learning_rate": [0.05, 0.2], "max_leaf_nodes": [15, 31]},
     "logistic": {"C": [0.01, 0.1, 1.0, 10.0, 100.0]},
     "sgd": {"alpha": [1e-5, 1e-4, 1e-3]},
+    "lightgbm": {"learning_rate": [0.05, 0.2], "num_leaves": [15, 63]},
+    "xgboost": {"learning_rate": [0.05, 0.3], "max_depth": [4, 8]},
 }
 
 
@@ -164,6 +166,17 @@ def spatial_folds(blocks, y=None, n_splits: int = DEFAULT_FOLDS, *, rows=None, c
     return folds
 
 
+def _check_every_fold_has_every_class(y: np.ndarray, folds) -> None:
+    """Refuse folds whose training rows lack a class: XGBoost's classifier learns the classes 0..K-1 only."""
+    classes = np.unique(y)
+    for k, (train, _) in enumerate(folds):
+        missing = np.setdiff1d(classes, y[train])
+        if missing.size:
+            raise TrainingDataError(f"the search: fold {k + 1}'s training rows hold no pixel of class code(s) "
+                                    f"{missing.tolist()}, and family 'xgboost' needs every class in every fit; "
+                                    f"use fewer folds, a larger sample, or family 'lightgbm'.")
+
+
 class _NearBlocks:
     """Which rows' ``(2 gap + 1)²`` windows reach given blocks (block ids as in the sample table)."""
 
@@ -243,6 +256,8 @@ def search(family: str, X, y, blocks, grid="default", *, estimator, scoring: str
     grid = search_grid(family, grid, X)
     folds = spatial_folds(blocks, y, n_splits, rows=rows, cols=cols, gap=gap, block_size=block_size, shape=shape,
                           stratify=is_classifier(estimator) and np.issubdtype(y.dtype, np.integer))
+    if family == "xgboost" and is_classifier(estimator):
+        _check_every_fold_has_every_class(y, folds)
     scoring = scoring or ("balanced_accuracy" if is_classifier(estimator) else "r2")
     prefix = f"{estimator.steps[-1][0]}__" if isinstance(estimator, Pipeline) else ""
     sk_grid = {(key if "__" in key else prefix + key): values for key, values in grid.items()}

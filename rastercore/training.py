@@ -11,7 +11,13 @@ Memory holds a few tiles' features (two per worker thread), whatever the
 scene size.
 
 :func:`pixel_arrays` gives the same pixels as dask arrays (one block per
-tile), for ``dask_ml.wrappers.Incremental`` or any dask-aware estimator.
+tile), for ``dask_ml.wrappers.Incremental`` or any dask-aware estimator
+(:func:`rastercore.boosting.train_distributed` fits LightGBM and XGBoost on
+them).
+
+The ``lightgbm`` and ``xgboost`` families need the optional ``boost`` extra
+(``pip install 'rastercore[boost]'``); the libraries are imported only when
+one of them is built.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import numpy as np
 import xarray as xr
 
 from rastercore.checks import check_int
-from rastercore.errors import ParameterError, SamplingError
+from rastercore.errors import ParameterError, SamplingError, TrainingDataError
 from rastercore.importance import (feature_groups, importance_figure, importance_markdown, narrow_spec,
                                    permutation_importance, scoring_for)
 from rastercore.palette import class_colors as palette_colors
@@ -32,8 +38,8 @@ from rastercore.progress import ProgressMode
 from rastercore.sampling import TRAIN, PixelPlan, SpatialSplit, fit_streaming, plan_pixels
 from rastercore.store import check_output
 
-__all__ = ["train_incremental", "pixel_arrays", "train_from_table", "build_model", "importance_paths",
-           "MODEL_FAMILIES"]
+__all__ = ["train_incremental", "pixel_arrays", "plan_arrays", "train_from_table", "build_model",
+           "importance_paths", "boost_library", "check_boost_classes", "MODEL_FAMILIES", "BOOST_FAMILIES"]
 
 MODEL_FAMILIES = {
     "svm": "RBF SVC on the (balanced) sample, grid search over C and gamma (rastercore.models.SampledSVC)",
@@ -46,7 +52,12 @@ MODEL_FAMILIES = {
     "sgd": "kernel map + SGD (rastercore.models.KernelSGD*); also streams over every pixel",
     "hurdle": "classifier for value >= threshold, regressor below (rastercore.models.HurdleModel)",
     "multilabel": "one binary model per threshold label, decision thresholds tuned on validation",
+    "lightgbm": "LightGBM gradient boosting (LGBMClassifier / LGBMRegressor); needs rastercore[boost]",
+    "xgboost": "XGBoost gradient boosting, histogram trees (XGBClassifier / XGBRegressor); needs rastercore[boost]",
 }
+
+#: The families of the optional ``boost`` extra, by the name of their package.
+BOOST_FAMILIES = {"lightgbm": "LightGBM", "xgboost": "XGBoost"}
 
 
 def build_model(family: str, *, task: str = "classification", seed: int = 0, threshold: float | None = None,
@@ -65,6 +76,21 @@ def build_model(family: str, *, task: str = "classification", seed: int = 0, thr
         The hurdle threshold (family ``"hurdle"``).
     **params
         Passed to the estimator.
+
+    Notes
+    -----
+    ``lightgbm`` builds ``lightgbm.LGBMClassifier`` / ``LGBMRegressor``
+    (``verbose=-1``) and ``xgboost`` ``xgboost.XGBClassifier`` /
+    ``XGBRegressor`` (``tree_method="hist"``), both seeded with ``seed``
+    and with the library's own thread count (LightGBM: the physical cores;
+    XGBoost: every core).  Their packages are imported here, not before.
+
+    Raises
+    ------
+    ParameterError
+        ``lightgbm`` or ``xgboost`` without its package (the ``boost`` extra).
+    SamplingError
+        An unknown family, or a classifier-only family for regression.
     """
     from sklearn.ensemble import (
         ExtraTreesClassifier,
@@ -97,6 +123,8 @@ def build_model(family: str, *, task: str = "classification", seed: int = 0, thr
         "sgd": lambda: (models.KernelSGD if classify else models.KernelSGDRegressor)(random_state=seed, **params),
         "hurdle": lambda: models.HurdleModel(threshold=threshold, random_state=seed, **params),
         "multilabel": lambda: models.ThresholdedMultiLabel(random_state=seed, **params),
+        "lightgbm": lambda: _boosted_trees("lightgbm", classify, seed, params),
+        "xgboost": lambda: _boosted_trees("xgboost", classify, seed, params),
     }
     if family not in factories:
         raise SamplingError(f"unknown model family {family!r}; choose one of {', '.join(MODEL_FAMILIES)}.")
@@ -105,6 +133,68 @@ def build_model(family: str, *, task: str = "classification", seed: int = 0, thr
     if family in ("svm", "cascade-svm", "multilabel", "logistic") and not classify:
         raise SamplingError(f"{family} is a classifier, but the sample is for regression; draw it with thresholds.")
     return factories[family]()
+
+
+def boost_library(family: str):
+    """The package of a :data:`BOOST_FAMILIES` family (``lightgbm`` or ``xgboost``), imported now.
+
+    Raises
+    ------
+    ParameterError
+        The package is not installed: one line naming the ``boost`` extra.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(family)
+    except ImportError:
+        raise ParameterError(f"family {family!r} needs the optional {BOOST_FAMILIES[family]} package: "
+                             f"pip install 'rastercore[boost]'") from None
+
+
+def _boosted_trees(family: str, classify: bool, seed: int, params: dict):
+    """LightGBM's or XGBoost's scikit-learn estimator, seeded, quiet and with histogram trees."""
+    library = boost_library(family)
+    if family == "lightgbm":
+        estimator = library.LGBMClassifier if classify else library.LGBMRegressor
+        return estimator(**{"verbose": -1, "random_state": seed, **params})
+    estimator = library.XGBClassifier if classify else library.XGBRegressor
+    return estimator(**{"tree_method": "hist", "random_state": seed, **params})
+
+
+def check_boost_classes(family: str, present, class_names, *, where: str = "training rows") -> None:
+    """Refuse an ``xgboost`` classifier whose training data lack a class.
+
+    XGBoost's classifier learns the classes 0..K-1 and nothing else, and
+    rastercore's class codes are the indices of the class names, so every
+    class must have training data (rows are not remapped: the model's
+    classes must stay the codes the maps are written with).  Other families
+    pass.
+
+    Parameters
+    ----------
+    family : str
+        The model family.
+    present : array-like of int
+        The class codes found in the training data.
+    class_names : list of str
+        The names of all classes, code order.
+    where : str
+        What the training data are, for the message.
+
+    Raises
+    ------
+    TrainingDataError
+        ``family`` is ``"xgboost"`` and a class has no training data.
+    """
+    if family != "xgboost" or not class_names:
+        return
+    missing = sorted(set(range(len(class_names))) - {int(c) for c in np.unique(present)})
+    if missing:
+        names = ", ".join(f"{class_names[c]!r} (code {c})" for c in missing)
+        raise TrainingDataError(f"family 'xgboost' needs {where} of every class (it learns classes 0..K-1), and "
+                                f"class {names} has none; draw the sample so that every class is in the training "
+                                f"blocks, drop the class from the target, or use family 'lightgbm'.")
 
 
 def train_from_table(table, family: str, *, seed: int = 0, params: dict | None = None,
@@ -211,6 +301,8 @@ def train_from_table(table, family: str, *, seed: int = 0, params: dict | None =
     colors = (None if y_kind == "value" and family != "hurdle" or not class_names
               else [list(c) for c in palette_colors(class_names, class_colors)])  # checked before fitting
     threshold = (labels or table.attrs.get("thresholds") or [None])[0]
+    if y_kind == "class":
+        check_boost_classes(family, y[train], class_names)
     prior_choice = _check_priors(priors, family, y_kind, class_names)
     ranking = _check_importance(list(table.feature_names), importance or top_k is not None, top_k,
                                 importance_groups, importance_repeats, val, path, overwrite)
@@ -541,6 +633,28 @@ def pixel_arrays(
         Class codes present (for ``partial_fit(..., classes=...)``); None for regression.
     """
     plan = plan_pixels(stack, target, spec, split=split, thresholds=thresholds, seed=seed)
+    return plan_arrays(plan, which)
+
+
+def plan_arrays(plan: PixelPlan, which: int = TRAIN) -> tuple[da.Array, da.Array, np.ndarray | None]:
+    """:func:`pixel_arrays` of a plan already made (:func:`rastercore.sampling.plan_pixels`): no counting pass.
+
+    Parameters
+    ----------
+    plan : rastercore.sampling.PixelPlan
+    which : int, default TRAIN
+        The split whose pixels are taken.
+
+    Returns
+    -------
+    X, y, classes
+        As :func:`pixel_arrays`.
+
+    Raises
+    ------
+    SamplingError
+        A classification split holding fewer than two classes.
+    """
     classes = _classes(plan, which)
     n_features = plan.n_features
     y_dtype = np.float32 if plan.regression else np.int32

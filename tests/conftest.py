@@ -83,3 +83,28 @@ def wait_for_tiles(out, n: int, proc, timeout: float = 120) -> None:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no tiles were written"
         time.sleep(0.02)
+
+
+# -- a small SAR scene and its sample, shared by the training, search and boosting tests ------------------
+
+SAR_SPEC = [{"name": "box_mean", "size": 9}, {"name": "ratio", "a": "HV", "b": "HH"}]
+
+
+@pytest.fixture(scope="session")
+def sar_scene():
+    """The log of a 320 x 320 synthetic SAR pair (128-px tiles) and its continuous target."""
+    from rastercore.datasets import synthetic_scene
+
+    ds = synthetic_scene((320, 320), seed=1, chunks=128)
+    return np.log(ds["sar"]), ds["target"]
+
+
+@pytest.fixture(scope="session")
+def sar_table(sar_scene):
+    """300 rows per class of :data:`SAR_SPEC` features, two classes at the synthetic threshold, 64-px blocks."""
+    from rastercore.datasets import SYNTHETIC_THRESHOLD
+    from rastercore.sampling import SpatialSplit, draw_sample
+
+    sar, target = sar_scene
+    return draw_sample(sar, target, SAR_SPEC, n=300, thresholds=SYNTHETIC_THRESHOLD,
+                       split=SpatialSplit(block_size=64), seed=0)

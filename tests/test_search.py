@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedGroupKFold
 
-from rastercore.datasets import SYNTHETIC_THRESHOLD, synthetic_scene
 from rastercore.errors import ParameterError, SamplingError, TrainingDataError
 from rastercore.sampling import TRAIN, VALIDATION, SpatialSplit, draw_sample, write_table
 from rastercore.search import DEFAULT_GRIDS, search, search_grid, spatial_folds
@@ -18,27 +17,15 @@ SMALL = {"forest": {"n_estimators": 20}, "extra-trees": {"n_estimators": 20}, "s
 
 
 @pytest.fixture(scope="module")
-def scene():
-    ds = synthetic_scene((320, 320), seed=1, chunks=128)
-    return np.log(ds["sar"]), ds["target"]
-
-
-@pytest.fixture(scope="module")
-def table(scene):
-    sar, target = scene
-    return draw_sample(sar, target, SPEC, n=300, thresholds=SYNTHETIC_THRESHOLD, split=SPLIT, seed=0)
-
-
-@pytest.fixture(scope="module")
-def regression_table(scene):
-    sar, target = scene
+def regression_table(sar_scene):
+    sar, target = sar_scene
     return draw_sample(sar, target, SPEC, n=300, split=SPLIT, seed=0)
 
 
-def _train(table):
-    rows = np.asarray(table.split) == TRAIN
-    return (np.asarray(table.X)[rows], np.asarray(table.y)[rows], np.asarray(table.block)[rows],
-            np.asarray(table.row)[rows], np.asarray(table.col)[rows])
+def _train(sar_table):
+    rows = np.asarray(sar_table.split) == TRAIN
+    return (np.asarray(sar_table.X)[rows], np.asarray(sar_table.y)[rows], np.asarray(sar_table.block)[rows],
+            np.asarray(sar_table.row)[rows], np.asarray(sar_table.col)[rows])
 
 
 def test_folds_never_split_a_block():
@@ -58,9 +45,9 @@ def test_folds_never_split_a_block():
             assert len(np.unique(fold_of[blocks == block])) == 1
 
 
-def test_the_gap_leaves_out_training_rows_near_the_held_out_blocks(table):
-    _, y, blocks, rows, cols = _train(table)
-    gap, size, (height, width) = table.attrs["gap"], table.attrs["block_size"], table.attrs["shape"]
+def test_the_gap_leaves_out_training_rows_near_the_held_out_blocks(sar_table):
+    _, y, blocks, rows, cols = _train(sar_table)
+    gap, size, (height, width) = sar_table.attrs["gap"], sar_table.attrs["block_size"], sar_table.attrs["shape"]
     assert gap == 4
     plain = spatial_folds(blocks, y, 3)
     gapped = spatial_folds(blocks, y, 3, rows=rows, cols=cols, gap=gap, block_size=size, shape=(height, width))
@@ -81,8 +68,8 @@ def test_the_gap_leaves_out_training_rows_near_the_held_out_blocks(table):
     assert dropped > 0  # the synthetic sample has training rows next to other training blocks
 
 
-def test_search_equals_gridsearchcv_over_group_folds(table, regression_table):
-    X, y, blocks, _, _ = _train(table)
+def test_search_equals_gridsearchcv_over_group_folds(sar_table, regression_table):
+    X, y, blocks, _, _ = _train(sar_table)
     grid = {"C": [0.001, 0.1, 10.0]}
     best, report = search("logistic", X, y, blocks, grid, estimator=build_model("logistic"))
     reference = GridSearchCV(build_model("logistic"), {"logisticregression__C": grid["C"]},
@@ -108,9 +95,9 @@ def test_search_equals_gridsearchcv_over_group_folds(table, regression_table):
 
 
 @pytest.mark.parametrize("family", sorted(DEFAULT_GRIDS))
-def test_every_default_grid_runs(table, family):
-    X, y, blocks, _, _ = _train(table)
-    keep = np.isin(blocks, np.unique(blocks)[:9])  # a tiny table: 9 blocks
+def test_every_default_grid_runs(sar_table, family):
+    X, y, blocks, _, _ = _train(sar_table)
+    keep = np.isin(blocks, np.unique(blocks)[:9])  # a tiny sar_table: 9 blocks
     X, y, blocks = X[keep], y[keep], blocks[keep]
     fixed = {**SMALL.get(family, {}), **({"search": False} if family == "svm" else {})}
     best, report = search(family, X, y, blocks, "default", estimator=build_model(family, **fixed))
@@ -123,8 +110,8 @@ def test_every_default_grid_runs(table, family):
         np.testing.assert_allclose(search_grid("svm", "default", X)["gamma"], [0.1 * scale, scale, 10 * scale])
 
 
-def test_randomised_search_tries_n_iter_candidates(table):
-    X, y, blocks, _, _ = _train(table)
+def test_randomised_search_tries_n_iter_candidates(sar_table):
+    X, y, blocks, _, _ = _train(sar_table)
     best, report = search("logistic", X, y, blocks, {"C": [0.01, 0.1, 1.0, 10.0, 100.0]}, n_iter=2, seed=3,
                           estimator=build_model("logistic"))
     assert report["strategy"] == "random" and len(report["candidates"]) == 2
@@ -132,12 +119,12 @@ def test_randomised_search_tries_n_iter_candidates(table):
 
 
 @pytest.mark.parametrize("family", ["extra-trees", "logistic"])
-def test_new_families_train_save_and_predict(table, regression_table, family, tmp_path):
+def test_new_families_train_save_and_predict(sar_table, regression_table, family, tmp_path):
     from rastercore.models import load_model
 
-    model, meta = train_from_table(table, family, path=tmp_path / "m.skops")
+    model, meta = train_from_table(sar_table, family, path=tmp_path / "m.skops")
     loaded = load_model(tmp_path / "m.skops")
-    X_val, _ = table.subset(VALIDATION)
+    X_val, _ = sar_table.subset(VALIDATION)
     np.testing.assert_array_equal(loaded.predict(X_val), model.predict(X_val))
     assert meta["validation"]["accuracy"] > (0.85 if family == "logistic" else 0.9)  # logistic: a linear boundary
     assert meta["family"] == family and "search" not in meta
@@ -149,32 +136,32 @@ def test_new_families_train_save_and_predict(table, regression_table, family, tm
         assert meta["validation"]["r2"] > 0.5
 
 
-def test_train_from_table_searches_the_training_rows_then_refits(table, tmp_path):
+def test_train_from_table_searches_the_training_rows_then_refits(sar_table, tmp_path):
     from rastercore.models import load_model
 
-    model, meta = train_from_table(table, "extra-trees", params={"n_estimators": 20}, search="default",
+    model, meta = train_from_table(sar_table, "extra-trees", params={"n_estimators": 20}, search="default",
                                    path=tmp_path / "m.skops")
     report = meta["search"]
-    X, y, blocks, rows, cols = _train(table)
+    X, y, blocks, rows, cols = _train(sar_table)
     assert report["blocks"] == len(np.unique(blocks))  # TRAIN rows only: validation blocks stay held out
-    assert report["gap"] == table.attrs["gap"] and len(report["candidates"]) == 4
+    assert report["gap"] == sar_table.attrs["gap"] and len(report["candidates"]) == 4
     best = report["best"]["params"]
     inner = getattr(model, "model", model)  # a prior-corrected model wraps the fitted forest
     assert {k: inner.get_params()[k] for k in best} == best and inner.n_estimators == 20
     assert meta["params"] == {"n_estimators": 20, **best}
     expected, _ = search("extra-trees", X, y, blocks, "default", estimator=build_model("extra-trees", n_estimators=20),
-                         rows=rows, cols=cols, gap=table.attrs["gap"], block_size=64, shape=table.attrs["shape"])
+                         rows=rows, cols=cols, gap=sar_table.attrs["gap"], block_size=64, shape=sar_table.attrs["shape"])
     assert best == expected
     _, manifest = load_model(tmp_path / "m.skops", return_manifest=True)
     assert manifest["metadata"]["search"]["best"] == report["best"]
 
 
-def test_sampled_svc_searches_over_block_folds(table):
+def test_sampled_svc_searches_over_block_folds(sar_table):
     from sklearn.svm import SVC
 
     from rastercore.models import SampledSVC
 
-    X, y, blocks, _, _ = _train(table)
+    X, y, blocks, _, _ = _train(sar_table)
     model = SampledSVC(param_grid={"C": [0.1, 10.0]}, n_samples=None, random_state=0).fit(X, y, groups=blocks)
     idx = model.sample_indices_
     reference = GridSearchCV(SVC(kernel="rbf", cache_size=500), {"C": [0.1, 10.0]}, cv=StratifiedGroupKFold(3)
@@ -183,15 +170,15 @@ def test_sampled_svc_searches_over_block_folds(table):
     with pytest.raises(TrainingDataError, match="at least cv=3 spatial blocks"):
         SampledSVC(random_state=0).fit(X, y, groups=np.where(blocks == blocks[0], 0, 1))
     # through train_from_table the svm's own search gets the blocks, and reports like the spatial search
-    _, meta = train_from_table(table, "svm", params={"param_grid": {"C": [0.1, 10.0]}})
+    _, meta = train_from_table(sar_table, "svm", params={"param_grid": {"C": [0.1, 10.0]}})
     assert meta["search"]["folds"] == 3 and len(meta["search"]["candidates"]) == 2
 
 
-def test_search_on_the_dask_cluster_equals_in_process(table):
+def test_search_on_the_dask_cluster_equals_in_process(sar_table):
     import dask
     from distributed import Client, LocalCluster, get_task_stream
 
-    X, y, blocks, _, _ = _train(table)
+    X, y, blocks, _, _ = _train(sar_table)
     grid = {"C": [0.01, 1.0]}
     local = search("logistic", X, y, blocks, grid, estimator=build_model("logistic"))
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
@@ -200,17 +187,17 @@ def test_search_on_the_dask_cluster_equals_in_process(table):
     assert len(stream.data) >= 2 and remote == local
 
 
-def test_bad_search_input(table):
-    X, y, blocks, _, _ = _train(table)
+def test_bad_search_input(sar_table):
+    X, y, blocks, _, _ = _train(sar_table)
     with pytest.raises(TrainingDataError, match="needs at least 3 spatial blocks for 3 folds, but the training rows "
                                                 "lie in 2"):
         search("logistic", X, y, np.where(blocks == blocks[0], 0, 1), "default", estimator=build_model("logistic"))
     with pytest.raises(ParameterError, match="'C' needs a non-empty list"):
-        train_from_table(table, "logistic", search={"C": []})
+        train_from_table(sar_table, "logistic", search={"C": []})
     with pytest.raises(ParameterError, match="must be 'default' or a JSON object"):
-        train_from_table(table, "logistic", search="defaults")
+        train_from_table(sar_table, "logistic", search="defaults")
     with pytest.raises(ParameterError, match="the hurdle model cannot be searched"):
-        train_from_table(table, "hurdle", search="default")
+        train_from_table(sar_table, "hurdle", search="default")
 
 
 @pytest.mark.parametrize("grid,message", [
@@ -229,11 +216,11 @@ def test_check_train_params_checks_the_grid(grid, message):
     assert check_train_params("hgb", {}, search="default") == {}
 
 
-def test_cli_train_with_a_search(table, tmp_path, capfd):
+def test_cli_train_with_a_search(sar_table, tmp_path, capfd):
     from rastercore.cli import main
     from rastercore.models import load_model
 
-    write_table(table, tmp_path / "s.h5")
+    write_table(sar_table, tmp_path / "s.h5")
     argv = ["train", str(tmp_path / "s.h5"), "-o", str(tmp_path / "m.skops"), "--family", "logistic",
             "--scheduler", "sync", "--progress", "none"]
     assert main(argv + ["--search", '{"C": [0.01, 10]}']) == 0
@@ -253,12 +240,12 @@ def test_cli_train_with_a_search(table, tmp_path, capfd):
     assert not (tmp_path / "bad.skops").exists()
 
 
-def test_yaml_train_step_with_a_search(table, tmp_path):
+def test_yaml_train_step_with_a_search(sar_table, tmp_path):
     from rastercore.errors import PipelineError
     from rastercore.models import load_model
     from rastercore.pipeline import load_pipeline, run_pipeline
 
-    write_table(table, tmp_path / "s.h5")  # outside the output directory, which must start empty
+    write_table(sar_table, tmp_path / "s.h5")  # outside the output directory, which must start empty
     (tmp_path / "p.yaml").write_text(
         "name: x\noutput_dir: o\nsteps:\n"
         f"  - {{kind: train, sample: {tmp_path / 's.h5'}, output: m.skops, family: logistic, "

@@ -4,19 +4,13 @@ import numpy as np
 import pytest
 from sklearn.linear_model import SGDClassifier, SGDRegressor
 
-from rastercore.datasets import SYNTHETIC_THRESHOLD, synthetic_scene
+from rastercore.datasets import SYNTHETIC_THRESHOLD
 from rastercore.errors import SamplingError
 from rastercore.sampling import TRAIN, VALIDATION, SpatialSplit, draw_sample, plan_pixels
 from rastercore.training import pixel_arrays, train_incremental
 
 SPEC = [{"name": "box_mean", "size": 9}, {"name": "ratio", "a": "HV", "b": "HH"}]
 SPLIT = SpatialSplit(block_size=64)
-
-
-@pytest.fixture(scope="module")
-def scene():
-    ds = synthetic_scene((320, 320), seed=1, chunks=128)
-    return np.log(ds["sar"]), ds["target"]
 
 
 class Recorder:
@@ -30,8 +24,8 @@ class Recorder:
         return self
 
 
-def test_every_training_pixel_is_seen_once_per_epoch(scene):
-    sar, target = scene
+def test_every_training_pixel_is_seen_once_per_epoch(sar_scene):
+    sar, target = sar_scene
     recorder = train_incremental(Recorder(), sar, target, SPEC, thresholds=SYNTHETIC_THRESHOLD, split=SPLIT,
                                  epochs=2, progress="none")
     plan = plan_pixels(sar, target, SPEC, thresholds=SYNTHETIC_THRESHOLD, split=SPLIT)
@@ -45,11 +39,11 @@ def test_every_training_pixel_is_seen_once_per_epoch(scene):
     assert np.isclose(np.sort(fed[:, 0]), np.sort(np.concatenate([X[:, 0], X[:, 0]]))).all()
 
 
-def test_streaming_fit_equals_the_in_memory_fit_and_generalises(scene):
+def test_streaming_fit_equals_the_in_memory_fit_and_generalises(sar_scene):
     """GaussianNB's partial_fit is exact: streamed tile by tile == fitted on all pixels at once."""
     from sklearn.naive_bayes import GaussianNB
 
-    sar, target = scene
+    sar, target = sar_scene
     streamed = train_incremental(GaussianNB(), sar, target, SPEC, thresholds=0.45, split=SPLIT, epochs=1,
                                  progress="none")
     X, y, _ = pixel_arrays(sar, target, SPEC, thresholds=0.45, split=SPLIT)
@@ -63,8 +57,8 @@ def test_streaming_fit_equals_the_in_memory_fit_and_generalises(scene):
     assert len(y_val) == 2000 and streamed.score(X_val, y_val) > 0.85
 
 
-def test_regression_and_progress(scene, capsys):
-    sar, target = scene
+def test_regression_and_progress(sar_scene, capsys):
+    sar, target = sar_scene
     model = train_incremental(SGDRegressor(random_state=0), sar, target, SPEC, split=SPLIT, epochs=1,
                               progress="json")
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
@@ -72,42 +66,36 @@ def test_regression_and_progress(scene, capsys):
     assert model.n_pixels_seen_ > 0 and np.isfinite(model.coef_).all()
 
 
-def test_dask_ml_incremental_accepts_the_pixel_arrays(scene):
+def test_dask_ml_incremental_accepts_the_pixel_arrays(sar_scene):
     from dask_ml.wrappers import Incremental
 
-    sar, target = scene
+    sar, target = sar_scene
     X, y, classes = pixel_arrays(sar, target, SPEC, thresholds=SYNTHETIC_THRESHOLD, split=SPLIT)
     model = Incremental(SGDClassifier(random_state=0)).fit(X, y, classes=classes)
     assert set(model.estimator_.classes_) == {0, 1}
 
 
-def test_one_class_is_a_clear_error(scene):
-    sar, target = scene
+def test_one_class_is_a_clear_error(sar_scene):
+    sar, target = sar_scene
     with pytest.raises(SamplingError, match="at least two"):
         train_incremental(SGDClassifier(), sar, target, SPEC, thresholds=1.5, split=SPLIT, progress="none")
 
 
-@pytest.fixture(scope="module")
-def table(scene):
-    sar, target = scene
-    return draw_sample(sar, target, SPEC, n=300, thresholds=SYNTHETIC_THRESHOLD, split=SPLIT, seed=0)
-
-
 @pytest.mark.parametrize("family", ["svm", "cascade-svm", "forest", "sharded-forest", "hgb", "sgd", "hurdle",
                                     "multilabel"])
-def test_every_family_trains_saves_and_loads(table, family, tmp_path):
+def test_every_family_trains_saves_and_loads(sar_table, family, tmp_path):
     from rastercore.models import load_model
     from rastercore.training import train_from_table
 
     params = {"search": False} if family == "svm" else {}
     labels = [0.4, SYNTHETIC_THRESHOLD] if family == "multilabel" else None
-    model, meta = train_from_table(table, family, params=params, labels=labels, path=tmp_path / "m.skops")
+    model, meta = train_from_table(sar_table, family, params=params, labels=labels, path=tmp_path / "m.skops")
     loaded, manifest = load_model(tmp_path / "m.skops", return_manifest=True)
-    X_val, _ = table.subset(VALIDATION)
+    X_val, _ = sar_table.subset(VALIDATION)
     np.testing.assert_array_equal(loaded.predict(X_val), model.predict(X_val))
     saved = manifest["metadata"]
-    assert saved["feature_spec"] == table.attrs["feature_spec"] and saved["bands"] == ["HH", "HV"]
-    assert saved["family"] == family and saved["training"]["crs"] == table.attrs["crs"]
+    assert saved["feature_spec"] == sar_table.attrs["feature_spec"] and saved["bands"] == ["HH", "HV"]
+    assert saved["family"] == family and saved["training"]["crs"] == sar_table.attrs["crs"]
     scores = saved["validation"]
     if family == "hurdle":
         assert scores["rmse"] < 0.25
@@ -117,10 +105,10 @@ def test_every_family_trains_saves_and_loads(table, family, tmp_path):
         assert scores["accuracy"] > 0.9
 
 
-def test_training_errors(table):
+def test_training_errors(sar_table):
     from rastercore.training import train_from_table
 
     with pytest.raises(SamplingError, match="unknown model family 'svn'"):
-        train_from_table(table, "svn")
+        train_from_table(sar_table, "svn")
     with pytest.raises(SamplingError, match="label thresholds"):
-        train_from_table(table, "multilabel")
+        train_from_table(sar_table, "multilabel")

@@ -7,10 +7,10 @@ caller's metadata (feature spec, normalisation statistics, band and class
 names, training extent...) and the versions of Python, numpy,
 scikit-learn, skops and rastercore it was saved under.  Loading never runs
 code from the file: skops rebuilds objects from the schema, and only types
-on rastercore's explicit allow-list (its own estimators and the
-scikit-learn internals they hold, on top of the types skops trusts by
-default) are accepted; anything else is refused by name before a single
-object is built.  ``skops.io.load(path, trusted=...)`` also reads the file,
+on rastercore's explicit allow-list (its own estimators, the scikit-learn
+internals they hold, and LightGBM's and XGBoost's estimators and boosters,
+on top of the types skops trusts by default) are accepted; anything else is
+refused by name before a single object is built.  ``skops.io.load(path, trusted=...)`` also reads the file,
 without rastercore.
 """
 
@@ -64,6 +64,18 @@ _TRUSTED_SKLEARN_INTERNALS = (
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
 )
+#: LightGBM's and XGBoost's scikit-learn estimators (the ``lightgbm`` and ``xgboost``
+#: families) and their boosters: skops rebuilds a booster from its own model text
+#: (LightGBM) or serialised bytes (XGBoost), and runs no code from the file.
+_TRUSTED_BOOSTING = (
+    "collections.OrderedDict",  # the default factory of LightGBM's best_score (a defaultdict)
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMClassifier",
+    "lightgbm.sklearn.LGBMRegressor",
+    "xgboost.core.Booster",
+    "xgboost.sklearn.XGBClassifier",
+    "xgboost.sklearn.XGBRegressor",
+)
 
 
 def trusted_types() -> list[str]:
@@ -74,7 +86,7 @@ def trusted_types() -> list[str]:
     own = [CascadeSVC, HurdleModel, KernelSGD, KernelSGDRegressor, PriorCorrected, SampledSVC,
            ShardedForestClassifier, ShardedForestRegressor, ThresholdedMultiLabel]
     return sorted({f"{cls.__module__}.{cls.__qualname__}" for cls in own}
-                  | set(_TRUSTED_SKLEARN_INTERNALS))
+                  | set(_TRUSTED_SKLEARN_INTERNALS) | set(_TRUSTED_BOOSTING))
 
 
 def _library_versions() -> dict[str, str]:

@@ -11,17 +11,34 @@ from them, are the library's to the last bit:
   the mean over trees of the leaf's class fractions (or value);
 * histogram gradient boosting (classifier and regressor): the baseline
   plus every iteration's tree values, turned into probabilities or values
-  by the model's own loss.
+  by the model's own loss;
+* LightGBM's ``LGBMClassifier`` / ``LGBMRegressor`` (from
+  ``booster_.dump_model()``): every tree's leaf values summed in float64
+  (the boosting's starting score is folded into the first trees), then the
+  sigmoid (binary), the softmax (multiclass) or nothing (objective
+  ``regression``), as LightGBM computes them;
+* XGBoost's ``XGBClassifier`` / ``XGBRegressor`` (from the booster's JSON
+  model): the base margin plus every tree's leaf value summed in float32,
+  as XGBoost sums them, then its sigmoid (``binary:logistic``), softmax
+  (``multi:softprob``) or nothing (``reg:squarederror``).
 
-Thresholds are compared as scikit-learn compares them: the feature value as
-float32 (forests cast their input so; gradient boosting reads float64, and
-the features rastercore computes are float32, so both see the same
-number) against the float64 threshold.  Rows must be finite, which is all
-that prediction passes on.  Models these paths do not cover (categorical
-splits, multi-output forests) predict with their own ``predict``.
+Thresholds are compared as the library compares them: the feature value as
+float32 (forests cast their input so; gradient boosting and LightGBM read
+float64, and the features rastercore computes are float32, so all see the
+same number) against the threshold, ``x <= t`` going left (XGBoost's
+``x < t`` is ``x <= `` the float32 just below ``t``).  The exponentials of
+the link functions are the C library's (through numba), as in LightGBM and
+XGBoost, so their probabilities are matched to the last bit too.  Rows must
+be finite, which is all that prediction passes on.  Models these paths do
+not cover (categorical splits, multi-output forests, LightGBM's linear trees
+or zero-as-missing splits, DART and other objectives) predict with their
+own ``predict``.
 """
 
 from __future__ import annotations
+
+import json
+import math
 
 import numba
 import numpy as np
@@ -87,7 +104,7 @@ def _ensemble_sums(X, nodes, roots, depths, value_offsets, tree_output, leaf_val
     -1 for a tree whose leaves hold a value for every output.
     """
     n_rows, n_out = X.shape[0], init.shape[0]
-    sums = np.empty((n_rows, n_out))
+    sums = np.empty((n_rows, n_out), init.dtype)  # summed in the library's precision: float64, or float32 (XGBoost)
     for i in range(n_rows):
         sums[i] = init
     at = np.empty(block, np.int64)
@@ -115,6 +132,26 @@ def _ensemble_sums(X, nodes, roots, depths, value_offsets, tree_output, leaf_val
 class CompiledTrees:
     """A fitted tree ensemble laid out for :func:`_ensemble_sums`: the fast-predict stand-in of the model.
 
+    Parameters
+    ----------
+    model : fitted estimator
+        The ensemble (its ``classes_`` label the decisions).
+    trees : list of (feature, threshold, left, right, values)
+        Per tree, node arrays: a split sends ``x <= threshold`` to ``left``;
+        leaves have ``left`` -1 and their row of ``values`` ``(n_nodes, 1 or n_out)``.
+    outputs : list of int
+        The output column each tree adds to, or -1 for a value per output.
+    n_out : int
+        Number of raw sums per row.
+    init : array-like
+        The sums' starting values ``(n_out,)``.
+    finish : callable
+        Raw sums to probabilities (classifiers) or values (regressors).
+    decide : callable, optional
+        ``(sums, proba) -> class indices`` (classifiers).
+    dtype : numpy dtype, default float64
+        Precision of the leaf values and the sums: the library's own.
+
     Attributes
     ----------
     has_proba : bool
@@ -124,7 +161,7 @@ class CompiledTrees:
     """
 
     def __init__(self, model, trees: list[tuple], *, outputs: list[int], n_out: int, init: np.ndarray,
-                 finish, decide=None):
+                 finish, decide=None, dtype=np.float64):
         self.model, self._finish, self._decide = model, finish, decide
         laid = [_breadth_first(np.asarray(left, np.int64), np.asarray(right, np.int64),
                                np.asarray(feature, np.int64), np.asarray(threshold, np.float64))
@@ -137,11 +174,11 @@ class CompiledTrees:
             block["threshold"], block["feature"], block["left"], block["leaf"] = threshold, feature, left + start, leaf
         self.roots = offsets
         self.depths = np.array([fields[4] for fields in laid], dtype=np.int64)
-        values = [np.asarray(t[4], dtype=np.float64) for t in trees]
+        values = [np.asarray(t[4], dtype=dtype) for t in trees]
         self.value_offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])[:-1]]).astype(np.int64)
         self.leaf_values = np.ascontiguousarray(np.concatenate(values))
         self.tree_output = np.asarray(outputs, dtype=np.int64)
-        self.init = np.asarray(init, dtype=np.float64).reshape(n_out)
+        self.init = np.asarray(init, dtype=dtype).reshape(n_out)
         self.has_proba = hasattr(model, "classes_")
         self.n_trees, self.n_nodes = len(trees), int(sizes.sum())
 
@@ -166,10 +203,22 @@ class CompiledTrees:
 
 
 def compiled_trees(model) -> CompiledTrees | None:
-    """A :class:`CompiledTrees` stand-in for a fitted scikit-learn tree ensemble, or None for other models."""
+    """A :class:`CompiledTrees` stand-in for a fitted tree ensemble, or None for other models.
+
+    Covers scikit-learn's forests, extra trees and histogram gradient
+    boosting, rastercore's sharded forests, and LightGBM's and XGBoost's
+    scikit-learn estimators (see the module's notes for what each path
+    leaves to the library's own ``predict``).  LightGBM and XGBoost are
+    imported only for their own models.
+    """
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.ensemble._forest import BaseForest
 
+    library = type(model).__module__.split(".")[0]
+    if library == "lightgbm":
+        return _lightgbm(model)
+    if library == "xgboost":
+        return _xgboost(model)
     if isinstance(model, (HistGradientBoostingClassifier, HistGradientBoostingRegressor)):
         return _boosted(model)
     members = getattr(model, "estimators_", None)
@@ -225,3 +274,201 @@ def _boosted_classes(raw: np.ndarray, proba: np.ndarray) -> np.ndarray:
     """Class indices as HistGradientBoostingClassifier.predict takes them: from the raw sums, not the rounded
     probabilities (``raw > 0`` for two classes)."""
     return (raw.ravel() > 0).astype(int) if raw.shape[1] == 1 else np.argmax(raw, axis=1)
+
+
+@numba.njit(cache=True)
+def _libm_exp_flat(x):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = math.exp(x[i])  # the C library's exp (expf for float32)
+    return out
+
+
+@numba.njit(cache=True)
+def _libm_log(x):
+    return math.log(x)  # the C library's log (logf for a float32)
+
+
+def _exp(x: np.ndarray) -> np.ndarray:
+    """``exp`` of every element by the C library, in ``x``'s precision, as LightGBM and XGBoost compute it.
+
+    NumPy's own vectorised ``exp`` may differ from it in the last bit.
+    """
+    x = np.ascontiguousarray(x)
+    return _libm_exp_flat(x.reshape(-1)).reshape(x.shape)
+
+
+def _softmax(raw: np.ndarray) -> np.ndarray:
+    """Row-wise softmax as LightGBM and XGBoost compute it, in ``raw``'s precision.
+
+    Shifted by the row's maximum; the exponentials are summed in class
+    order in float64 (XGBoost too sums its float32 ones in a double), and
+    the sum is rounded to ``raw``'s precision before dividing.
+    """
+    e = _exp(raw - raw.max(axis=1, keepdims=True))
+    total = e[:, 0].astype(np.float64)
+    for k in range(1, e.shape[1]):
+        total += e[:, k]
+    return e / total.astype(e.dtype)[:, None]
+
+
+def _argmax(sums: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    return np.argmax(proba, axis=1)
+
+
+def _first_column(raw: np.ndarray) -> np.ndarray:
+    return raw[:, 0]
+
+
+def _lightgbm(model) -> CompiledTrees | None:
+    """LightGBM's ``LGBMClassifier`` / ``LGBMRegressor``, from ``booster_.dump_model()``.
+
+    The dump holds the iterations ``predict`` uses (up to the best one after
+    early stopping); the trees of one iteration add to one output each.
+    """
+    from lightgbm import LGBMClassifier, LGBMRegressor
+
+    if not isinstance(model, (LGBMClassifier, LGBMRegressor)):
+        return None
+    dump = model.booster_.dump_model()
+    link = _lightgbm_link(dump["objective"], isinstance(model, LGBMClassifier))
+    trees = [_lightgbm_tree(info["tree_structure"]) for info in dump["tree_info"]]
+    if link is None or dump.get("average_output") or not trees or any(tree is None for tree in trees):
+        return None
+    n_out = int(dump["num_tree_per_iteration"])
+    finish, decide = link
+    return CompiledTrees(model, trees, outputs=[t % n_out for t in range(len(trees))], n_out=n_out,
+                         init=np.zeros(n_out), finish=finish, decide=decide)
+
+
+def _lightgbm_link(objective: str, classify: bool):
+    """``(finish, decide)`` of a LightGBM objective (``"binary sigmoid:1"``, ``"multiclass num_class:3"``,
+    ``"regression"``), or None for one this path does not cover."""
+    name, *options = objective.split()
+    if classify and name == "binary":
+        scale = float(dict(option.split(":", 1) for option in options).get("sigmoid", 1.0))
+        return (lambda raw: _lightgbm_sigmoid(raw, scale)), _argmax
+    if classify and name == "multiclass":
+        return _softmax, _argmax
+    if not classify and objective == "regression":
+        return _first_column, None
+    return None
+
+
+def _lightgbm_sigmoid(raw: np.ndarray, scale: float) -> np.ndarray:
+    """LightGBM's binary probabilities ``(1 - p, p)`` with ``p = 1 / (1 + exp(-sigmoid * raw))``."""
+    p = 1.0 / (1.0 + _exp(-scale * raw[:, 0]))
+    return np.column_stack([1.0 - p, p])
+
+
+def _lightgbm_tree(root: dict) -> tuple | None:
+    """The node arrays of one tree of LightGBM's JSON dump (``x <= threshold`` goes left), or None.
+
+    None for a categorical split (``decision_type`` ``"=="``), a split
+    sending zeros the default way (``missing_type`` ``"Zero"``) or a linear
+    tree (leaves with coefficients).
+    """
+    nodes, left, right = [], [], []  # nodes: (feature, threshold, value)
+    pending = [(root, None)]
+    while pending:
+        node, link = pending.pop()
+        here = len(nodes)
+        if link is not None:
+            side, parent = link
+            side[parent] = here
+        left.append(-1)
+        right.append(-1)
+        if "leaf_value" in node:
+            if "leaf_coeff" in node:
+                return None
+            nodes.append((0, np.inf, node["leaf_value"]))
+        elif node["decision_type"] != "<=" or node["missing_type"] == "Zero":
+            return None
+        else:
+            nodes.append((node["split_feature"], node["threshold"], 0.0))
+            pending += [(node["right_child"], (right, here)), (node["left_child"], (left, here))]
+    feature, threshold, value = zip(*nodes)
+    return (np.asarray(feature, np.int64), np.asarray(threshold, np.float64), np.asarray(left, np.int64),
+            np.asarray(right, np.int64), np.asarray(value, np.float64).reshape(-1, 1))
+
+
+_XGBOOST_LINKS = {
+    ("binary:logistic", True): "sigmoid",
+    ("multi:softprob", True): "softmax",
+    ("reg:squarederror", False): "identity",
+}
+"""The objectives the XGBoost path covers, by (objective, classifier)."""
+
+
+def _xgboost(model) -> CompiledTrees | None:
+    """XGBoost's ``XGBClassifier`` / ``XGBRegressor``, from the booster's JSON model.
+
+    Only gradient-boosted trees (not DART or linear boosters) with NaN as
+    the missing value, numerical splits and one value per leaf; the trees
+    up to the best iteration after early stopping, as ``predict`` takes them.
+    """
+    from xgboost import XGBClassifier, XGBRegressor
+
+    if not isinstance(model, (XGBClassifier, XGBRegressor)) or not _missing_is_nan(model.missing):
+        return None
+    learner = json.loads(model.get_booster().save_raw(raw_format="json"))["learner"]
+    booster, params = learner["gradient_booster"], learner["learner_model_param"]
+    link = _XGBOOST_LINKS.get((learner["objective"]["name"], isinstance(model, XGBClassifier)))
+    if booster["name"] != "gbtree" or link is None or int(params.get("num_target", 1)) > 1:
+        return None
+    forest = booster["model"]
+    stop = _xgboost_trees_used(model, forest)
+    trees = [_xgboost_tree(tree) for tree in forest["trees"][:stop]]
+    if not trees or any(tree is None for tree in trees):
+        return None
+    n_out = max(int(params["num_class"]), 1)
+    base = np.broadcast_to(np.asarray(json.loads(params["base_score"]), np.float32).ravel(), (n_out,))
+    finish, decide = {"sigmoid": (_xgboost_sigmoid, _above_half), "softmax": (_softmax, _argmax),
+                      "identity": (_first_column, None)}[link]
+    if link == "sigmoid":  # base_score is a probability: its margin, as XGBoost takes it (in float32)
+        one = np.float32(1)
+        base = np.array([-np.float32(_libm_log(one / base[0] - one))], np.float32)
+    return CompiledTrees(model, trees, outputs=forest["tree_info"][:stop], n_out=n_out, init=base, finish=finish,
+                         decide=decide, dtype=np.float32)
+
+
+def _missing_is_nan(missing) -> bool:
+    return missing is None or (isinstance(missing, float) and math.isnan(missing))
+
+
+def _xgboost_trees_used(model, forest: dict) -> int:
+    """How many trees XGBoost's ``predict`` uses: all, or those up to the best iteration (early stopping)."""
+    try:
+        best = model.best_iteration
+    except AttributeError:
+        return len(forest["trees"])
+    return int(forest["iteration_indptr"][best + 1])
+
+
+def _xgboost_tree(tree: dict) -> tuple | None:
+    """The node arrays of one tree of XGBoost's JSON model, or None (categorical splits, vector leaves).
+
+    XGBoost sends ``x < t`` left (both float32): that is ``x <=`` the float32
+    just below ``t``.  A leaf's value is its ``split_conditions`` entry.
+    """
+    if int(tree["tree_param"].get("size_leaf_vector", 1) or 1) > 1 or any(tree.get("split_type", ())):
+        return None
+    left = np.asarray(tree["left_children"], np.int64)
+    condition = np.asarray(tree["split_conditions"], np.float32)
+    leaf = left < 0
+    threshold = np.where(leaf, np.float32(np.inf), np.nextafter(condition, np.float32(-np.inf)))
+    value = np.where(leaf, condition, np.float32(0)).reshape(-1, 1)
+    return (np.asarray(tree["split_indices"], np.int64), threshold.astype(np.float64), left,
+            np.asarray(tree["right_children"], np.int64), value)
+
+
+def _xgboost_sigmoid(raw: np.ndarray) -> np.ndarray:
+    """XGBoost's binary probabilities ``(1 - p, p)``, float32: ``p = 1 / (exp(min(-raw, 88.7)) + 1)``."""
+    one = np.float32(1)
+    p = one / (_exp(np.minimum(-raw[:, 0], np.float32(88.7))) + one)
+    return np.column_stack([one - p, p])
+
+
+def _above_half(sums: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """XGBClassifier's binary decision: class 1 where its probability is above 0.5."""
+    return (proba[:, 1] > 0.5).astype(np.int64)
