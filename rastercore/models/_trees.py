@@ -93,31 +93,36 @@ def _floor32(value):
     return rounded
 
 
+LOCKSTEP_DEPTH = 16
+"""Trees up to this depth are walked in lockstep (every row one step per level); deeper ones, whose rows
+reach their leaves at very different depths (forests grown to purity), walk only the rows still inside."""
+
+
 @numba.njit(cache=True, nogil=True)
 def _ensemble_sums(X, nodes, roots, depths, value_offsets, tree_output, leaf_values, init, block):
     """``init`` plus, for every tree in order, the value of the leaf each row of ``X`` (float32) reaches.
 
-    Rows go through a tree ``block`` at a time and level by level, every
-    row one step per level (a leaf loops on itself), so that the walks of
-    different rows overlap in the processor instead of waiting on each
-    other.  ``tree_output[t]`` is the output column tree ``t`` adds to, or
-    -1 for a tree whose leaves hold a value for every output.
+    Rows go through a tree ``block`` at a time and level by level, so that
+    the walks of different rows overlap in the processor instead of
+    waiting on each other: in a shallow tree every row takes one step per
+    level (a leaf loops on itself); in a deep one, rows that reached a leaf
+    drop out of the level's list.  ``tree_output[t]`` is the output column
+    tree ``t`` adds to, or -1 for a tree whose leaves hold a value for
+    every output.
     """
     n_rows, n_out = X.shape[0], init.shape[0]
     sums = np.empty((n_rows, n_out), init.dtype)  # summed in the library's precision: float64, or float32 (XGBoost)
     for i in range(n_rows):
         sums[i] = init
     at = np.empty(block, np.int64)
+    inside = np.empty(block, np.int64)
     for start in range(0, n_rows, block):
         m = min(block, n_rows - start)
         for t in range(roots.shape[0]):
-            root = roots[t]
-            for r in range(m):
-                at[r] = root
-            for _ in range(depths[t]):
-                for r in range(m):
-                    node = nodes[at[r]]
-                    at[r] = node["left"] + (X[start + r, node["feature"]] > node["threshold"])
+            if depths[t] <= LOCKSTEP_DEPTH:
+                _walk_lockstep(X, nodes, roots[t], depths[t], start, m, at)
+            else:
+                _walk_inside(X, nodes, roots[t], start, m, at, inside)
             out, offset = tree_output[t], value_offsets[t]
             for r in range(m):
                 row = offset + nodes[at[r]]["leaf"]
@@ -127,6 +132,41 @@ def _ensemble_sums(X, nodes, roots, depths, value_offsets, tree_output, leaf_val
                     for k in range(n_out):
                         sums[start + r, k] += leaf_values[row, k]
     return sums
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _walk_lockstep(X, nodes, root, depth, start, m, at):
+    """``at[r]``: the leaf row ``start + r`` reaches, every row taking one step per level."""
+    for r in range(m):
+        at[r] = root
+    for _ in range(depth):
+        for r in range(m):
+            node = nodes[at[r]]
+            at[r] = node["left"] + (X[start + r, node["feature"]] > node["threshold"])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _walk_inside(X, nodes, root, start, m, at, inside):
+    """``at[r]`` as :func:`_walk_lockstep`, each level walking only the rows not yet at a leaf.
+
+    The list of rows still inside is rewritten in place, without a branch:
+    every row is written, and the count advances only for those whose new
+    node is not a leaf.
+    """
+    for r in range(m):
+        at[r] = root
+        inside[r] = r
+    n = m if nodes[root]["leaf"] < 0 else 0
+    while n > 0:
+        kept = 0
+        for i in range(n):
+            r = inside[i]
+            node = nodes[at[r]]
+            child = node["left"] + (X[start + r, node["feature"]] > node["threshold"])
+            at[r] = child
+            inside[kept] = r
+            kept += nodes[child]["leaf"] < 0
+        n = kept
 
 
 class CompiledTrees:

@@ -179,3 +179,15 @@ def test_lightgbm_and_xgboost_models_it_does_not_cover_keep_their_own_predict():
     ]
     for model in uncovered:
         assert compiled_trees(model) is None, model
+
+
+def test_shallow_and_deep_trees_take_both_walks_and_agree():
+    """Trees up to LOCKSTEP_DEPTH walk in lockstep, deeper ones only their rows still inside: both are exact."""
+    from rastercore.models._trees import LOCKSTEP_DEPTH
+
+    X, y, _, X_new = _data(3, n=3000)
+    model = RandomForestClassifier(n_estimators=12, random_state=0).fit(X, y)
+    model.estimators_[:6] = RandomForestClassifier(n_estimators=6, max_depth=6, random_state=1).fit(X, y).estimators_
+    fast = compiled_trees(model)
+    assert fast.depths.min() <= LOCKSTEP_DEPTH < fast.depths.max()
+    np.testing.assert_array_equal(fast.predict_proba(X_new), model.predict_proba(X_new))
