@@ -82,6 +82,12 @@ class Tile:
         """Scene ``(row, column)`` of the tile's first pixel."""
         return self.rows.start, self.cols.start
 
+    @property
+    def window_origin(self) -> tuple[int, int]:
+        """Scene ``(row, column)`` of the window's first pixel (the tile's origin less its halo)."""
+        top, _, left, _ = self.halo
+        return self.rows.start - top, self.cols.start - left
+
     def interior(self, window: np.ndarray) -> np.ndarray:
         """The tile's own pixels of ``window`` (a view, no halo)."""
         top, _, left, _ = self.halo

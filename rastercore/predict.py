@@ -80,7 +80,8 @@ class PredictTile:
         out = np.full((len(layers), height, width), np.nan, np.float32)
         if not valid_mask(tile.interior(window), self.nodata).any():
             return out  # an all-nodata tile: nothing to compute
-        feats = features_for_block(window, self.spec, self.bands, nodata=self.nodata, crop=tile.halo)
+        feats = features_for_block(window, self.spec, self.bands, nodata=self.nodata, crop=tile.halo,
+                                   origin=tile.window_origin)
         X = feats.reshape(feats.shape[0], -1).T
         valid = np.isfinite(X).all(axis=1)
         if valid.any():
@@ -161,7 +162,8 @@ def predict_lazy(
     loaded = resolve_model(model, spec, class_names, model_id=model_id)
     model, spec, class_names = loaded.model, FeatureSpec.coerce(loaded.spec), loaded.class_names
     if class_names is None and is_clusterer(model):  # name the codes, so a cluster map is coded like a class map
-        n = getattr(model, "n_clusters", getattr(model, "n_components", None))
+        final = model.steps[-1][1] if hasattr(model, "steps") else model  # a pipeline's clusterer
+        n = getattr(final, "n_clusters", getattr(final, "n_components", None))
         class_names = None if n is None else [str(c) for c in range(int(n))]
     inputs = match_model_inputs(model, spec, stack, bands=loaded.bands, feature_names=loaded.feature_names,
                                 band_ranges=loaded.band_ranges, band_map=band_map, what=loaded.name)

@@ -505,7 +505,8 @@ class CandidateTile:
             return None
         ys, xs = np.nonzero(mask)
         top, _, left, _ = tile.halo
-        X = features_at(window, self.spec, self.bands, ys + top, xs + left, nodata=self.nodata)
+        X = features_at(window, self.spec, self.bands, ys + top, xs + left, nodata=self.nodata,
+                        origin=tile.window_origin)
         finite = np.isfinite(X).all(axis=1)
         ys, xs, X = ys[finite], xs[finite], X[finite]
         return {"X": np.ascontiguousarray(X, np.float32), "code": code[ys, xs], "key": keys[ys, xs],
@@ -591,7 +592,7 @@ PATCH_SHARE = 0.25
 
 
 def features_at(block: np.ndarray, spec: FeatureSpec, bands: list[str], ys: np.ndarray, xs: np.ndarray, *,
-                nodata: float | None = None) -> np.ndarray:
+                nodata: float | None = None, origin: tuple[int, int] | None = None) -> np.ndarray:
     """Features ``(n, n_features)`` of the pixels ``(ys, xs)`` of ``block`` (a tile with its halo).
 
     Sparse pixels (their patches cover under :data:`PATCH_SHARE` of the
@@ -599,16 +600,19 @@ def features_at(block: np.ndarray, spec: FeatureSpec, bands: list[str], ys: np.n
     and truncated only where the block ends: a one-pixel tile with its halo,
     so the values equal the whole block's (the seamless-tiling property the
     feature engine is tested for); otherwise the block is computed once.
+    ``origin`` is the scene (row, col) of ``block[:, 0, 0]`` (needed by
+    features that depend on the position: a strided ``onnx`` network).
     """
     halo = spec.halo
     height, width = block.shape[1:]
     if len(ys) * (2 * halo + 1) ** 2 >= PATCH_SHARE * height * width:
-        return features_for_block(block, spec, bands, nodata=nodata)[:, ys, xs].T
+        return features_for_block(block, spec, bands, nodata=nodata, origin=origin)[:, ys, xs].T
     X = np.empty((len(ys), len(spec.feature_names(bands))), np.float32)
     for k, (y, x) in enumerate(zip(ys.tolist(), xs.tolist())):
         r0, r1, c0, c1 = max(y - halo, 0), min(y + halo + 1, height), max(x - halo, 0), min(x + halo + 1, width)
         crop = (y - r0, r1 - y - 1, x - c0, c1 - x - 1)
-        X[k] = features_for_block(block[:, r0:r1, c0:c1], spec, bands, nodata=nodata, crop=crop)[:, 0, 0]
+        at = None if origin is None else (origin[0] + r0, origin[1] + c0)
+        X[k] = features_for_block(block[:, r0:r1, c0:c1], spec, bands, nodata=nodata, crop=crop, origin=at)[:, 0, 0]
     return X
 
 

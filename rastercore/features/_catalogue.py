@@ -43,12 +43,16 @@ class BlockContext:
     ``crop`` (top, bottom, left, right) are the halo pixels the caller drops:
     outputs hold only ``inner``.  Kinds with ``compute_into`` compute each
     full-size plane into :meth:`dest` and hand it to :meth:`commit`.
+    ``origin`` is the scene (row, column) of the block's first pixel, or
+    None when unknown (only kinds whose result depends on the position, such
+    as a strided network, read it).
     """
 
-    def __init__(self, block: np.ndarray, band_names, crop=None):
+    def __init__(self, block: np.ndarray, band_names, crop=None, origin=None):
         self._block = block
         self._index = {name: i for i, name in enumerate(band_names)}
         self._memo: dict = {}
+        self.origin = None if origin is None else (int(origin[0]), int(origin[1]))
         top, bottom, left, right = crop or (0, 0, 0, 0)
         ny, nx = block.shape[1:]
         self.inner = (slice(top, ny - bottom), slice(left, nx - right))
@@ -63,9 +67,14 @@ class BlockContext:
         """The same block (and memo) without cropping."""
         if not self.cropped:
             return self
-        ctx = BlockContext(self._block, list(self._index))
+        ctx = BlockContext(self._block, list(self._index), origin=self.origin)
         ctx._memo = self._memo
         return ctx
+
+    @property
+    def band_names(self) -> list[str]:
+        """Names of the block's bands, in block order."""
+        return list(self._index)
 
     def scratch(self, n: int, start: int = 0) -> list[np.ndarray]:
         """Work planes ``start .. start + n - 1`` (this thread's, reused from block to block).

@@ -16,6 +16,15 @@ from ..errors import FeatureSpecError
 __all__ = ["REQUIRED", "Param", "FeatureKind", "REGISTRY", "register", "get_kind"]
 
 
+def _band_list(where: str, value: Any) -> list[str]:
+    bands = [value] if isinstance(value, str) else value
+    if not isinstance(bands, (list, tuple)) or not bands or not all(isinstance(b, str) and b for b in bands):
+        raise FeatureSpecError(f"{where} must be a non-empty list of band names, got {value!r}")
+    if len(set(bands)) != len(bands):
+        raise FeatureSpecError(f"{where} lists a band twice: {list(bands)}")
+    return list(bands)
+
+
 class _Required:
     def __repr__(self) -> str:
         return "REQUIRED"
@@ -36,8 +45,11 @@ class Param:
     ----------
     name : str
         Key in the spec.
-    kind : {"float", "int", "bool", "band"}
-        Expected type; ints are accepted for floats.
+    kind : {"float", "int", "bool", "band", "str", "bands", "floats"}
+        Expected type; ints are accepted for floats.  ``"band"`` is one band
+        name, ``"bands"`` a list of band names (one name is read as a list
+        of one), ``"str"`` any non-empty text (e.g. a file path) and
+        ``"floats"`` a number or a non-empty list of numbers.
     default : Any
         Value when omitted; :data:`REQUIRED` if it must be given.  ``None``
         means "derived from other parameters" (see ``FeatureKind.resolve``).
@@ -75,6 +87,19 @@ class Param:
             if not isinstance(value, str) or not value:
                 raise FeatureSpecError(f"{where} must be a band name, got {value!r}")
             return value
+        if self.kind == "str":
+            if not isinstance(value, str) or not value:
+                raise FeatureSpecError(f"{where} must be a non-empty text, got {value!r}")
+            return value
+        if self.kind == "bands":
+            return _band_list(where, value)
+        if self.kind == "floats" and isinstance(value, (list, tuple)):
+            if not value:
+                raise FeatureSpecError(f"{where} must be a number or a non-empty list of numbers, got {value!r}")
+            return [self._number(where, v) for v in value]
+        return self._number(where, value)
+
+    def _number(self, where: str, value: Any) -> int | float:
         if not _is_number(value) or not math.isfinite(value):
             raise FeatureSpecError(f"{where} must be a finite number, got {value!r}")
         if self.kind == "int":
@@ -105,6 +130,13 @@ class FeatureKind:
     defaults and checks cross-parameter rules.  ``compute_into(ctx, params,
     band, out)``, when given, writes the planes straight into ``out``
     (float32, one plane per label) instead of returning them.
+    ``check_bands(params, bands)``, when given, checks the bands a feature
+    reads once the stack's band names are known (e.g. their number against
+    a network's input channels).
+
+    A kind that is not per-band may take a parameter ``bands`` of kind
+    ``"bands"``: the spec's ``bands`` list then goes there, ``None`` meaning
+    every band of the stack, in stack order.
     """
 
     name: str
@@ -116,6 +148,12 @@ class FeatureKind:
     resolve: Callable[[dict], dict] = field(default=lambda p: p)
     doc: str = ""
     compute_into: Callable[..., None] | None = None
+    check_bands: Callable[[dict, list[str]], None] | None = None
+
+    @property
+    def takes_band_list(self) -> bool:
+        """Whether the spec's ``bands`` list is a parameter of this kind (read together, not per band)."""
+        return any(p.name == "bands" and p.kind == "bands" for p in self.params)
 
     def param_names(self) -> list[str]:
         """Names of the parameters this kind accepts."""

@@ -30,7 +30,8 @@ __all__ = ["features_for_block", "compute_features", "FeatureTile"]
 
 
 def features_for_block(block: np.ndarray, spec: Any, band_names: Sequence[str], *,
-                       nodata: float | None = None, crop: Sequence[int] | None = None) -> np.ndarray:
+                       nodata: float | None = None, crop: Sequence[int] | None = None,
+                       origin: Sequence[int] | None = None) -> np.ndarray:
     """Compute the features of one ``(band, y, x)`` block.
 
     This is exactly what :func:`compute_features` runs on every tile (plus
@@ -54,6 +55,11 @@ def features_for_block(block: np.ndarray, spec: Any, band_names: Sequence[str], 
         Halo pixels to drop from each side of the result (e.g. ``spec.halo``
         where the block has a neighbour).  Cheaper than slicing afterwards:
         only the kept pixels are allocated, and the result is contiguous.
+    origin : (row, col), optional
+        Scene position of ``block[:, 0, 0]``.  Only features whose values
+        depend on the position need it -- an ``onnx`` network with
+        ``stride`` > 1, whose coarse grid is anchored to the scene -- and
+        they refuse a cropped block without it.
 
     Returns
     -------
@@ -65,10 +71,10 @@ def features_for_block(block: np.ndarray, spec: Any, band_names: Sequence[str], 
         more (see ``rastercore.features.release_buffers``).
     """
     with plain_pages():
-        return _features_for_block(block, spec, band_names, nodata, crop)
+        return _features_for_block(block, spec, band_names, nodata, crop, origin)
 
 
-def _features_for_block(block, spec, band_names, nodata, crop) -> np.ndarray:
+def _features_for_block(block, spec, band_names, nodata, crop, origin) -> np.ndarray:
     spec = FeatureSpec.coerce(spec)
     band_names = [str(b) for b in band_names]
     block = np.asarray(block)
@@ -89,7 +95,7 @@ def _features_for_block(block, spec, band_names, nodata, crop) -> np.ndarray:
     if spec.normalizer is not None:
         bands = spec.feature_bands(used)
         planes, used = spec.normalizer.apply_block(planes, used, bands), bands
-    ctx = BlockContext(planes, used, crop)
+    ctx = BlockContext(planes, used, crop, origin)
     rows, cols = ctx.inner
     out = output_array((n_out, rows.stop - rows.start, cols.stop - cols.start))
     k = 0
@@ -142,7 +148,8 @@ class FeatureTile:
         return ("rastercore-features", repr(self.spec.to_dict()), tuple(self.band_names), repr(self.nodata))
 
     def __call__(self, window: np.ndarray, tile: Tile) -> np.ndarray:
-        return features_for_block(window, self.spec, self.band_names, nodata=self.nodata, crop=tile.halo)
+        return features_for_block(window, self.spec, self.band_names, nodata=self.nodata, crop=tile.halo,
+                                  origin=tile.window_origin)
 
 
 def compute_features(stack: xr.DataArray, spec: Any, *, tile_size: int | None = None) -> xr.DataArray:
