@@ -67,20 +67,23 @@ class RasterCoreAccessor:
 
     @renamed_keywords({"sample_size": "n"}, ".rc.cluster()")
     def cluster(self, n_clusters: int = 8, *, spec=None, n: int = 100_000, stream: bool = False, seed: int = 0,
-                return_model: bool = False):
+                standardize: bool = True, return_model: bool = False):
         """Lazy k-means cluster map (fitted now, applied tile by tile; see :mod:`rastercore.unsupervised`).
 
         Parameters
         ----------
         n_clusters : int, default 8
         spec : FeatureSpec, list of dict or dict, optional
-            Features to cluster; default the band values.
+            Features to cluster; default each band smoothed at two scales
+            (:data:`rastercore.unsupervised.DEFAULT_SPEC`).
         n : int, default 100000
             Pixels to fit on (an exact uniform random sample of the valid
             pixels); ``sample_size``, its old name, still works for one release.
         stream : bool, default False
             Fit on every valid pixel instead, tile by tile (``MiniBatchKMeans``).
         seed : int, default 0
+        standardize : bool, default True
+            Standardise the features inside the model (a ``Pipeline``).
         return_model : bool, default False
             Also return the fitted model.
 
@@ -89,23 +92,26 @@ class RasterCoreAccessor:
         xarray.DataArray, or (xarray.DataArray, estimator) with ``return_model``
             The ``cluster`` layer ``(band, y, x)``.
         """
-        return self._unsupervised("kmeans", {"n_clusters": n_clusters}, spec, n, stream, seed, return_model)
+        return self._unsupervised("kmeans", {"n_clusters": n_clusters}, spec, n, stream, seed, standardize,
+                                  return_model)
 
     @renamed_keywords({"sample_size": "n"}, ".rc.pca()")
     def pca(self, n_components: int = 3, *, spec=None, n: int = 100_000, stream: bool = False, seed: int = 0,
-            return_model: bool = False):
+            standardize: bool = True, return_model: bool = False):
         """Lazy principal-component layers ``component[i]`` (fitted now, applied tile by tile).
 
         The keywords are those of :meth:`cluster` (``IncrementalPCA`` when streaming).
         """
-        return self._unsupervised("pca", {"n_components": n_components}, spec, n, stream, seed, return_model)
+        return self._unsupervised("pca", {"n_components": n_components}, spec, n, stream, seed, standardize,
+                                  return_model)
 
-    def _unsupervised(self, method, size, spec, n, stream, seed, return_model):
+    def _unsupervised(self, method, size, spec, n, stream, seed, standardize, return_model):
         from rastercore.predict import predict_lazy
         from rastercore.unsupervised import DEFAULT_SPEC, fit_unsupervised
 
         spec = DEFAULT_SPEC if spec is None else spec
-        model = fit_unsupervised(self._obj, spec, method, **size, n=n, stream=stream, seed=seed, progress="none")
+        model = fit_unsupervised(self._obj, spec, method, **size, n=n, stream=stream, seed=seed,
+                                 standardize=standardize, progress="none")
         result = predict_lazy(model, self._obj, spec)
         return (result, model) if return_model else result
 

@@ -666,8 +666,13 @@ def predict(
 _SAMPLE_HELP = "Fit on this many randomly drawn valid pixels"
 StreamOpt = Annotated[bool, typer.Option("--stream", help="Fit on every valid pixel, tile by tile "
                                                           "(MiniBatchKMeans / IncrementalPCA).")]
-UnsupervisedSpecOpt = Annotated[Optional[Path], typer.Option("--spec", help="Feature spec (default: the band values).")]
+UnsupervisedSpecOpt = Annotated[Optional[Path], typer.Option(
+    "--spec", help="Feature spec (default: each band smoothed by Gaussians of sigma 1 and 3 pixels); features are "
+                   "standardised inside the model.")]
 EpochsOpt = Annotated[int, typer.Option(help="Passes over the pixels with --stream.")]
+StandardizeOpt = Annotated[bool, typer.Option(
+    "--standardize/--no-standardize", help="Standardise the features inside the model (zero mean, unit variance "
+                                           "over the sample), so no feature's units decide alone.")]
 FittedModelOpt = Annotated[Optional[Path], typer.Option("--model", help="Also save the fitted model (.skops), for "
                                                                         "`rastercore predict` on other stacks.")]
 
@@ -681,6 +686,7 @@ def cluster(
     n: Annotated[int, typer.Option("-n", help=f"{_SAMPLE_HELP}.")] = 100_000,
     stream: StreamOpt = False,
     epochs: EpochsOpt = 1,
+    standardize: StandardizeOpt = True,
     model: FittedModelOpt = None,
     cog: Annotated[Optional[Path], typer.Option(help="Also write the cluster map as a Cloud-Optimized GeoTIFF.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sample and of k-means.")] = 0,
@@ -697,8 +703,8 @@ def cluster(
     check_int(n_clusters, "n_clusters (-k/--n-clusters)", 1)
     stack, output, spec, model, cog = map(_absolute, (stack, output, spec, model, cog))
     fitted = _unsupervised("kmeans", stack, output, spec, scheduler, n_clusters=n_clusters, n=n, stream=stream,
-                           epochs=epochs, model_path=model, cog=cog, seed=seed, overwrite=overwrite, codec=codec,
-                           progress=progress)
+                           epochs=epochs, standardize=standardize, model_path=model, cog=cog, seed=seed,
+                           overwrite=overwrite, codec=codec, progress=progress)
     print(f"wrote {output}: {n_clusters} clusters, fitted on {fitted.n_pixels_seen_} pixels"
           + (f"; {cog}" if cog else "") + (f"; model {model}" if model else ""))
 
@@ -708,11 +714,20 @@ def reduce(
     stack: Annotated[Path, typer.Argument(help="The .zarr stack.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Component layers to write (.zarr).")],
     n_components: Annotated[int, typer.Option("--n-components", help="Number of principal components.")] = 3,
+    method: Annotated[str, typer.Option(
+        "--method", help="pca (principal components) or kpca (RBF kernel PCA, fitted on a sample of at most 20000 "
+                         "pixels and mapped tile by tile). t-SNE and UMAP are views of a sample: `rastercore "
+                         "view`.")] = "pca",
+    gamma: Annotated[Optional[float], typer.Option(
+        help="kpca: gamma of the RBF kernel exp(-gamma |a - b|^2) on the standardised features (default: 1 / the "
+             "number of features).")] = None,
     spec: UnsupervisedSpecOpt = None,
-    sample: Annotated[int, typer.Option("--sample", help=f"{_SAMPLE_HELP} (deprecated spelling: the next release "
-                                                         "calls it -n, as `sample` and `cluster` do).")] = 100_000,
+    sample: Annotated[Optional[int], typer.Option("--sample", help=f"{_SAMPLE_HELP} (default 100000; for kpca 5000, "
+                                                                   "at most 20000). The next release calls it -n, "
+                                                                   "as `sample` and `cluster` do.")] = None,
     stream: StreamOpt = False,
     epochs: EpochsOpt = 1,
+    standardize: StandardizeOpt = True,
     model: FittedModelOpt = None,
     cog: Annotated[Optional[Path], typer.Option(help="Also write the components as a Cloud-Optimized GeoTIFF.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
@@ -723,7 +738,11 @@ def reduce(
     components: Annotated[Optional[int], typer.Option("--components", hidden=True)] = None,
     n_old: Annotated[Optional[int], typer.Option("-n", hidden=True)] = None,
 ) -> None:
-    """Project the features of every pixel onto their principal components (PCA), tile by tile."""
+    """Project the features of every pixel onto their principal components (PCA or kernel PCA), tile by tile."""
+    from rastercore.unsupervised import PROJECTION_METHODS, check_method, check_sample_size, final_estimator
+
+    check_method(method, PROJECTION_METHODS)
+    check_sample_size(method, sample)
     n_components = _old_option(n_components, components, "--components", "--n-components", "reduce")
     if n_old is not None:
         deprecated("rastercore reduce: -n is the number of components; spell it --n-components; in the next "
@@ -731,11 +750,15 @@ def reduce(
         n_components = n_old
     check_int(n_components, "n_components (--n-components)", 1)
     stack, output, spec, model, cog = map(_absolute, (stack, output, spec, model, cog))
-    fitted = _unsupervised("pca", stack, output, spec, scheduler, n_components=n_components, n=sample, stream=stream,
-                           epochs=epochs, model_path=model, cog=cog, seed=seed, overwrite=overwrite, codec=codec,
-                           progress=progress)
-    ratios = ", ".join(f"{r:.3f}" for r in fitted.explained_variance_ratio_)
-    print(f"wrote {output}: {n_components} components (explained variance ratio {ratios}), fitted on "
+    fitted = _unsupervised(method, stack, output, spec, scheduler, n_components=n_components, n=sample,
+                           stream=stream, epochs=epochs, gamma=gamma, standardize=standardize, model_path=model,
+                           cog=cog, seed=seed, overwrite=overwrite, codec=codec, progress=progress)
+    final = final_estimator(fitted)
+    if method == "kpca":
+        what = f"kernel PCA, gamma {final.gamma_:.4g}"
+    else:
+        what = "explained variance ratio " + ", ".join(f"{r:.3f}" for r in final.explained_variance_ratio_)
+    print(f"wrote {output}: {n_components} components ({what}), fitted on "
           f"{fitted.n_pixels_seen_} pixels" + (f"; {cog}" if cog else "") + (f"; model {model}" if model else ""))
 
 
@@ -745,7 +768,8 @@ def _unsupervised(method, stack, output, spec, scheduler, *, n, epochs, progress
     from rastercore.stack import open_stack
     from rastercore.unsupervised import map_unsupervised
 
-    check_int(n, "n (-n), the number of pixels to fit on", 1)
+    if n is not None:
+        check_int(n, "n (-n), the number of pixels to fit on", 1)
     check_int(epochs, "epochs (--epochs)", 1)
     feature_spec = _load_spec(spec) if spec is not None else None
     data = open_stack(stack)
@@ -753,6 +777,99 @@ def _unsupervised(method, stack, output, spec, scheduler, *, n, epochs, progress
         _, fitted = map_unsupervised(data, output, feature_spec, method, n=n, epochs=epochs, progress=progress,
                                      **options)
     return fitted
+
+
+@app.command()
+def view(
+    stack: Annotated[Path, typer.Argument(help="The .zarr stack.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Scatter figure to write (.png); the coordinates "
+                                                                "table goes beside it (.csv).")],
+    method: Annotated[str, typer.Option("--method", help="tsne (openTSNE) or umap (umap-learn).")] = "tsne",
+    n: Annotated[int, typer.Option("-n", help="Embed this many randomly drawn valid pixels.")] = 5_000,
+    spec: UnsupervisedSpecOpt = None,
+    target: Annotated[Optional[str], typer.Option(help="Class raster whose classes colour the points (any "
+                                                       "grid).")] = None,
+    threshold: Annotated[Optional[str], typer.Option(help="Classes from a continuous --target (comma-separated "
+                                                          "thresholds).")] = None,
+    clusters: Annotated[Optional[Path], typer.Option(help="Cluster map (.zarr from `rastercore cluster`) whose "
+                                                          "clusters colour the points.")] = None,
+    coordinates: Annotated[Optional[Path], typer.Option(help="Coordinates table to write (default: the figure's "
+                                                             "name with .csv).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sample and of the embedding.")] = 0,
+    perplexity: Annotated[float, typer.Option(help="tsne: effective number of neighbours.")] = 30.0,
+    n_neighbors: Annotated[int, typer.Option(help="umap: neighbourhood size.")] = 15,
+    overwrite: OverwriteOpt = False,
+    scheduler: SchedulerOpt = None,
+    progress: StepProgressOpt = "auto",
+) -> None:
+    """Draw a t-SNE or UMAP view of a pixel sample's features, coloured by class or cluster (a view, not a map)."""
+    from rastercore.scheduler import client
+    from rastercore.stack import open_stack
+    from rastercore.store import check_output
+    from rastercore.views import check_view, embedding_view, write_view
+
+    check_view(method, n, target, clusters)
+    thresholds = _split_floats(threshold, "--threshold")
+    stack, output, spec, clusters, coordinates = map(_absolute, (stack, output, spec, clusters, coordinates))
+    target = None if target is None else _raster(_absolute(target), "--target")
+    table = coordinates or output.with_suffix(".csv")
+    check_output(output, table, overwrite=overwrite)
+    feature_spec = _load_spec(spec) if spec is not None else None
+    data = open_stack(stack)
+    with client(scheduler, progress=progress), _one_step("view", progress):
+        shown = embedding_view(data, feature_spec, method=method, n=n, target=target, thresholds=thresholds,
+                               clusters=clusters, seed=seed, perplexity=perplexity, n_neighbors=n_neighbors)
+        write_view(shown, output, coordinates=table, overwrite=overwrite)
+    coloured = f", coloured by {shown.color_by}" if shown.color_by else ""
+    print(f"wrote {output} ({method} view of {len(shown.coordinates)} pixels{coloured}) and {table}")
+
+
+@app.command()
+def autoencoder(
+    stack: Annotated[Path, typer.Argument(help="The .zarr stack.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Encoder to write (.onnx); its feature spec "
+                                                                "(.yaml) and training report (.json) go beside it.")],
+    bands: Annotated[Optional[str], typer.Option(help="Bands the network reads, comma-separated (default "
+                                                      "all).")] = None,
+    latent: Annotated[int, typer.Option(help="Latent features per 4 x 4 pixels.")] = 8,
+    patch: Annotated[int, typer.Option(help="Side of the training patches (a multiple of 4, at least 16).")] = 16,
+    n: Annotated[int, typer.Option("-n", help="Patches to draw (an exact random sample).")] = 20_000,
+    epochs: Annotated[int, typer.Option(help="At most this many passes over the patches.")] = 30,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation "
+                                               "loss.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Patches per Adam step.")] = 256,
+    learning_rate: Annotated[float, typer.Option(help="Adam's step size.")] = 1e-3,
+    block_size: Annotated[int, typer.Option(help="Side of the spatial blocks held out for validation "
+                                                 "(pixels).")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the patches, the split, the weights and the batches.")] = 0,
+    overwrite: OverwriteOpt = False,
+    scheduler: SchedulerOpt = None,
+    progress: StepProgressOpt = "auto",
+) -> None:
+    """Train a convolutional autoencoder on patches of a stack; its encoder becomes a feature (ONNX + spec).
+
+    Then e.g. `rastercore cluster stack.zarr --spec encoder.yaml -k 6` maps clusters of the latent features.
+    Needs PyTorch: pip install 'rastercore[autoencoder]'.
+    """
+    from rastercore.autoencoder import check_autoencoder, report_path, spec_path, train_autoencoder
+    from rastercore.scheduler import client
+    from rastercore.stack import open_stack
+    from rastercore.store import check_output
+
+    check_autoencoder(latent=latent, patch=patch, n=n, epochs=epochs, patience=patience, batch_size=batch_size,
+                      learning_rate=learning_rate, block_size=block_size)
+    stack, output = _absolute(stack), _absolute(output)
+    check_output(output, spec_path(output), report_path(output), overwrite=overwrite)
+    names = None if bands is None else [b.strip() for b in bands.split(",") if b.strip()]
+    data = open_stack(stack)
+    with client(scheduler, progress=progress):
+        result = train_autoencoder(data, output, bands=names, latent=latent, patch=patch, n=n, epochs=epochs,
+                                   patience=patience, batch_size=batch_size, learning_rate=learning_rate,
+                                   block_size=block_size, seed=seed, overwrite=overwrite, progress=progress)
+    print(f"wrote {result.encoder} and {result.spec}: {result.n_train} training and {result.n_validation} "
+          f"validation patches; best epoch {result.best_epoch} of {len(result.validation_loss)}, validation "
+          f"loss {result.validation_loss[result.best_epoch - 1]:.4f} (predicting the mean: "
+          f"{result.baseline_loss:.4f}); report {result.report}")
 
 
 @app.command()
@@ -859,7 +976,7 @@ def evaluate(
         result = evaluate_mosaic(prediction, target, output, model=model, region=region, thresholds=thresholds,
                                  figures=figures, overwrite=overwrite, reference=reference,
                                  reference_field=reference_field)
-    for task in ("classification", "regression"):
+    for task in ("clustering", "classification", "regression"):
         if task in result:
             print(metrics_markdown(result[task]))
     print(f"wrote {output} and {output.with_suffix('.md')}")

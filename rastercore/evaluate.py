@@ -23,7 +23,7 @@ from rastercore.errors import ParameterError, TargetError
 from rastercore.targets import IGNORE
 
 __all__ = ["evaluate_classes", "evaluate_values", "evaluate_mosaic", "write_metrics", "region_mask", "class_areas",
-           "reference_counts"]
+           "reference_counts", "clustering_scores"]
 
 
 @renamed_keywords({"like": "stack"})
@@ -138,6 +138,73 @@ def classification_metrics(matrix: np.ndarray, class_names=None) -> dict:
     }
 
 
+def clustering_scores(contingency) -> dict:
+    """Adjusted Rand index and normalised mutual information of a cluster map against reference classes.
+
+    Both come from the contingency table alone (rows: reference classes,
+    columns: clusters), which :func:`evaluate_classes` accumulates tile by
+    tile as its confusion matrix, so they cost no pass of their own.  They
+    equal scikit-learn's ``adjusted_rand_score`` and
+    ``normalized_mutual_info_score`` (arithmetic mean of the entropies) of
+    the pixels counted, and do not depend on which code each cluster has.
+
+    Parameters
+    ----------
+    contingency : array-like of int, (n_classes, n_clusters)
+        Pixels of each reference class in each cluster; empty rows and
+        columns are ignored.
+
+    Returns
+    -------
+    dict
+        ``task`` ("clustering"), ``pixels``, ``classes`` and ``clusters``
+        (how many have pixels), ``adjusted_rand_index`` and
+        ``normalized_mutual_info`` (NaN over zero pixels).
+    """
+    table = np.asarray(contingency, dtype=np.int64)
+    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
+    pixels = int(table.sum())
+    scores = {"adjusted_rand_index": float("nan"), "normalized_mutual_info": float("nan")}
+    if pixels:
+        scores = {"adjusted_rand_index": _adjusted_rand(table), "normalized_mutual_info": _normalized_mi(table)}
+    return {"task": "clustering", "pixels": pixels, "classes": table.shape[0], "clusters": table.shape[1], **scores}
+
+
+def _adjusted_rand(table: np.ndarray) -> float:
+    """ARI from the pair counts of a contingency table, in exact integers (n² overflows int64 past 3e9 pixels)."""
+    n = int(table.sum())
+    same_both = sum(int(v) ** 2 for v in table.ravel())
+    same_class = sum(int(v) ** 2 for v in table.sum(axis=1))
+    same_cluster = sum(int(v) ** 2 for v in table.sum(axis=0))
+    tp, fp, fn = same_both - n, same_cluster - same_both, same_class - same_both
+    tn = n * n - fp - fn - same_both
+    if fp == 0 and fn == 0:
+        return 1.0
+    return 2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn))
+
+
+def _normalized_mi(table: np.ndarray) -> float:
+    """NMI with the arithmetic mean of the two entropies as normaliser (scikit-learn's default)."""
+    n_classes, n_clusters = table.shape
+    if n_classes == n_clusters == 1:
+        return 1.0
+    if n_classes == 1 or n_clusters == 1:
+        return 0.0
+    p = table / table.sum()
+    rows, cols = p.sum(axis=1), p.sum(axis=0)
+    nonzero = p > 0
+    outer = np.outer(rows, cols)
+    mi = max(float(np.sum(p[nonzero] * (np.log(p[nonzero]) - np.log(outer[nonzero])))), 0.0)
+    if mi == 0:
+        return 0.0
+    return mi / ((_entropy(rows) + _entropy(cols)) / 2)
+
+
+def _entropy(shares: np.ndarray) -> float:
+    shares = shares[shares > 0]
+    return float(-np.sum(shares * np.log(shares)))
+
+
 def evaluate_values(prediction: xr.DataArray, target: xr.DataArray, *, mask=None) -> dict:
     """Regression metrics (RMSE, MAE, R², bias) of a value map against a continuous target, out of core.
 
@@ -201,7 +268,13 @@ def _json(value) -> str:
 
 
 def metrics_markdown(metrics: dict) -> str:
-    """A short Markdown report of :func:`evaluate_classes` / :func:`evaluate_values` output."""
+    """A short Markdown report of :func:`evaluate_classes` / :func:`evaluate_values` / :func:`clustering_scores`."""
+    if metrics["task"] == "clustering":
+        return (f"Adjusted Rand index **{metrics['adjusted_rand_index']:.4f}**, normalised mutual information "
+                f"{metrics['normalized_mutual_info']:.4f}: {metrics['clusters']} clusters against "
+                f"{metrics['classes']} reference classes over {metrics['pixels']} pixels. Cluster codes are "
+                "arbitrary: these scores do not depend on them, while the accuracy below pairs cluster i with "
+                "class i only by number.\n")
     if metrics["task"] == "regression":
         return ("| pixels | RMSE | MAE | bias | R² |\n|---|---|---|---|---|\n"
                 f"| {metrics['pixels']} | {metrics['rmse']:.4g} | {metrics['mae']:.4g} | {metrics['bias']:.4g} | "
@@ -272,7 +345,10 @@ def evaluate_mosaic(
     """Evaluate a prediction mosaic against a target; write metrics (JSON, Markdown) and figures.
 
     A class map also gets its class areas and error-adjusted area estimates
-    (``classification["areas"]``, see :func:`class_areas`).
+    (``classification["areas"]``, see :func:`class_areas`).  A cluster map
+    (a ``cluster`` layer, or a model file recording an unsupervised model)
+    also gets ``clustering``: the adjusted Rand index and normalised mutual
+    information against the target classes (:func:`clustering_scores`).
 
     Parameters
     ----------
@@ -307,7 +383,7 @@ def evaluate_mosaic(
     Returns
     -------
     dict
-        ``{"classification": ..., "regression": ...}`` (those that apply) and ``region``.
+        ``{"classification": ..., "clustering": ..., "regression": ...}`` (those that apply) and ``region``.
 
     Raises
     ------
@@ -340,6 +416,8 @@ def evaluate_mosaic(
     if codes is not None:
         classes = (threshold_classes(continuous, thresholds) if thresholds else target_on_grid(target, mosaic))
         result["classification"] = evaluate_classes(mosaic.sel(band=codes), classes, class_names=names, mask=mask)
+        if codes == "cluster" or meta.get("unsupervised"):
+            result["clustering"] = clustering_scores(result["classification"]["confusion_matrix"])
     if "value" in layers:
         result["regression"] = _value_metrics(mosaic.sel(band="value"), continuous, mask)
     _check_scored(result, prediction, target)
@@ -757,7 +835,7 @@ def _write_report(result: dict, output: Path, overwrite: bool) -> None:
     parts = [f"# Evaluation ({result['region']} pixels)", ""]
     if result.get("priors"):
         parts += [_priors_line(result["priors"]), ""]
-    for task in ("classification", "regression"):
+    for task in ("clustering", "classification", "regression"):
         if task in result:
             parts += [f"## {task.capitalize()}", "", metrics_markdown(result[task])]
     markdown.write_text("\n".join(parts))

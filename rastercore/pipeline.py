@@ -11,7 +11,7 @@ A pipeline file looks like ``pipelines/demo.yaml``::
       - {kind: export, input: stack.zarr, output: stack.tif}
 
 Step kinds: ``synth``, ``ingest``, ``quicklook``, ``export``, ``features``,
-``cluster``, ``reduce``, ``sample``, ``train``, ``predict``, ``evaluate``,
+``cluster``, ``reduce``, ``view``, ``sample``, ``train``, ``predict``, ``evaluate``,
 ``clean``, ``polygonize`` (one class below each, with its fields).  Relative paths are taken inside
 ``output_dir``.  Unknown keys, unknown step kinds and bad values are errors
 that name the file and the field.  A field's old name (each step class's
@@ -123,13 +123,22 @@ class ExportStep(_Step):
         return check_compression(value, "compress")
 
 
+Features = list[dict] | dict | str
+"""A step's feature spec: inline (a list of features or a spec mapping), or a YAML/JSON spec file's path.
+
+A relative spec file name is taken inside the output directory, like every
+other path of a pipeline; relative network paths (``onnx``) in the file are
+relative to the file, in an inline spec to the working directory.
+"""
+
+
 class FeaturesStep(_Step):
     """Write a feature store ``(feature, y, x)`` of a stack."""
 
     kind: Literal["features"]
     stack: str
     output: str
-    features: list[dict] | dict
+    features: Features
     normalize: Literal["zscore", "minmax", "percentile", "zca"] | None = None
     tile_size: TileSize | None = None
     codec: Literal["lz4", "zstd", "none"] = DEFAULT_CODEC
@@ -140,10 +149,11 @@ class UnsupervisedStep(_Step):
 
     stack: str
     output: str
-    features: list[dict] | dict | None = None
-    n: Annotated[int, Field(ge=1)] = 100_000
+    features: Features | None = None
+    n: Annotated[int, Field(ge=1)] | None = None  # default: 100 000 (kernel PCA: 5 000)
     stream: bool = False
     epochs: Annotated[int, Field(ge=1)] = 1
+    standardize: bool = True
     model: str | None = None
     cog: str | None = None
     seed: int = 0
@@ -159,10 +169,69 @@ class ClusterStep(UnsupervisedStep):
 
 
 class ReduceStep(UnsupervisedStep):
-    """Project the features of every pixel onto their principal components (PCA)."""
+    """Project the features of every pixel onto their principal components (PCA, or RBF kernel PCA)."""
 
     kind: Literal["reduce"]
     n_components: Annotated[int, Field(ge=1)] = 8
+    method: str = "pca"
+    gamma: Annotated[float, Field(gt=0)] | None = None
+
+    @field_validator("method")
+    @classmethod
+    def _a_projection(cls, method: str) -> str:
+        from rastercore.unsupervised import PROJECTION_METHODS, check_method
+
+        return check_method(method, PROJECTION_METHODS)
+
+    @model_validator(mode="after")
+    def _sample_fits_the_method(self):
+        from rastercore.unsupervised import check_sample_size
+
+        check_sample_size(self.method, self.n)
+        return self
+
+
+class AutoencoderStep(_Step):
+    """Train a scene autoencoder on patches of a stack (:func:`~rastercore.autoencoder.train_autoencoder`).
+
+    Writes the encoder (``output``, ``.onnx``) with its feature spec beside it
+    (``.yaml``), which later steps name as ``features: <name>.yaml``.
+    """
+
+    kind: Literal["autoencoder"]
+    stack: str
+    output: str
+    bands: list[str] | None = None
+    latent: Annotated[int, Field(ge=1)] = 8
+    patch: Annotated[int, Field(ge=16, multiple_of=4)] = 16
+    n: Annotated[int, Field(ge=20)] = 20_000
+    epochs: Annotated[int, Field(ge=1)] = 30
+    patience: Annotated[int, Field(ge=1)] = 5
+    batch_size: Annotated[int, Field(ge=1)] = 256
+    learning_rate: Annotated[float, Field(gt=0, lt=1)] = 1e-3
+    block_size: Annotated[int, Field(ge=1)] = 256
+    seed: int = 0
+
+
+class ViewStep(_Step):
+    """A t-SNE or UMAP view of a pixel sample, coloured by class or cluster (:func:`~rastercore.views.embedding_view`).
+
+    Writes the figure (``output``) and the coordinates table (``coordinates``, default beside it, ``.csv``).
+    """
+
+    kind: Literal["view"]
+    stack: str
+    output: str
+    method: Literal["tsne", "umap"] = "tsne"
+    n: Annotated[int, Field(ge=10)] = 5_000
+    features: Features | None = None
+    target: str | None = None
+    thresholds: list[float] | float | None = None
+    clusters: str | None = None
+    coordinates: str | None = None
+    seed: int = 0
+    perplexity: Annotated[float, Field(gt=0)] = 30.0
+    n_neighbors: Annotated[int, Field(ge=2)] = 15
 
 
 class SampleStep(_Step):
@@ -172,7 +241,7 @@ class SampleStep(_Step):
     stack: str
     target: str
     output: str
-    features: list[dict] | dict
+    features: Features
     thresholds: list[float] | float | None = None
     n: Annotated[int, Field(ge=0)] = 10_000
     per_class: str | dict[int, int] = "balanced"
@@ -263,7 +332,7 @@ class PolygonizeStep(_Step):
 
 
 Step = Annotated[Union[SynthStep, IngestStep, QuicklookStep, ExportStep, FeaturesStep, ClusterStep, ReduceStep,
-                       SampleStep, TrainStep, PredictStep, EvaluateStep, CleanStep, PolygonizeStep],
+                       AutoencoderStep, ViewStep, SampleStep, TrainStep, PredictStep, EvaluateStep, CleanStep, PolygonizeStep],
                  Field(discriminator="kind")]
 
 
@@ -390,7 +459,7 @@ def _run_features(step: FeaturesStep, out: Path, progress: ProgressMode) -> None
     from rastercore.features import write_features
     from rastercore.stack import open_stack
 
-    write_features(open_stack(out / step.stack), step.features, out / step.output, normalize=step.normalize,
+    write_features(open_stack(out / step.stack), _feature_spec(step.features, out), out / step.output, normalize=step.normalize,
                    tile_size=step.tile_size, codec=step.codec, progress=progress)
 
 
@@ -398,12 +467,44 @@ def _run_unsupervised(step: ClusterStep | ReduceStep, out: Path, progress: Progr
     from rastercore.stack import open_stack
     from rastercore.unsupervised import map_unsupervised
 
-    method, size = (("kmeans", {"n_clusters": step.n_clusters}) if isinstance(step, ClusterStep)
-                    else ("pca", {"n_components": step.n_components}))
-    map_unsupervised(open_stack(out / step.stack), out / step.output, step.features, method, **size,
-                     n=step.n, stream=step.stream, epochs=step.epochs, seed=step.seed,
+    method, options = (("kmeans", {"n_clusters": step.n_clusters}) if isinstance(step, ClusterStep)
+                       else (step.method, {"n_components": step.n_components, "gamma": step.gamma}))
+    map_unsupervised(open_stack(out / step.stack), out / step.output, _feature_spec(step.features, out), method,
+                     **options,
+                     n=step.n, stream=step.stream, epochs=step.epochs, seed=step.seed, standardize=step.standardize,
                      model_path=None if step.model is None else out / step.model,
                      cog=None if step.cog is None else out / step.cog, progress=progress)
+
+
+def _run_autoencoder(step: AutoencoderStep, out: Path, progress: ProgressMode) -> None:
+    from rastercore.autoencoder import train_autoencoder
+    from rastercore.stack import open_stack
+
+    train_autoencoder(open_stack(out / step.stack), out / step.output, bands=step.bands, latent=step.latent,
+                      patch=step.patch, n=step.n, epochs=step.epochs, patience=step.patience,
+                      batch_size=step.batch_size, learning_rate=step.learning_rate, block_size=step.block_size,
+                      seed=step.seed, progress=progress)
+
+
+def _feature_spec(features: Features | None, out: Path):
+    """The spec a step names: inline, or read from its file (a relative file name is inside ``out``)."""
+    from rastercore.features import FeatureSpec
+
+    if isinstance(features, str):
+        return FeatureSpec.from_file(_inside(out, features))
+    return features
+
+
+def _run_view(step: ViewStep, out: Path, progress: ProgressMode) -> None:
+    from rastercore.stack import open_stack
+    from rastercore.views import embedding_view, write_view
+
+    shown = embedding_view(open_stack(out / step.stack), _feature_spec(step.features, out), method=step.method,
+                           n=step.n,
+                           target=step.target and _inside(out, step.target), thresholds=step.thresholds,
+                           clusters=step.clusters and _inside(out, step.clusters), seed=step.seed,
+                           perplexity=step.perplexity, n_neighbors=step.n_neighbors)
+    write_view(shown, out / step.output, coordinates=step.coordinates and out / step.coordinates)
 
 
 def _run_sample(step: SampleStep, out: Path, progress: ProgressMode) -> None:
@@ -415,7 +516,7 @@ def _run_sample(step: SampleStep, out: Path, progress: ProgressMode) -> None:
     kind = "continuous" if step.thresholds is not None else "class"
     target = target_on_grid(_inside(out, step.target), stack, kind=kind)
     split = SpatialSplit(block_size=step.block_size, validation_fraction=step.validation_fraction)
-    table = draw_sample(stack, target, step.features, n=step.n, per_class=step.per_class,
+    table = draw_sample(stack, target, _feature_spec(step.features, out), n=step.n, per_class=step.per_class,
                         n_validation=step.n_validation, split=split, thresholds=step.thresholds, seed=step.seed)
     write_table(table, out / step.output)
 
@@ -469,6 +570,7 @@ def _inside(out: Path, path: str) -> str:
 
 _RUNNERS = {"synth": _run_synth, "ingest": _run_ingest, "quicklook": _run_quicklook, "export": _run_export,
             "features": _run_features, "cluster": _run_unsupervised, "reduce": _run_unsupervised,
+            "autoencoder": _run_autoencoder, "view": _run_view,
             "sample": _run_sample, "train": _run_train, "predict": _run_predict, "evaluate": _run_evaluate,
             "clean": _run_clean, "polygonize": _run_polygonize}
 

@@ -42,7 +42,7 @@ from rastercore._deprecated import renamed_keywords
 from rastercore.errors import ParameterError, StoreExistsError
 
 __all__ = ["quicklook", "quicklook_figure", "layer_role", "is_backscatter", "overview", "class_overview",
-           "comparison_figure", "confusion_figure", "probability_figure"]
+           "comparison_figure", "confusion_figure", "probability_figure", "embedding_figure"]
 
 DPI = 100
 """Dots per inch of every figure: one overview pixel is one PNG pixel."""
@@ -689,5 +689,63 @@ def probability_figure(mosaic: xr.DataArray, path: str | os.PathLike, *, mask=No
     fig.colorbar(mappable, ax=axes.tolist(), fraction=0.02, label="probability")
     faded = f"; outside the {region or 'scored'} region faded" if inside is not None and not inside.all() else ""
     fig.suptitle(", ".join(filter(None, ["Class probabilities", _where(region)])) + faded, weight="bold")
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def embedding_figure(coordinates: np.ndarray, path: str | os.PathLike, *, codes=None, class_names=None,
+                     class_colors=None, method: str = "t-SNE", color_by: str | None = "class", subtitle: str = "",
+                     overwrite: bool = False) -> Path:
+    """A scatter of a 2-D embedding of sampled pixels (t-SNE, UMAP), coloured by class or cluster, with a legend.
+
+    Parameters
+    ----------
+    coordinates : numpy.ndarray
+        ``(n, 2)`` embedding.
+    path : path-like
+        Output ``.png``.
+    codes : numpy.ndarray, optional
+        Class or cluster code of each point (negative: none, drawn grey);
+        without it every point is dark grey.
+    class_names, class_colors : list, optional
+        Names and RGB colours of codes 0, 1, ...; default the codes and the default palette.
+    method : str, default "t-SNE"
+        Names the axes (``t-SNE 1``, ``t-SNE 2``) and the title.
+    color_by : {"class", "cluster"} or None
+        Titles the legend.
+    subtitle : str
+        Second title line (what was embedded).
+    overwrite : bool, default False
+        Replace an existing file.
+    """
+    path = _check_new(path, overwrite)
+    points = np.asarray(coordinates, dtype=float)
+    area = float(np.clip(30_000 / max(len(points), 1), 1.0, 16.0))  # marker area: small clouds, big dots
+    fig = _new_figure(figsize=(9, 7), layout="constrained")
+    ax = fig.subplots()
+    if codes is None:
+        ax.scatter(points[:, 0], points[:, 1], s=area, color="0.25", linewidths=0)
+    else:
+        codes = np.asarray(codes)
+        names, colors = _class_names_colors(class_names, class_colors, _top_code(codes.astype(float)))
+        handles, labels = [], []
+        for code, (name, color) in enumerate(zip(names, colors)):
+            members = codes == code
+            if members.any():
+                rgb = tuple(v / 255 for v in color)
+                ax.scatter(points[members, 0], points[members, 1], s=area, color=rgb, linewidths=0)
+                handles.append(_patch(rgb))
+                labels.append(f"{name} ({members.sum():,})")
+        if (codes < 0).any():
+            ax.scatter(points[codes < 0, 0], points[codes < 0, 1], s=area, color=(0.75, 0.75, 0.75), linewidths=0)
+            handles.append(_patch((0.75, 0.75, 0.75)))
+            labels.append(f"no {color_by or 'label'} ({(codes < 0).sum():,})")
+        title = {"class": "classes", "cluster": "clusters"}.get(color_by, color_by)
+        fig.legend(handles, labels, title=f"{title} (pixels)", loc="outside right upper")
+    ax.set_xlabel(f"{method} 1")
+    ax.set_ylabel(f"{method} 2")
+    ax.set_title(subtitle, fontsize=9)
+    coloured = f", coloured by {color_by}" if codes is not None and color_by else ""
+    fig.suptitle(f"{method} view of sampled pixels{coloured}", weight="bold")
     fig.savefig(path, dpi=DPI)
     return path

@@ -9,6 +9,7 @@ from rastercore.errors import RasterCoreDeprecationWarning
 from rastercore.features import compute_features
 from rastercore.models import save_model
 from rastercore.predict import predict_lazy
+from rastercore.unsupervised import DEFAULT_SPEC
 from tests.conftest import write_tif
 
 SPEC = [{"name": "gaussian", "sigma": 1.5}, {"name": "ratio", "a": "HV", "b": "HH"}]
@@ -46,10 +47,11 @@ def test_predict_with_a_model_file_and_cluster(scene, tmp_path):
     clusters, kmeans = opened.rc.cluster(3, n=1000, return_model=True)
     assert [str(b) for b in clusters["band"].values] == ["cluster"] and clusters.rio.crs == stack.rio.crs
     labels = clusters.values[0].ravel()
-    np.testing.assert_array_equal(labels, kmeans.predict(stack.values.reshape(2, -1).T))
-    assert kmeans.n_clusters == 3 and kmeans.n_pixels_seen_ == 1000
+    default = compute_features(stack, DEFAULT_SPEC).values  # each band smoothed at two scales, standardised
+    np.testing.assert_array_equal(labels, kmeans.predict(default.reshape(len(default), -1).T))
+    assert kmeans[-1].n_clusters == 3 and kmeans.n_pixels_seen_ == 1000
     components, pca = opened.rc.pca(2, n=1000, return_model=True)
-    assert components.shape == (2, 300, 200) and pca.n_components == 2
+    assert components.shape == (2, 300, 200) and pca[-1].n_components == 2
     np.testing.assert_array_equal(opened.rc.pca(2, n=1000).values, components.values)
 
 

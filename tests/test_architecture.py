@@ -21,14 +21,14 @@ LAYERS = [
     ("stack", ["stack"]),
     ("engine", ["engine"]),
     ("per tile", ["features", "models", "preprocess", "targets", "datasets"]),
-    ("stages", ["contract", "predict", "sampling", "importance", "search", "training", "boosting", "unsupervised", "maps", "export", "evaluate", "viz"]),
+    ("stages", ["contract", "predict", "sampling", "importance", "search", "training", "boosting", "unsupervised", "autoencoder", "maps", "export", "evaluate", "viz", "views"]),
     ("faces", ["pipeline", "demo", "accessor", "cli", "__init__", "tiles", "cluster"]),
 ]
 LAYER_OF = {top: rank for rank, (_, tops) in enumerate(LAYERS) for top in tops}
 # Within a layer, modules may import each other only in this order (a stage builds on sampling, ...).
 ORDER_WITHIN = {"errors": 0, "checks": 1, "scheduler": 0, "store": 1, "preprocess": 0, "features": 1, "targets": 0, "models": 0,
                 "datasets": 1, "sampling": 0, "importance": 0, "search": 0, "training": 1, "boosting": 2, "predict": 1, "unsupervised": 2, "maps": 2, "export": 2, "viz": 2,
-                "evaluate": 3}
+                "evaluate": 3, "views": 3, "autoencoder": 3}
 
 
 def _modules() -> dict[str, Path]:

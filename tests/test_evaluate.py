@@ -356,3 +356,46 @@ def test_a_bad_reference_file_is_refused_before_any_work(on_disk, split_model, t
     with pytest.raises(ParameterError, match=r"holds a LineString; give points or polygons"):
         evaluate_mosaic(mosaic, codes_tif, out, model=split_model, reference=line, reference_field="label")
     assert not out.exists()
+
+
+def test_a_cluster_map_gets_rand_index_and_mutual_information_equal_to_scikit_learn(on_disk, tmp_path):
+    """Three clusters with arbitrary codes against two classes; contingency accumulated over 32-px tiles."""
+    from rastercore.grid import grid_of
+    from rastercore.stack import open_stack
+    from rastercore.store import write_tiles
+
+    mosaic, codes_tif, _, pred, codes = on_disk
+    rng = np.random.default_rng(1)
+    clusters = np.where(pred == 1, 2, np.where(rng.random(pred.shape) < 0.3, 0, 5)).astype(np.float32)
+    clusters[:3] = np.nan  # unlabelled pixels are left out
+    layer = open_stack(mosaic).copy(data=clusters[None]).assign_coords(band=["cluster"])
+    write_tiles(layer.chunk({"y": 32, "x": 32}), tmp_path / "clusters.zarr", progress="none")
+    assert grid_of(open_stack(tmp_path / "clusters.zarr")) == grid_of(open_stack(mosaic))
+    result = evaluate_mosaic(tmp_path / "clusters.zarr", codes_tif, tmp_path / "m.json", figures=False)
+    valid = np.isfinite(codes) & np.isfinite(clusters)
+    truth, found = codes[valid].astype(int), clusters[valid].astype(int)
+    scores = result["clustering"]
+    assert (scores["pixels"], scores["classes"], scores["clusters"]) == (valid.sum(), 2, 3)
+    assert scores["adjusted_rand_index"] == pytest.approx(skm.adjusted_rand_score(truth, found), rel=1e-12)
+    assert scores["normalized_mutual_info"] == pytest.approx(skm.normalized_mutual_info_score(truth, found),
+                                                             rel=1e-12)
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert saved["clustering"]["adjusted_rand_index"] == pytest.approx(scores["adjusted_rand_index"])
+    assert "Adjusted Rand index" in (tmp_path / "m.md").read_text()
+    assert "clustering" not in evaluate_mosaic(mosaic, codes_tif, tmp_path / "c.json", figures=False)  # a class map
+
+
+@pytest.mark.parametrize("truth,found", [
+    ([0, 0, 1, 1], [5, 5, 2, 2]),  # the same partition, other codes
+    ([0, 0, 1, 1], [0, 1, 0, 1]),  # worse than chance
+    ([0, 0, 0, 0], [0, 0, 0, 0]),  # one class, one cluster
+    ([0, 1, 2, 3], [0, 0, 0, 0]),  # one cluster
+    ([0, 0, 1, 2, 2, 2, 1], [1, 1, 1, 0, 3, 3, 0]),
+], ids=["relabelled", "anti", "one-one", "one-cluster", "mixed"])
+def test_clustering_scores_from_a_contingency_table_equal_scikit_learn(truth, found):
+    from rastercore.evaluate import clustering_scores
+
+    table = skm.cluster.contingency_matrix(truth, found)
+    scores = clustering_scores(np.pad(table, ((0, 1), (1, 0))))  # empty rows and columns do not count
+    assert scores["adjusted_rand_index"] == pytest.approx(skm.adjusted_rand_score(truth, found), abs=1e-12)
+    assert scores["normalized_mutual_info"] == pytest.approx(skm.normalized_mutual_info_score(truth, found), abs=1e-12)

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from ._registry import REGISTRY, REQUIRED
 from .._memory import release_buffers
-from ._spec import Feature, FeatureSpec
+from ._spec import Feature, FeatureSpec, files_relative_to
 from ._store import SPEC_ATTR, stored_spec, write_features
 from ._tiling import FeatureTile, compute_features, features_for_block
 

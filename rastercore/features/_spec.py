@@ -32,10 +32,10 @@ import yaml
 
 from ..errors import FeatureSpecError
 from ..preprocess import NORMALIZE_METHODS, Normalizer
-from . import _catalogue, _preset  # noqa: F401  (register the feature kinds)
+from . import _catalogue, _onnx, _preset  # noqa: F401  (register the feature kinds)
 from ._registry import get_kind
 
-__all__ = ["Feature", "FeatureSpec", "SPEC_VERSION"]
+__all__ = ["Feature", "FeatureSpec", "SPEC_VERSION", "files_relative_to"]
 
 SPEC_VERSION = 1
 
@@ -69,6 +69,8 @@ class Feature:
     def __init__(self, name: str, *, bands: Sequence[str] | None = None, **params: Any):
         self.kind = get_kind(name)
         self.name = name
+        if self.kind.takes_band_list and bands is not None:
+            params["bands"], bands = bands, None
         self.params = self.kind.validate(dict(params))
         self.bands = self._check_bands(bands)
 
@@ -97,6 +99,8 @@ class Feature:
         """Bands this feature reads, checked against ``band_names``."""
         if self.kind.per_band:
             wanted = list(self.bands) if self.bands is not None else list(band_names)
+        elif self.kind.takes_band_list:
+            wanted = list(self.params["bands"] or band_names)
         else:
             wanted = [p.name for p in self.kind.params if p.kind == "band"]
             wanted = [self.params[k] for k in wanted]
@@ -111,6 +115,8 @@ class Feature:
             raise FeatureSpecError(
                 f"feature {self.name!r} uses band(s) {missing} that the stack does not have; "
                 f"available bands: {list(band_names)}{hint}")
+        if self.kind.check_bands is not None:
+            self.kind.check_bands(self.params, wanted)
         return wanted
 
     def _param_text(self) -> str:
@@ -418,7 +424,7 @@ class FeatureSpec:
         if data is None:
             raise FeatureSpecError(f"feature spec {path} is empty; list at least one feature")
         try:
-            return cls.coerce(data)
+            return cls.coerce(files_relative_to(data, path.parent))
         except FeatureSpecError as err:
             raise FeatureSpecError(f"feature spec {path}: {err}") from None
 
@@ -438,3 +444,23 @@ class FeatureSpec:
             state = "fitted" if self.normalizer is not None else "not fitted"
             norm = f", normalize={self.normalize_options['method']!r} ({state})"
         return f"FeatureSpec({list(self.features)!r}{norm})"
+
+
+def files_relative_to(data: Any, base) -> Any:
+    """A copy of raw spec ``data`` whose relative file paths (an ``onnx`` feature's ``path``) are inside ``base``.
+
+    A spec file's relative paths are relative to the file's directory (an
+    inline spec's, to the working directory, as Python opens them).  Anything
+    that is not a list of feature mappings is returned as it is, for
+    :meth:`FeatureSpec.coerce` to refuse.
+    """
+    import copy
+    from pathlib import Path
+
+    data = copy.deepcopy(data)
+    features = data.get("features") if isinstance(data, Mapping) else data
+    for feature in features if isinstance(features, list) else ():
+        path = feature.get("path") if isinstance(feature, dict) else None
+        if isinstance(path, str) and path and not Path(path).is_absolute() and "://" not in path:
+            feature["path"] = str((Path(base) / path).absolute())
+    return data

@@ -13,7 +13,8 @@ All are scikit-learn estimators (they pass ``check_estimator``):
 - :class:`PriorCorrected` -- a fitted classifier's probabilities and decisions moved to other class
   priors (Saerens et al. 2002), e.g. from a balanced sample's to the scene's;
 - :class:`FastRBF` -- numba inference for fitted RBF SVCs (same labels, decisions and
-  probabilities as scikit-learn), :class:`FastKernelLinear` for Nystroem kernel-map models;
+  probabilities as scikit-learn), :class:`FastKernelLinear` for Nystroem kernel-map models,
+  :class:`FastKernelPCA` for RBF kernel PCA (``transform``, per tile);
   :func:`tile_predictor` decides once, when a model is loaded, which layers it writes and which
   fast path it uses (each estimator can say so itself: ``fast_predictor()``, ``tile_predictor()``).
 
@@ -23,7 +24,7 @@ in a skops file, which loads without running code from the file.
 """
 
 from ._cascade import CascadeSVC
-from ._fast_rbf import FastKernelLinear, FastRBF
+from ._fast_rbf import FastKernelLinear, FastKernelPCA, FastRBF
 from ._forest import ShardedForestClassifier, ShardedForestRegressor
 from ._hurdle import HurdleModel
 from ._kernel_sgd import KernelSGD, KernelSGDRegressor
@@ -38,6 +39,7 @@ from ._trees import CompiledTrees, compiled_trees
 __all__ = [
     "FastRBF",
     "FastKernelLinear",
+    "FastKernelPCA",
     "fast_predictor",
     "tile_predictor",
     "CompiledTrees",

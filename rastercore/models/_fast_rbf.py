@@ -1,4 +1,4 @@
-"""Fast inference for fitted RBF support vector classifiers.
+"""Fast inference for fitted RBF kernel models: support vector classifiers, Nystroem maps, kernel PCA.
 
 scikit-learn's ``SVC.predict`` goes through libsvm: double precision, one
 sample and one support vector at a time, one ``exp`` call per pair.
@@ -10,6 +10,9 @@ it in parallel.
 The decision values follow libsvm's one-vs-one layout; ``predict`` votes as
 libsvm does (ties to the lower class index), ``decision_function``
 reproduces scikit-learn's binary / ``"ovo"`` / ``"ovr"`` shapes.
+:class:`FastKernelLinear` (a linear model on a Nystroem map) and
+:class:`FastKernelPCA` (``KernelPCA(kernel="rbf").transform``) run the same
+loop over their fitted rows.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["FastRBF", "FastKernelLinear", "FastCalibratedRBF", "rbf_svc_predictor"]
+__all__ = ["FastRBF", "FastKernelLinear", "FastKernelPCA", "FastCalibratedRBF", "rbf_svc_predictor",
+           "kernel_pca_predictor"]
 
 _LOG2E = np.float32(1.4426950408889634)
 _LN2 = np.float32(0.6931471805599453)
@@ -88,6 +92,23 @@ def _ovo_decisions(X, sv_t, gamma, coef, intercept, starts, counts, n_classes):
 
 
 @njit(cache=True, nogil=True, fastmath=True)
+def _rbf_row(x, shift, scale, centres_t, gamma, z, dist, kernel, bits):
+    """``kernel[s] = exp(-gamma |(x - shift) / scale - c_s|^2)`` for every centre (``z``, ``dist``, ``bits``: scratch)."""
+    n_features, m = centres_t.shape
+    for f in range(n_features):
+        z[f] = (x[f] - shift[f]) / scale[f]
+    dist[:] = 0.0
+    for f in range(n_features):
+        zf = z[f]
+        for s in range(m):
+            d = zf - centres_t[f, s]
+            dist[s] += d * d
+    for s in range(m):
+        dist[s] *= -gamma
+    _exp_neg(dist, kernel, bits)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
 def _kernel_linear(X, shift, scale, centres_t, gamma, weights, bias):
     """``exp(-gamma |(x - shift) / scale - c|^2) @ weights + bias`` for every row: a linear model on a Nystroem map."""
     n, n_features = X.shape
@@ -99,22 +120,42 @@ def _kernel_linear(X, shift, scale, centres_t, gamma, weights, bias):
     bits = np.empty(m, np.int32)
     z = np.empty(n_features, np.float32)
     for i in range(n):
-        for f in range(n_features):
-            z[f] = (X[i, f] - shift[f]) / scale[f]
-        dist[:] = 0.0
-        for f in range(n_features):
-            zf = z[f]
-            for s in range(m):
-                d = zf - centres_t[f, s]
-                dist[s] += d * d
-        for s in range(m):
-            dist[s] *= -gamma
-        _exp_neg(dist, kernel, bits)
+        _rbf_row(X[i], shift, scale, centres_t, gamma, z, dist, kernel, bits)
         for o in range(n_out):
             total = 0.0
             for s in range(m):
                 total += kernel[s] * weights[s, o]
             out[i, o] = total + bias[o]
+    return out
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _centred_kernel_projection(X, shift, scale, fitted_t, gamma, alphas_t, alpha_sums, bias):
+    """Kernel PCA of every row: the RBF kernel against the fitted rows, centred, times the scaled eigenvectors.
+
+    Centring ``k - column_means - mean(k) + overall_mean`` is folded in:
+    ``k @ alphas - mean(k) * alpha_sums + bias`` with ``bias`` holding the
+    row-independent terms.
+    """
+    n, n_features = X.shape
+    m = fitted_t.shape[1]
+    n_out = alphas_t.shape[0]
+    out = np.empty((n, n_out), np.float64)
+    dist = np.empty(m, np.float32)
+    kernel = np.empty(m, np.float32)
+    bits = np.empty(m, np.int32)
+    z = np.empty(n_features, np.float32)
+    for i in range(n):
+        _rbf_row(X[i], shift, scale, fitted_t, gamma, z, dist, kernel, bits)
+        kernel_mean = 0.0
+        for s in range(m):
+            kernel_mean += kernel[s]
+        kernel_mean /= m
+        for o in range(n_out):
+            total = 0.0
+            for s in range(m):
+                total += kernel[s] * alphas_t[o, s]
+            out[i, o] = total - kernel_mean * alpha_sums[o] + bias[o]
     return out
 
 
@@ -394,3 +435,79 @@ class FastKernelLinear:
         proba = expit(dec)
         total = proba.sum(axis=1, keepdims=True)
         return self._labels(dec), np.divide(proba, total, out=np.full_like(proba, 1 / proba.shape[1]), where=total != 0)
+
+
+class FastKernelPCA:
+    """A fitted RBF ``KernelPCA`` (optionally after a ``StandardScaler``) on a numba kernel.
+
+    ``transform`` equals ``KernelPCA.transform`` within float32 tolerance:
+    the RBF kernel between each row and the fitted rows (float32, the loop
+    of :class:`FastRBF`), centred as scikit-learn's ``KernelCenterer``
+    centres it, times the eigenvectors divided by the square roots of their
+    eigenvalues (components with a zero eigenvalue give 0, as in
+    scikit-learn).  Built by :func:`rastercore.models.fast_predictor` for a
+    ``KernelPCA(kernel="rbf")`` or a ``Pipeline([StandardScaler(), KernelPCA(kernel="rbf")])``.
+
+    Parameters
+    ----------
+    kpca : sklearn.decomposition.KernelPCA
+        Fitted, with ``kernel="rbf"``.
+    scaler : sklearn.preprocessing.StandardScaler, optional
+        Fitted scaler applied before the kernel.
+    """
+
+    has_proba = False
+
+    def __init__(self, kpca, *, scaler=None):
+        if getattr(kpca, "kernel", None) != "rbf" or not hasattr(kpca, "eigenvectors_"):
+            raise ValueError("FastKernelPCA needs a fitted KernelPCA with kernel='rbf'")
+        n_features = kpca.X_fit_.shape[1]
+        self.shift = np.zeros(n_features, np.float32) if scaler is None else _scaler_shift(scaler, n_features)
+        self.scale = np.ones(n_features, np.float32) if scaler is None else _scaler_scale(scaler, n_features)
+        self.fitted_t = np.ascontiguousarray(np.asarray(kpca.X_fit_, dtype=np.float32).T)
+        self.gamma = np.float32(kpca.gamma_)
+        alphas = _scaled_alphas(kpca.eigenvectors_, kpca.eigenvalues_)
+        centerer = kpca._centerer
+        self.alphas_t = np.ascontiguousarray(alphas.T)
+        self.alpha_sums = alphas.sum(axis=0)
+        self.bias = -centerer.K_fit_rows_ @ alphas + centerer.K_fit_all_ * self.alpha_sums
+        self.n_components = alphas.shape[1]
+
+    def transform(self, X) -> np.ndarray:
+        """``(n, n_components)`` projections, as ``KernelPCA.transform`` (after the scaler)."""
+        return _centred_kernel_projection(np.ascontiguousarray(X, dtype=np.float32), self.shift, self.scale,
+                                          self.fitted_t, self.gamma, self.alphas_t, self.alpha_sums, self.bias)
+
+
+def _scaled_alphas(eigenvectors: np.ndarray, eigenvalues: np.ndarray) -> np.ndarray:
+    """Eigenvectors over the square roots of their eigenvalues; zero where the eigenvalue is zero (as scikit-learn)."""
+    alphas = np.zeros_like(eigenvectors, dtype=np.float64)
+    nonzero = np.flatnonzero(eigenvalues)
+    alphas[:, nonzero] = eigenvectors[:, nonzero] / np.sqrt(eigenvalues[nonzero])
+    return alphas
+
+
+def _scaler_shift(scaler, n_features: int) -> np.ndarray:
+    """What a fitted ``StandardScaler`` subtracts (its ``mean_`` only ``with_mean``)."""
+    if not scaler.with_mean or scaler.mean_ is None:
+        return np.zeros(n_features, np.float32)
+    return np.asarray(scaler.mean_, np.float32)
+
+
+def _scaler_scale(scaler, n_features: int) -> np.ndarray:
+    """What a fitted ``StandardScaler`` divides by (``scale_`` is None without ``with_std``)."""
+    return np.ones(n_features, np.float32) if scaler.scale_ is None else np.asarray(scaler.scale_, np.float32)
+
+
+def kernel_pca_predictor(model):
+    """:class:`FastKernelPCA` for a fitted ``KernelPCA(kernel="rbf")`` or ``[StandardScaler,] KernelPCA(rbf)``
+    pipeline, else None."""
+    from sklearn.decomposition import KernelPCA
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    steps = [s for _, s in model.steps if s not in (None, "passthrough")] if isinstance(model, Pipeline) else [model]
+    scaler = steps.pop(0) if len(steps) == 2 and isinstance(steps[0], StandardScaler) else None
+    if len(steps) != 1 or not isinstance(steps[0], KernelPCA) or steps[0].kernel != "rbf":
+        return None
+    return FastKernelPCA(steps[0], scaler=scaler)

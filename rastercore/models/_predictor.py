@@ -13,7 +13,9 @@ The protocol, for estimators that want more than the defaults:
     and :class:`KernelSGD` implement it.  Estimators that cannot carry the
     method get an adapter here: scikit-learn's RBF ``SVC`` (:class:`FastRBF`)
     and ``Pipeline([StandardScaler,] Nystroem(kernel="rbf"), <linear classifier>)``
-    (:class:`FastKernelLinear`).
+    (:class:`FastKernelLinear`).  For projections the stand-in has
+    ``transform(X)`` instead: ``KernelPCA(kernel="rbf")``, alone or after a
+    ``StandardScaler`` (:class:`FastKernelPCA`).
 ``tile_predictor(*, class_names, probabilities, fast)``
     A :class:`TilePredictor` of its own, for outputs that are not the
     standard ones (:class:`HurdleModel`: ``class`` and ``value``;
@@ -22,7 +24,9 @@ The protocol, for estimators that want more than the defaults:
 Otherwise the layers follow from scikit-learn's estimator kinds:
 classifiers give ``class`` (index into the class names) and ``p[<class>]``
 probabilities, regressors ``value``, clusterers ``cluster``, and
-projections without ``predict`` ``component[<i>]``.
+projections without ``predict`` ``component[<i>]``.  A model with neither
+``predict`` nor ``transform`` (t-SNE, which only embeds the rows it was
+fitted on) cannot map pixels and is refused.
 """
 
 from __future__ import annotations
@@ -173,14 +177,14 @@ def _groups(layers, allowed: tuple[str, ...], default: tuple[str, ...]) -> list[
 
 
 class ComponentLayers(TilePredictor):
-    """``component[<i>]`` layers: a projection's ``transform`` (PCA, ...)."""
+    """``component[<i>]`` layers: a projection's ``transform`` (PCA, kernel PCA, ...), compiled when ``fast``."""
 
-    def __init__(self, model):
-        self.model = model
+    def __init__(self, model, fast=None):
+        self.model, self.transform = model, (fast or model).transform
         self.layers = [f"component[{i}]" for i in range(len(model.get_feature_names_out()))]
 
     def __call__(self, X):
-        return np.asarray(self.model.transform(X), dtype=np.float32)
+        return np.asarray(self.transform(X), dtype=np.float32)
 
 
 def tile_predictor(model, *, class_names=None, probabilities: bool = True, fast: bool = True,
@@ -217,8 +221,12 @@ def tile_predictor(model, *, class_names=None, probabilities: bool = True, fast:
         return own(class_names=class_names, probabilities=probabilities, fast=fast)
     if is_clusterer(model):
         return PredictLayer(model, "cluster")
-    if not hasattr(model, "predict") and hasattr(model, "transform"):
-        return ComponentLayers(model)
+    if not hasattr(model, "predict"):
+        if not hasattr(model, "transform"):
+            raise ParameterError(f"{type(model).__name__} has neither predict nor transform, so it cannot map "
+                                 "pixels it was not fitted on (t-SNE is such a view of a sample: draw it with "
+                                 "`rastercore view`).")
+        return ComponentLayers(model, fast=fast_predictor(model) if fast else None)
     if is_classifier(model):
         return ClassLayers(model, class_names=class_names, probabilities=probabilities, layers=layers,
                            fast=fast_predictor(model) if fast else None)
@@ -232,7 +240,8 @@ def fast_predictor(model):
     adapter for scikit-learn's RBF ``SVC``, Nystroem kernel-map pipelines,
     and tree ensembles (forests, extra trees, histogram gradient boosting:
     :class:`rastercore.models.CompiledTrees`).  The stand-in has ``predict(X)``, ``has_proba`` and, when
-    ``has_proba``, ``predict_with_proba(X) -> (labels, proba)``.
+    ``has_proba``, ``predict_with_proba(X) -> (labels, proba)``; for an RBF kernel PCA (alone or after a
+    ``StandardScaler``) it is a :class:`rastercore.models.FastKernelPCA` with ``transform(X)``.
     """
     own = getattr(model, "fast_predictor", None)
     if callable(own):
@@ -240,6 +249,11 @@ def fast_predictor(model):
     from sklearn.pipeline import Pipeline
     from sklearn.svm import SVC
 
+    from ._fast_rbf import kernel_pca_predictor
+
+    kernel_pca = kernel_pca_predictor(model)
+    if kernel_pca is not None:
+        return kernel_pca
     if isinstance(model, SVC):
         from ._fast_rbf import rbf_svc_predictor
 
