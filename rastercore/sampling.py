@@ -290,6 +290,7 @@ class PixelPlan:
     split: SpatialSplit
     seed: int
     counts: np.ndarray | None = None
+    tile_counts: list[np.ndarray] | None = None  # each tile's bincount of codes, from count()
 
     @property
     def n_features(self) -> int:
@@ -309,8 +310,13 @@ class PixelPlan:
         return [task for _, task in tile_tasks(self.stack, per_tile, halo=halo, bands=self.bands, extras=extras)]
 
     def count(self) -> np.ndarray:
-        """``counts[class, split]`` of the eligible pixels: one pass over the tiles (no halo)."""
+        """``counts[class, split]`` of the eligible pixels: one pass over the tiles (no halo).
+
+        Each tile's counts are kept too (``tile_counts``), so that later
+        passes skip the tiles that hold no pixel they could take.
+        """
         parts = [c for _, c in compute_bounded(self._tasks(CountTile(nodata_of(self.stack)), 0), per_thread=4)]
+        self.tile_counts = parts
         size = max((len(c) for c in parts), default=0)
         size += size % 2
         total = np.zeros(max(size, 2), np.int64)
@@ -319,9 +325,18 @@ class PixelPlan:
         return total.reshape(-1, 2)
 
     def tile_tasks(self, cutoff: np.ndarray) -> list:
-        """One delayed task per tile returning the rows (dict of arrays, or None) of pixels below ``cutoff``."""
+        """One delayed task per tile returning the rows (dict of arrays, or None) of pixels below ``cutoff``.
+
+        Tiles known (from :meth:`count`) to hold no eligible pixel of a code
+        with a positive cut-off are left out: they could give no row.
+        """
         per_tile = CandidateTile(self.spec, self.bands, nodata_of(self.stack), cutoff, self.seed)
-        return self._tasks(per_tile, self.spec.halo)
+        tasks = self._tasks(per_tile, self.spec.halo)
+        if self.tile_counts is None:
+            return tasks
+        wanted = np.flatnonzero(cutoff.ravel() > 0)
+        return [task for task, counts in zip(tasks, self.tile_counts)
+                if counts[wanted[wanted < len(counts)]].any()]
 
     def candidates(self, cutoff: np.ndarray) -> dict:
         """Rows (features, target, position, key) of every eligible pixel whose key is below its cut-off.
@@ -590,6 +605,9 @@ def _partial_fit(estimator, parts: list[dict], plan: PixelPlan, labelled: bool, 
 PATCH_SHARE = 0.25
 """Below this share of a block's pixels, :func:`features_at` computes patches instead of the block."""
 
+BLOCK_FEATURE_BYTES = 128 * 2**20
+"""At most this many bytes of features at once: :func:`features_at` computes a larger block in strips of rows."""
+
 
 def features_at(block: np.ndarray, spec: FeatureSpec, bands: list[str], ys: np.ndarray, xs: np.ndarray, *,
                 nodata: float | None = None, origin: tuple[int, int] | None = None) -> np.ndarray:
@@ -599,20 +617,46 @@ def features_at(block: np.ndarray, spec: FeatureSpec, bands: list[str], ys: np.n
     block) are computed one ``(2 halo + 1)²`` patch each, cut from the block
     and truncated only where the block ends: a one-pixel tile with its halo,
     so the values equal the whole block's (the seamless-tiling property the
-    feature engine is tested for); otherwise the block is computed once.
-    ``origin`` is the scene (row, col) of ``block[:, 0, 0]`` (needed by
-    features that depend on the position: a strided ``onnx`` network).
+    feature engine is tested for); otherwise the block is computed once, in
+    strips of rows (each with its halo) when its features would take more
+    than :data:`BLOCK_FEATURE_BYTES` (e.g. the 578 ``window`` values of r=8
+    on two bands).  ``origin`` is the scene (row, col) of ``block[:, 0, 0]``
+    (needed by features that depend on the position: a strided ``onnx`` network).
     """
     halo = spec.halo
     height, width = block.shape[1:]
+    n_features = len(spec.feature_names(bands))
     if len(ys) * (2 * halo + 1) ** 2 >= PATCH_SHARE * height * width:
-        return features_for_block(block, spec, bands, nodata=nodata, origin=origin)[:, ys, xs].T
-    X = np.empty((len(ys), len(spec.feature_names(bands))), np.float32)
+        strip = max(1, BLOCK_FEATURE_BYTES // (4 * n_features * width) - 2 * halo)
+        return _features_in_strips(block, spec, bands, ys, xs, nodata, origin, strip, n_features)
+    X = np.empty((len(ys), n_features), np.float32)
     for k, (y, x) in enumerate(zip(ys.tolist(), xs.tolist())):
         r0, r1, c0, c1 = max(y - halo, 0), min(y + halo + 1, height), max(x - halo, 0), min(x + halo + 1, width)
         crop = (y - r0, r1 - y - 1, x - c0, c1 - x - 1)
         at = None if origin is None else (origin[0] + r0, origin[1] + c0)
         X[k] = features_for_block(block[:, r0:r1, c0:c1], spec, bands, nodata=nodata, crop=crop, origin=at)[:, 0, 0]
+    return X
+
+
+def _features_in_strips(block, spec, bands, ys, xs, nodata, origin, strip: int, n_features: int) -> np.ndarray:
+    """Features of the pixels ``(ys, xs)``, computed over strips of ``strip`` block rows with their halo.
+
+    Columns keep the block's own edges: the pixels asked for are a tile's,
+    at least ``halo`` from a block side that is not the scene's edge.
+    """
+    height = block.shape[1]
+    if strip >= height:
+        return features_for_block(block, spec, bands, nodata=nodata, origin=origin)[:, ys, xs].T
+    X = np.empty((len(ys), n_features), np.float32)
+    for a in range(int(ys.min()), int(ys.max()) + 1, strip):
+        b = min(a + strip, height)
+        rows = np.flatnonzero((ys >= a) & (ys < b))
+        if not rows.size:
+            continue
+        r0, r1 = max(a - spec.halo, 0), min(b + spec.halo, height)
+        at = None if origin is None else (origin[0] + r0, origin[1])
+        part = features_for_block(block[:, r0:r1], spec, bands, nodata=nodata, crop=(a - r0, r1 - b, 0, 0), origin=at)
+        X[rows] = part[:, ys[rows] - a, xs[rows]].T
     return X
 
 

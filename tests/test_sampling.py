@@ -156,6 +156,10 @@ def test_features_of_sparse_pixels_from_patches_equal_the_whole_block(monkeypatc
     np.testing.assert_array_equal(patches, whole)
     monkeypatch.setattr(sampling, "PATCH_SHARE", 0.0)  # always the whole block
     np.testing.assert_array_equal(sampling.features_at(block, spec, ["HH", "HV"], ys, xs), whole)
+    n_features = whole.shape[1]
+    for rows in (1, 7, 25):  # the whole block in strips of rows, each with its halo
+        monkeypatch.setattr(sampling, "BLOCK_FEATURE_BYTES", 4 * n_features * 53 * (rows + 2 * spec.halo))
+        np.testing.assert_array_equal(sampling.features_at(block, spec, ["HH", "HV"], ys, xs), whole)
 
 
 @pytest.mark.parametrize("block_size, gap, chunks", [(64, 5, 100), (50, 12, 37), (16, 8, 40), (16, 15, 40), (40, 1, 999)])
@@ -169,3 +173,36 @@ def test_blockwise_gap_equals_the_filtered_split(block_size, gap, chunks):
     plain = SpatialSplit(block_size=block_size, validation_fraction=0.4, gap=0).labels(like, seed=3, halo=0).compute()
     np.testing.assert_array_equal(fast, _apply_gap(plain, gap))
     assert (fast == EXCLUDED).any() and set(np.unique(plain)) == {TRAIN, VALIDATION}
+
+
+@pytest.mark.parametrize("unlabelled", [[], [(0, 0), (2, 3)]])
+def test_each_pass_reads_each_tile_of_the_target_once(unlabelled):
+    """Classes and values both come from the target: one read per tile per pass (count, then draw), not two;
+    the draw skips the tiles the count found without a labelled pixel."""
+    import threading
+
+    import dask
+    import dask.array as da
+    import xarray as xr
+
+    from rastercore.datasets import SYNTHETIC_THRESHOLD, synthetic_scene
+    from rastercore.sampling import SpatialSplit, draw_sample
+
+    ds = synthetic_scene((256, 256), seed=1, chunks=64)
+    values, reads, lock = ds["target"].values.copy(), [], threading.Lock()
+    for i, j in unlabelled:
+        values[i * 64:(i + 1) * 64, j * 64:(j + 1) * 64] = np.nan
+
+    def read(block_info=None):
+        with lock:
+            reads.append(block_info[None]["chunk-location"])
+        (r0, r1), (c0, c1) = block_info[None]["array-location"]
+        return values[r0:r1, c0:c1]
+
+    target = xr.DataArray(da.map_blocks(read, dtype=np.float32, chunks=((64,) * 4, (64,) * 4)), dims=("y", "x"))
+    with dask.config.set(scheduler="threads"):
+        table = draw_sample(ds["sar"], target, [{"name": "box_mean", "size": 3}], n=200,
+                            thresholds=SYNTHETIC_THRESHOLD, split=SpatialSplit(block_size=64), seed=0)
+    tiles = [(i, j) for i in range(4) for j in range(4)]
+    assert sorted(reads) == sorted(tiles + [t for t in tiles if t not in unlabelled])
+    assert not any((r // 64, c // 64) in unlabelled for r, c in zip(table.row, table.col))
