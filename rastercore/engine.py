@@ -287,7 +287,9 @@ def tile_tasks(stack: xr.DataArray | TilePlan, per_tile: Callable, *, halo: int 
     """
     plan = stack if isinstance(stack, TilePlan) else plan_tiles(stack, halo=halo, bands=bands, tile_size=tile_size)
     call = _TileCall(plan, per_tile)
-    extra_blocks = [plan.aligned(e).to_delayed() for e in extras]
+    # Unoptimised: optimising each extra's graph on its own would fuse a read they share (the target under
+    # both a sample's classes and its values) into each of them, reading it twice per tile.
+    extra_blocks = [plan.aligned(e).to_delayed(optimize_graph=False) for e in extras]
     padded = plan.padded()
     windows = padded.to_delayed() if padded is not None else None
     tasks = []
