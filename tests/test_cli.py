@@ -15,7 +15,7 @@ from rastercore.cli import app, main
 from tests.conftest import write_tif
 
 COMMANDS = ["ingest", "info", "export", "quicklook", "synth", "demo", "run", "features", "stats", "sample", "train",
-            "predict", "evaluate", "cluster", "reduce", "view", "clean", "polygonize"]
+            "predict", "evaluate", "cluster", "reduce", "view", "autoencoder", "clean", "polygonize"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
