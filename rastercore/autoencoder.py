@@ -45,6 +45,7 @@ import numpy as np
 import xarray as xr
 import yaml
 
+from rastercore.checks import check_int
 from rastercore.errors import ParameterError, SamplingError
 from rastercore.progress import Progress, ProgressMode
 from rastercore.store import check_output, writing
@@ -125,15 +126,12 @@ def check_autoencoder(*, latent: int = 8, patch: int = 16, n: int = 20_000, epoc
     for value, name, low in ((latent, "latent (--latent)", 1), (n, "n (-n), the number of patches", 20),
                              (epochs, "epochs (--epochs)", 1), (patience, "patience (--patience)", 1),
                              (batch_size, "batch_size (--batch-size)", 1), (block_size, "block_size (--block-size)", 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ParameterError(f"{name} must be an integer of at least {low}, not {value!r}.")
-    if isinstance(patch, bool) or not isinstance(patch, (int, np.integer)) or patch < _MIN_PATCH or patch % STRIDE:
-        raise ParameterError(f"patch (--patch) must be a multiple of {STRIDE} of at least {_MIN_PATCH} "
-                             f"(the encoder sees {2 * HALO + 1 - STRIDE + 1} pixels), not {patch!r}.")
-    if not (isinstance(learning_rate, (int, float)) and 0 < learning_rate < 1):
-        raise ParameterError(f"learning_rate (--learning-rate) must be in (0, 1), not {learning_rate!r}.")
-    if not (isinstance(validation_fraction, (int, float)) and 0 < validation_fraction < 1):
-        raise ParameterError(f"validation_fraction must be in (0, 1), not {validation_fraction!r}.")
+        check_int(value, name, low)
+    if check_int(patch, "patch (--patch)", _MIN_PATCH) % STRIDE:
+        raise ParameterError(f"patch (--patch) must be a multiple of {STRIDE} (the encoder's stride), not {patch}.")
+    for value, name in ((learning_rate, "learning_rate (--learning-rate)"), (validation_fraction, "validation_fraction")):
+        if not (isinstance(value, (int, float)) and 0 < value < 1):
+            raise ParameterError(f"{name} must be in (0, 1), not {value!r}.")
 
 
 def _torch():

@@ -145,7 +145,7 @@ def test_cli_trains_then_clusters_the_latent_features(sar, tmp_path, capsys):
     assert main(["cluster", str(stack), "-o", str(tmp_path / "c.zarr"), "-k", "2", "--spec",
                  str(tmp_path / "enc.yaml"), "-n", "500", "--scheduler", "sync", "--progress", "none"]) == 0
     assert open_stack(tmp_path / "c.zarr").shape == (1, 128, 128)
-    assert main(["autoencoder", str(stack), "-o", str(tmp_path / "x.onnx"), "--patch", "10"]) == 2
+    assert main(["autoencoder", str(stack), "-o", str(tmp_path / "x.onnx"), "--patch", "18"]) == 2
     err = capsys.readouterr().err
     assert "patch (--patch) must be a multiple of 4" in err and "Traceback" not in err
 

@@ -457,10 +457,12 @@ def files_relative_to(data: Any, base) -> Any:
     import copy
     from pathlib import Path
 
+    from ..io.sources import is_remote
+
     data = copy.deepcopy(data)
     features = data.get("features") if isinstance(data, Mapping) else data
     for feature in features if isinstance(features, list) else ():
         path = feature.get("path") if isinstance(feature, dict) else None
-        if isinstance(path, str) and path and not Path(path).is_absolute() and "://" not in path:
+        if isinstance(path, str) and path and not Path(path).is_absolute() and not is_remote(path):
             feature["path"] = str((Path(base) / path).absolute())
     return data
