@@ -46,28 +46,33 @@ import numpy as np
 __all__ = ["CompiledTrees", "compiled_trees"]
 
 
-NODE = np.dtype([("threshold", "<f4"), ("feature", "<i4"), ("left", "<i4"), ("leaf", "<i4")])
-"""One node in 16 bytes (one load per step): a leaf points to itself with an infinite threshold."""
-
 ROW_BLOCK = 512
-"""Rows walked together through one tree: their features and the tree's upper nodes stay in cache."""
+"""Rows walked together through one small tree (boosting's): their features stay in the processor's cache."""
+
+MAX_ROW_BLOCK = 8192
+"""Rows walked together through one large tree (a forest's, thousands of nodes): the more rows visit the
+tree at once, the fewer times its nodes are fetched from memory; measured best at 4096-8192 rows on 72
+features here (bench/bench_trees.py), against 512 for trees of a few hundred nodes."""
+
+ROUND = 6
+"""Levels every row still inside a tree walks before those that reached a leaf are dropped from the walk."""
 
 
 @numba.njit(cache=True)
 def _breadth_first(left, right, feature, threshold):
     """A tree's nodes re-laid breadth first with siblings side by side, so that ``child = left + (x > t)``.
 
-    Returns the fields of the :data:`NODE` records by new position
-    (threshold, feature, left, leaf) and the tree's depth.  A leaf points
-    to itself with an infinite threshold and keeps its old id in ``leaf``
-    (its value's row); an inner node has ``leaf`` -1.
+    Returns, by new position, the threshold, feature, left child and leaf
+    arrays and the tree's depth.  A leaf points to itself with an infinite
+    threshold and keeps its old id in ``leaf`` (its value's row); an inner
+    node has ``leaf`` -1.
     """
     n = left.shape[0]
     order = np.empty(n, np.int64)
     level = np.zeros(n, np.int64)
     thresholds = np.empty(n, np.float32)
-    features = np.zeros(n, np.int32)
-    lefts = np.empty(n, np.int32)
+    features = np.zeros(n, np.uint32)
+    lefts = np.empty(n, np.int64)
     leaves = np.full(n, -1, np.int32)
     order[0], head, tail, depth = 0, 0, 1, 0
     while head < tail:
@@ -93,39 +98,37 @@ def _floor32(value):
     return rounded
 
 
-LOCKSTEP_DEPTH = 16
-"""Trees up to this depth are walked in lockstep (every row one step per level); deeper ones, whose rows
-reach their leaves at very different depths (forests grown to purity), walk only the rows still inside."""
-
-
-@numba.njit(cache=True, nogil=True)
-def _ensemble_sums(X, nodes, roots, depths, value_offsets, tree_output, leaf_values, init, block):
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _ensemble_sums(X, thresholds, features, lefts, leaves, roots, depths, value_offsets, tree_output,
+                   leaf_values, init, block):
     """``init`` plus, for every tree in order, the value of the leaf each row of ``X`` (float32) reaches.
 
     Rows go through a tree ``block`` at a time and level by level, so that
-    the walks of different rows overlap in the processor instead of
-    waiting on each other: in a shallow tree every row takes one step per
-    level (a leaf loops on itself); in a deep one, rows that reached a leaf
-    drop out of the level's list.  ``tree_output[t]`` is the output column
-    tree ``t`` adds to, or -1 for a tree whose leaves hold a value for
-    every output.
+    the walks of different rows overlap in the processor instead of waiting
+    on each other's loads and mispredicted branches: every row still inside
+    takes one step per level (a leaf loops on itself), and every
+    :data:`ROUND` levels the rows that reached a leaf drop out.  Indices
+    are unsigned, which spares numba's negative-index arithmetic in the
+    inner loop.  ``tree_output[t]`` is the output column tree ``t`` adds
+    to, or -1 for a tree whose leaves hold a value for every output.
     """
-    n_rows, n_out = X.shape[0], init.shape[0]
+    n_rows, n_features, n_out = X.shape[0], X.shape[1], init.shape[0]
+    flat = X.reshape(-1)
     sums = np.empty((n_rows, n_out), init.dtype)  # summed in the library's precision: float64, or float32 (XGBoost)
     for i in range(n_rows):
         sums[i] = init
-    at = np.empty(block, np.int64)
-    inside = np.empty(block, np.int64)
+    at = np.empty(block, np.uint32)
+    inside = np.empty(block, np.uint32)
+    row_start = np.empty(block, np.uint64)
     for start in range(0, n_rows, block):
         m = min(block, n_rows - start)
+        for r in range(m):
+            row_start[r] = np.uint64(start + r) * np.uint64(n_features)
         for t in range(roots.shape[0]):
-            if depths[t] <= LOCKSTEP_DEPTH:
-                _walk_lockstep(X, nodes, roots[t], depths[t], start, m, at)
-            else:
-                _walk_inside(X, nodes, roots[t], start, m, at, inside)
+            _walk(flat, thresholds, features, lefts, leaves, np.uint32(roots[t]), depths[t], m, row_start, at, inside)
             out, offset = tree_output[t], value_offsets[t]
             for r in range(m):
-                row = offset + nodes[at[r]]["leaf"]
+                row = offset + leaves[at[r]]
                 if out >= 0:
                     sums[start + r, out] += leaf_values[row, 0]
                 else:
@@ -134,39 +137,33 @@ def _ensemble_sums(X, nodes, roots, depths, value_offsets, tree_output, leaf_val
     return sums
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _walk_lockstep(X, nodes, root, depth, start, m, at):
-    """``at[r]``: the leaf row ``start + r`` reaches, every row taking one step per level."""
-    for r in range(m):
-        at[r] = root
-    for _ in range(depth):
-        for r in range(m):
-            node = nodes[at[r]]
-            at[r] = node["left"] + (X[start + r, node["feature"]] > node["threshold"])
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _walk(flat, thresholds, features, lefts, leaves, root, depth, m, row_start, at, inside):
+    """``at[r]``: the leaf the ``r``-th row of the block reaches, in rounds of :data:`ROUND` levels.
 
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _walk_inside(X, nodes, root, start, m, at, inside):
-    """``at[r]`` as :func:`_walk_lockstep`, each level walking only the rows not yet at a leaf.
-
-    The list of rows still inside is rewritten in place, without a branch:
-    every row is written, and the count advances only for those whose new
-    node is not a leaf.
+    The list of rows still inside is rewritten in place after each round,
+    without a branch: every row is written, and the count advances only
+    for those whose node is not a leaf.
     """
     for r in range(m):
         at[r] = root
         inside[r] = r
-    n = m if nodes[root]["leaf"] < 0 else 0
-    while n > 0:
-        kept = 0
-        for i in range(n):
-            r = inside[i]
-            node = nodes[at[r]]
-            child = node["left"] + (X[start + r, node["feature"]] > node["threshold"])
-            at[r] = child
-            inside[kept] = r
-            kept += nodes[child]["leaf"] < 0
-        n = kept
+    n, levels = np.uint64(m), depth
+    while n > 0 and levels > 0:
+        steps = min(ROUND, levels)
+        levels -= steps
+        for _ in range(steps):
+            for i in range(n):
+                r = inside[i]
+                node = at[r]
+                at[r] = lefts[node] + np.uint32(flat[row_start[r] + features[node]] > thresholds[node])
+        if levels > 0:
+            kept = np.uint64(0)
+            for i in range(n):
+                r = inside[i]
+                inside[kept] = r
+                kept += np.uint64(leaves[at[r]] < 0)
+            n = kept
 
 
 class CompiledTrees:
@@ -198,6 +195,9 @@ class CompiledTrees:
         Whether :meth:`predict_with_proba` is available (classifiers).
     n_trees, n_nodes : int
         Size of the ensemble.
+    row_block : int
+        Rows walked together through one tree: :data:`ROW_BLOCK` for trees of up to 512 nodes on
+        average, growing with the trees' size up to :data:`MAX_ROW_BLOCK`.
     """
 
     def __init__(self, model, trees: list[tuple], *, outputs: list[int], n_out: int, init: np.ndarray,
@@ -208,10 +208,8 @@ class CompiledTrees:
                 for feature, threshold, left, right, _ in trees]
         sizes = np.array([len(fields[0]) for fields in laid])
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        self.nodes = np.empty(int(sizes.sum()), dtype=NODE)
-        for (threshold, feature, left, leaf, _), start, size in zip(laid, offsets, sizes):
-            block = self.nodes[start:start + size]
-            block["threshold"], block["feature"], block["left"], block["leaf"] = threshold, feature, left + start, leaf
+        self.thresholds, self.features, self.leaves = (np.concatenate([fields[k] for fields in laid]) for k in (0, 1, 3))
+        self.lefts = np.concatenate([fields[2] + start for fields, start in zip(laid, offsets)]).astype(np.uint32)
         self.roots = offsets
         self.depths = np.array([fields[4] for fields in laid], dtype=np.int64)
         values = [np.asarray(t[4], dtype=dtype) for t in trees]
@@ -221,12 +219,13 @@ class CompiledTrees:
         self.init = np.asarray(init, dtype=dtype).reshape(n_out)
         self.has_proba = hasattr(model, "classes_")
         self.n_trees, self.n_nodes = len(trees), int(sizes.sum())
+        self.row_block = int(min(MAX_ROW_BLOCK, ROW_BLOCK * max(1, self.n_nodes // (256 * self.n_trees))))
 
     def sums(self, X: np.ndarray) -> np.ndarray:
         """The ensemble's raw sums ``(n, n_outputs)`` for the (finite, float32) rows of ``X``."""
         X = np.ascontiguousarray(X, dtype=np.float32)
-        return _ensemble_sums(X, self.nodes, self.roots, self.depths, self.value_offsets, self.tree_output,
-                              self.leaf_values, self.init, ROW_BLOCK)
+        return _ensemble_sums(X, self.thresholds, self.features, self.lefts, self.leaves, self.roots, self.depths,
+                              self.value_offsets, self.tree_output, self.leaf_values, self.init, self.row_block)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self._finish(self.sums(X))

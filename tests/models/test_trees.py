@@ -182,12 +182,15 @@ def test_lightgbm_and_xgboost_models_it_does_not_cover_keep_their_own_predict():
 
 
 def test_shallow_and_deep_trees_take_both_walks_and_agree():
-    """Trees up to LOCKSTEP_DEPTH walk in lockstep, deeper ones only their rows still inside: both are exact."""
-    from rastercore.models._trees import LOCKSTEP_DEPTH
+    """Trees within one ROUND of levels walk without a drop-out, deeper ones in several rounds, over
+    several row blocks and a partial last one: both are exact."""
+    from rastercore.models._trees import ROUND
 
     X, y, _, X_new = _data(3, n=3000)
     model = RandomForestClassifier(n_estimators=12, random_state=0).fit(X, y)
-    model.estimators_[:6] = RandomForestClassifier(n_estimators=6, max_depth=6, random_state=1).fit(X, y).estimators_
+    model.estimators_[:6] = RandomForestClassifier(n_estimators=6, max_depth=ROUND - 1, random_state=1).fit(X, y).estimators_
     fast = compiled_trees(model)
-    assert fast.depths.min() <= LOCKSTEP_DEPTH < fast.depths.max()
+    X_new = np.concatenate([X_new] * (3 * fast.row_block // len(X_new) + 1))[:-7]
+    assert fast.depths.min() < ROUND and fast.depths.max() > 2 * ROUND
+    assert len(X_new) > 2 * fast.row_block and len(X_new) % fast.row_block
     np.testing.assert_array_equal(fast.predict_proba(X_new), model.predict_proba(X_new))
