@@ -318,8 +318,10 @@ class _TileCall:
             window = self.geometry.window(tile)
         return self.per_tile(window, tile, *extras)
 
-    def __call__(self, *blocks, block_info=None):
-        tile = self.geometry.tile(*block_info[None]["chunk-location"][-2:])
+    def __call__(self, *blocks, block_id=None):
+        # block_id, not block_info: dask builds block_info for every block when the graph is made (about
+        # 1 kB per tile in the driver), block_id lazily as each task runs.
+        tile = self.geometry.tile(*block_id[-2:])
         if self.geometry.reader is None:
             return self.run(tile, blocks[0], *blocks[1:])
         return self.run(tile, None, *blocks)

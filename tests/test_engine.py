@@ -167,3 +167,38 @@ def test_stored_cluster_map_equals_the_model_on_the_whole_image(scene):
     model = fit_unsupervised(stored, SPEC, "kmeans", n_clusters=3, seed=0, progress="none", stream=True)
     mosaic = predict_lazy(model, stored, SPEC)
     np.testing.assert_array_equal(mosaic.values[0].ravel(), model.predict(_whole_image_X(sar)))
+
+
+def _virtual_stack(path, side: int, tile: int) -> xr.DataArray:
+    """A complete two-band store whose tiles were never written (zarr reads zeros): metadata only."""
+    import dask.array as da
+
+    from rastercore.store import partial_path, store_codecs
+    from rastercore.store._publish import _create_store, _finalise
+
+    virtual = xr.DataArray(da.zeros((2, side, side), dtype="float32", chunks=(2, tile, tile)),
+                           dims=("band", "y", "x"), coords={"band": ["a", "b"]})
+    _create_store(virtual, partial_path(path), (tile, tile), "virtual", store_codecs("none"))
+    _finalise(partial_path(path), path)
+    return open_stack(path)
+
+
+def test_planning_a_tile_map_holds_nothing_per_tile(tmp_path):
+    """The lazy map of 4096 tiles costs the driver no more than that of 16: nothing is built per tile
+    when the graph is made (dask's block_info would be about 1 kB per tile), only as tasks run."""
+    import tracemalloc
+
+    def planned_bytes(stack):
+        tracemalloc.start()
+        try:
+            out = map_tiles(stack, lambda window, tile: window[:, :tile.shape[0], :tile.shape[1]], n_out=2)
+            return tracemalloc.get_traced_memory()[1], out
+        finally:
+            tracemalloc.stop()
+
+    small, _ = planned_bytes(_virtual_stack(tmp_path / "small.zarr", 64, 16))
+    stack = _virtual_stack(tmp_path / "large.zarr", 1024, 16)
+    large, out = planned_bytes(stack)
+    assert out.numblocks == (1, 64, 64)
+    assert large - small < 4096 * 100, (small, large)  # under 100 bytes per extra tile
+    np.testing.assert_array_equal(out.blocks[0, 63, 62].compute(), stack[:, 1008:, 992:1008].values)

@@ -164,3 +164,27 @@ def test_outputs_are_checked_before_any_work(tmp_path):
     with pytest.raises(StoreExistsError, match="o.zarr already exists"):
         check_output(tmp_path / "x.tif", tmp_path / "o.zarr")
     check_output(tmp_path / "o.zarr", overwrite=True)
+
+
+def test_tiles_planned_band_by_band_are_all_written_once(tmp_path, monkeypatch):
+    """With bands of one tile row (BAND_TILES below a row's tiles) and of two, every tile of an uneven grid is
+    written, equal to the array, and each band's graph is materialised once, in order."""
+    values = np.arange(5 * 70 * 45, dtype=np.float32).reshape(5, 70, 45)  # 5 x 3 tiles of 16
+    culled = []
+    original = rastercore.store._publish._tile_tasks
+
+    def spying(array, partial, ledger):
+        graph = array.__dask_graph__()
+        cull = graph.cull
+        object.__setattr__(graph, "cull", lambda keys: culled.append(sorted({k[-2] for k in keys})) or cull(keys))
+        monkeypatch.setattr(array, "__dask_graph__", lambda: graph)
+        return original(array, partial, ledger)
+
+    monkeypatch.setattr(rastercore.store._publish, "_tile_tasks", spying)
+    for band_tiles, bands in ((1, [[0], [1], [2], [3], [4]]), (6, [[0, 1], [2, 3], [4]])):
+        data = xr.DataArray(da.from_array(values + band_tiles, chunks=(5, 16, 16)), dims=("band", "y", "x"))
+        culled.clear()
+        monkeypatch.setattr(rastercore.store._publish, "BAND_TILES", band_tiles)
+        write_tiles(data, tmp_path / f"o{band_tiles}.zarr", progress="none")
+        np.testing.assert_array_equal(open_stack(tmp_path / f"o{band_tiles}.zarr").values, values + band_tiles)
+        assert culled == bands
