@@ -36,6 +36,7 @@ from rasterio.crs import CRS
 
 from rastercore._deprecated import renamed_keywords
 from rastercore._random import uniform as _uniform
+from rastercore.engine import map_located
 from rastercore.errors import StoreExistsError
 from rastercore.grid import Grid, attach_grid
 
@@ -117,8 +118,8 @@ def _speckle(seed, stream, row, col, looks):
     return total / looks
 
 
-def _scene_block(seed, threshold, looks, block_info=None):
-    (_, _), (r0, r1), (c0, c1) = block_info[None]["array-location"]
+def _scene_block(seed, threshold, looks, *, location):
+    (_, _), (r0, r1), (c0, c1) = location
     return _scene_tile(r0, c0, r1 - r0, c1 - c0, seed, threshold, looks)
 
 
@@ -160,11 +161,10 @@ def synthetic_scene(
     if looks < 1:
         raise ValueError(f"looks must be at least 1, not {looks}")
     height, width = int(shape[0]), int(shape[1])
-    blocks = da.map_blocks(
+    blocks = map_located(
         _scene_block, int(seed), float(threshold), int(looks),
         chunks=((3,), da.core.normalize_chunks(chunks, (height,))[0], da.core.normalize_chunks(chunks, (width,))[0]),
-        dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
-        name="synthetic-" + tokenize(height, width, seed, chunks, threshold, looks),
+        dtype=np.float32, name="synthetic-" + tokenize(height, width, seed, chunks, threshold, looks),
     )
     grid = synthetic_grid((height, width))
     sar = xr.DataArray(blocks[:2], dims=("band", "y", "x"), coords={"band": np.array(["HH", "HV"], dtype=object)})

@@ -44,7 +44,7 @@ from rastercore.checks import check_tile_size
 from rastercore.errors import run_portably
 from rastercore.store import store_reader
 
-__all__ = ["Tile", "TilePlan", "plan_tiles", "map_tiles", "tile_tasks"]
+__all__ = ["Tile", "TilePlan", "plan_tiles", "map_tiles", "tile_tasks", "map_located"]
 
 # Older dask unifies the chunks of map_blocks' inputs unless told not to; newer dask never does.
 _MAP_BLOCKS_ALIGNS = "align_arrays" in inspect.signature(da.map_blocks).parameters
@@ -298,6 +298,46 @@ def tile_tasks(stack: xr.DataArray | TilePlan, per_tile: Callable, *, halo: int 
         window = windows[0, i, j] if windows is not None else None
         tasks.append((tile, dask.delayed(call.run, pure=True)(tile, window, *[b[i, j] for b in extra_blocks])))
     return tasks
+
+
+def map_located(func: Callable, *args, chunks, dtype, name: str | None = None) -> da.Array:
+    """Lazy array of ``func(*args, location=...)`` per block, made from nothing but the block's place.
+
+    ``location`` is the block's ``(start, stop)`` along every axis of the
+    result (``chunks``, normalised), worked out as each task runs from
+    dask's lazy ``block_id``.  Dask's ``block_info`` would give the same,
+    but dask builds it for every block when the graph is made, about 1 kB
+    per tile held by the driver (``bench/bench_plan.py``).
+
+    Parameters
+    ----------
+    func : callable
+        ``func(*args, location=[(start, stop), ...]) -> ndarray`` of the block's shape; picklable.
+    chunks : tuple of tuples
+        Block sizes along every axis.
+    dtype : numpy dtype
+    name : str, optional
+        The dask name (default: tokenised from ``func``, ``args`` and ``chunks``).
+    """
+    chunks = tuple(tuple(int(c) for c in axis) for axis in chunks)
+    call = _Located(func, chunks)
+    return da.map_blocks(call, *args, chunks=chunks, dtype=dtype, meta=np.empty((0,) * len(chunks), dtype),
+                         **({"name": name} if name is not None else {}))
+
+
+class _Located:
+    """``func`` called with its block's location, from ``block_id`` (picklable, deterministic token)."""
+
+    def __init__(self, func: Callable, chunks: tuple[tuple[int, ...], ...]):
+        self.func, self.chunks = func, chunks
+        self.bounds = [np.cumsum((0, *axis)) for axis in chunks]
+
+    def __dask_tokenize__(self):
+        return ("rastercore-located", tokenize(self.func), self.chunks)
+
+    def __call__(self, *args, block_id=None):
+        location = [(int(b[i]), int(b[i + 1])) for b, i in zip(self.bounds, block_id)]
+        return self.func(*args, location=location)
 
 
 class _TileCall:

@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 from rastercore._deprecated import renamed_keywords
+from rastercore.engine import map_located
 from rastercore.errors import ParameterError, TargetError
 from rastercore.targets import IGNORE
 
@@ -705,16 +706,16 @@ def _burnt(sample: _Reference, classes: xr.DataArray) -> xr.DataArray:
 
     layer = da.asarray(classes.data)
     boxes = shapely.bounds(np.array(sample.polygons, dtype=object))
-    data = da.map_blocks(_burn_block, sample.polygons, sample.polygon_codes, boxes, grid_of(classes),
-                         chunks=layer.chunks, dtype=np.int32, meta=np.empty((0, 0), np.int32))
+    data = map_located(_burn_block, sample.polygons, sample.polygon_codes, boxes, grid_of(classes),
+                       chunks=layer.chunks, dtype=np.int32)
     return xr.DataArray(data, dims=("y", "x"))
 
 
-def _burn_block(polygons, codes, boxes, grid, block_info=None) -> np.ndarray:
+def _burn_block(polygons, codes, boxes, grid, *, location) -> np.ndarray:
     from affine import Affine
     from rasterio.features import rasterize
 
-    (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    (r0, r1), (c0, c1) = location
     transform = grid.transform @ Affine.translation(c0, r0)
     xs, ys = transform @ (np.array([0, c1 - c0, 0, c1 - c0]), np.array([0, 0, r1 - r0, r1 - r0]))
     hit = (boxes[:, 0] <= xs.max()) & (boxes[:, 2] >= xs.min()) & (boxes[:, 1] <= ys.max()) & (boxes[:, 3] >= ys.min())

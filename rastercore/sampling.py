@@ -38,7 +38,7 @@ from scipy import ndimage
 
 from rastercore._random import uniform, uniform_keys
 from rastercore.checks import check_int
-from rastercore.engine import map_tiles
+from rastercore.engine import map_located, map_tiles
 from rastercore.errors import ParameterError, SamplingError
 from rastercore.features import FeatureSpec, features_for_block
 from rastercore.grid import grid_of
@@ -91,20 +91,20 @@ class SpatialSplit:
         chunks = like.chunks[-2:]
         gap = halo if self.gap is None else self.gap
         if self.regions is None and 2 * gap <= self.block_size:  # the gap follows from the block grid
-            return da.map_blocks(_block_split, self.block_size, self.validation_fraction, seed, gap, chunks=chunks,
-                                 dtype=np.int8, meta=np.empty((0, 0), np.int8))
+            return map_located(_block_split, self.block_size, self.validation_fraction, seed, gap, like.shape[-2:],
+                               chunks=chunks, dtype=np.int8)
         if self.regions is not None:
             raw = da.asarray(self.regions.data).astype(np.int8).rechunk(chunks)
         else:
-            raw = da.map_blocks(_block_split, self.block_size, self.validation_fraction, seed, chunks=chunks,
-                                dtype=np.int8, meta=np.empty((0, 0), np.int8))
+            raw = map_located(_block_split, self.block_size, self.validation_fraction, seed, 0, like.shape[-2:],
+                              chunks=chunks, dtype=np.int8)
         if gap == 0:
             return raw
         labels = xr.DataArray(raw[np.newaxis], dims=("band", "y", "x"))
         return map_tiles(labels, GapTile(gap), halo=gap, n_out=1, dtype=np.int8, name="split-gap")[0]
 
 
-def _block_split(block_size, fraction, seed, gap=0, block_info=None):
+def _block_split(block_size, fraction, seed, gap, shape, *, location):
     """Split labels of one chunk; with ``gap``, EXCLUDED near a block of the other split.
 
     Equal to :func:`_apply_gap` on the whole scene's labels (``mode='nearest'``
@@ -113,8 +113,8 @@ def _block_split(block_size, fraction, seed, gap=0, block_info=None):
     its labels are those of the blocks holding its four corners (clipped to
     the scene).
     """
-    (r0, r1), (c0, c1) = block_info[None]["array-location"]
-    height, width = block_info[None]["shape"]
+    (r0, r1), (c0, c1) = location
+    height, width = shape
     rows, cols = np.arange(r0, r1), np.arange(c0, c1)
     lo_r, hi_r = np.maximum(rows - gap, 0) // block_size, np.minimum(rows + gap, height - 1) // block_size
     lo_c, hi_c = np.maximum(cols - gap, 0) // block_size, np.minimum(cols + gap, width - 1) // block_size

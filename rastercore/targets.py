@@ -22,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from rastercore._deprecated import renamed_keywords
+from rastercore.engine import map_located
 from rastercore.errors import SourceNotFoundError, TargetError
 from rastercore.grid import Grid, grid_of
 from rastercore.io.sources import open_source
@@ -220,19 +221,18 @@ def rasterize_polygons(
         geometries = [transform_geom(vector_crs, grid.crs, g) for g in geometries]
     boxes = np.array([_bbox(g) for g in geometries]).reshape(-1, 4)
     chunks = stack.chunks[-2:] if stack.chunks else ((grid.height,), (grid.width,))
-    data = da.map_blocks(_burn_block, geometries, codes, boxes, grid, all_touched, chunks=chunks, dtype=np.int32,
-                         meta=np.empty((0, 0), np.int32))
+    data = map_located(_burn_block, geometries, codes, boxes, grid, all_touched, chunks=chunks, dtype=np.int32)
     out = xr.DataArray(data, dims=("y", "x"), coords={k: v for k, v in stack.coords.items() if "band" not in v.dims},
                        name="target")
     out.attrs["class_names"] = names
     return out
 
 
-def _burn_block(geometries, codes, boxes, grid: Grid, all_touched, block_info=None):
+def _burn_block(geometries, codes, boxes, grid: Grid, all_touched, *, location):
     from affine import Affine
     from rasterio.features import rasterize
 
-    (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    (r0, r1), (c0, c1) = location
     transform = grid.transform @ Affine.translation(c0, r0)
     left, top = transform.c, transform.f
     right, bottom = transform @ (c1 - c0, r1 - r0)

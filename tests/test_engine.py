@@ -15,7 +15,7 @@ from scipy import ndimage
 from sklearn.svm import SVC
 
 from rastercore.datasets import SYNTHETIC_THRESHOLD, synthetic_scene
-from rastercore.engine import Tile, map_tiles, plan_tiles, tile_tasks
+from rastercore.engine import Tile, map_located, map_tiles, plan_tiles, tile_tasks
 from rastercore.features import compute_features
 from rastercore.predict import predict_lazy
 from rastercore.sampling import TRAIN, SpatialSplit, draw_sample
@@ -202,3 +202,27 @@ def test_planning_a_tile_map_holds_nothing_per_tile(tmp_path):
     assert out.numblocks == (1, 64, 64)
     assert large - small < 4096 * 100, (small, large)  # under 100 bytes per extra tile
     np.testing.assert_array_equal(out.blocks[0, 63, 62].compute(), stack[:, 1008:, 992:1008].values)
+
+
+def _pixel_ids(scale, *, location):
+    (r0, r1), (c0, c1) = location
+    return np.add.outer(np.arange(r0, r1) * scale, np.arange(c0, c1))
+
+
+def test_located_blocks_know_their_place_and_cost_nothing_per_tile_to_plan():
+    """Every block of an uneven grid gets its own rows and columns (equal to the whole image), and planning
+    4096 blocks holds no more than planning 16 (dask's block_info would be about 1 kB per block)."""
+    import tracemalloc
+
+    uneven = map_located(_pixel_ids, 1000, chunks=((5, 7, 3), (4, 4, 9)), dtype=np.int64)
+    np.testing.assert_array_equal(uneven.compute(), np.add.outer(np.arange(15) * 1000, np.arange(17)))
+
+    def planned_bytes(n):
+        tracemalloc.start()
+        try:
+            map_located(_pixel_ids, 1000, chunks=((4,) * n, (4,) * n), dtype=np.int64)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    assert planned_bytes(64) - planned_bytes(4) < 4096 * 100
