@@ -34,9 +34,10 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 import xarray as xr
+from numba import njit
 from scipy import ndimage
 
-from rastercore._random import uniform, uniform_keys
+from rastercore._random import uniform
 from rastercore.checks import check_int
 from rastercore.engine import map_located, map_tiles
 from rastercore.errors import ParameterError, SamplingError
@@ -122,14 +123,23 @@ def _block_split(block_size, fraction, seed, gap, shape, *, location):
     decisions = np.array([[VALIDATION if uniform(seed, _SPLIT_STREAM, by, bx) < fraction else TRAIN
                            for bx in range(bx0, int(hi_c[-1]) + 1)] for by in range(by0, int(hi_r[-1]) + 1)],
                          dtype=np.int8)
-    own = decisions[rows // block_size - by0][:, cols // block_size - bx0]  # two takes: ~10x faster than np.ix_
-    if gap == 0:
-        return own
-    same = np.ones(own.shape, bool)
-    for r in (lo_r, hi_r):
-        for c in (lo_c, hi_c):
-            same &= decisions[r - by0][:, c - bx0] == own
-    return np.where(same, own, EXCLUDED).astype(np.int8)
+    return _split_pixels(decisions, rows // block_size - by0, lo_r - by0, hi_r - by0,
+                         cols // block_size - bx0, lo_c - bx0, hi_c - bx0, gap > 0)
+
+
+@njit(cache=True, nogil=True)
+def _split_pixels(decisions, own_r, lo_r, hi_r, own_c, lo_c, hi_c, gapped):
+    """Each pixel's block decision; with a gap, EXCLUDED where a corner of its window lies in a block of the
+    other split (the rows' and columns' block indices are given, relative to ``decisions``)."""
+    out = np.empty((own_r.shape[0], own_c.shape[0]), np.int8)
+    for y in range(own_r.shape[0]):
+        for x in range(own_c.shape[0]):
+            own = decisions[own_r[y], own_c[x]]
+            if gapped and not (decisions[lo_r[y], lo_c[x]] == own and decisions[lo_r[y], hi_c[x]] == own
+                               and decisions[hi_r[y], lo_c[x]] == own and decisions[hi_r[y], hi_c[x]] == own):
+                own = EXCLUDED
+            out[y, x] = own
+    return out
 
 
 def _apply_gap(labels: np.ndarray, gap: int) -> np.ndarray:
@@ -354,7 +364,18 @@ class PixelPlan:
 
 def eligible_codes(valid: np.ndarray, strata: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``class * 2 + split`` where a pixel is valid, labelled and not in a gap; -1 elsewhere (one tile)."""
-    return np.where(valid & (strata >= 0) & (labels >= 0), strata * 2 + labels, -1).astype(np.int64)
+    return _eligible_codes(np.ascontiguousarray(valid), np.ascontiguousarray(strata),
+                           np.ascontiguousarray(labels))
+
+
+@njit(cache=True, nogil=True)
+def _eligible_codes(valid, strata, labels):
+    out = np.empty(valid.shape, np.int64)
+    for y in range(valid.shape[0]):
+        for x in range(valid.shape[1]):
+            s, label = strata[y, x], labels[y, x]
+            out[y, x] = s * 2 + label if valid[y, x] and s >= 0 and label >= 0 else -1
+    return out
 
 
 class CountTile:
@@ -509,25 +530,51 @@ class CandidateTile:
     def __call__(self, window: np.ndarray, tile, strata: np.ndarray, labels: np.ndarray,
                  values: np.ndarray | None = None):
         code = eligible_codes(valid_mask(tile.interior(window), self.nodata), strata, labels)
-        height, width = code.shape
         row0, col0 = tile.origin
-        keys = uniform_keys(self.seed, _KEY_STREAM, row0, col0, height, width)
-        limit = np.zeros(code.shape)
-        eligible = code >= 0
-        limit[eligible] = self.cutoff[code[eligible] // 2, code[eligible] % 2]
-        mask = eligible & (keys < limit)
-        if not mask.any():
+        ys, xs, keys = _below_cutoff(code, self.cutoff.ravel(), self.seed, row0, col0)
+        if not ys.size:
             return None
-        ys, xs = np.nonzero(mask)
         top, _, left, _ = tile.halo
         X = features_at(window, self.spec, self.bands, ys + top, xs + left, nodata=self.nodata,
                         origin=tile.window_origin)
         finite = np.isfinite(X).all(axis=1)
-        ys, xs, X = ys[finite], xs[finite], X[finite]
-        return {"X": np.ascontiguousarray(X, np.float32), "code": code[ys, xs], "key": keys[ys, xs],
+        ys, xs, X, keys = ys[finite], xs[finite], X[finite], keys[finite]
+        return {"X": np.ascontiguousarray(X, np.float32), "code": code[ys, xs], "key": keys,
                 "row": (ys + row0).astype(np.int64), "col": (xs + col0).astype(np.int64),
                 "value": (values[ys, xs] if values is not None else np.full(ys.size, np.nan)).astype(np.float32),
                 "bands": window[:, ys + top, xs + left].T.astype(np.float32)}
+
+
+@njit(cache=True, nogil=True)
+def _below_cutoff(code, cutoff, seed, row0, col0):
+    """Rows, columns (row-major) and keys of a tile's eligible pixels whose key is below their code's cut-off.
+
+    The key (:func:`rastercore._random.uniform`) is drawn only where the
+    pixel's cut-off is positive.
+    """
+    n = 0
+    ys = np.empty(1024, np.int64)
+    xs = np.empty(1024, np.int64)
+    keys = np.empty(1024)
+    for y in range(code.shape[0]):
+        for x in range(code.shape[1]):
+            c = code[y, x]
+            if c < 0 or cutoff[c] <= 0.0:
+                continue
+            key = uniform(seed, _KEY_STREAM, row0 + y, col0 + x)
+            if key < cutoff[c]:
+                if n == ys.shape[0]:
+                    ys, xs, keys = _grown(ys), _grown(xs), _grown(keys)
+                ys[n], xs[n], keys[n] = y, x, key
+                n += 1
+    return ys[:n], xs[:n], keys[:n]
+
+
+@njit(cache=True, nogil=True)
+def _grown(a):
+    out = np.empty(2 * a.shape[0], a.dtype)
+    out[: a.shape[0]] = a
+    return out
 
 
 def fit_streaming(estimator, plan: PixelPlan, *, which: int = TRAIN, epochs: int = 1, seed: int = 0,

@@ -161,7 +161,9 @@ def threshold_classes(values: xr.DataArray, thresholds: float | Sequence[float])
         raise TargetError(f"thresholds must be one number or an increasing list, not {list(edges)}")
 
     def classify(block):
-        out = np.searchsorted(edges, block, side="right").astype(np.int32)
+        out = np.zeros(block.shape, np.int32)
+        for edge in edges:  # a float64 scalar: the comparison is in float64, as the thresholds are
+            out += block >= edge
         out[~np.isfinite(block)] = IGNORE
         return out
 
