@@ -96,20 +96,25 @@ def test_the_same_seed_trains_the_same_encoder(trained, sar, tmp_path):
     assert again.validation_loss == trained.validation_loss and again.feature_spec["scale"] == trained.feature_spec["scale"]
 
 
-def test_latent_clusters_agree_with_the_classes_better_than_raw_bands(sar, tmp_path):
-    """Single-look speckle: k-means on the raw bands draws noise; the encoder summarises 4 x 4 neighbourhoods."""
-    from sklearn.metrics import adjusted_rand_score
+def test_latent_features_separate_the_classes_better_than_raw_bands(sar, trained):
+    """Single-look speckle: the raw bands barely tell the classes apart; the encoder summarises 4 x 4
+    neighbourhoods.  A linear classifier fitted on the scene's left half and scored on its right half
+    is the probe (k-means on two clusters was: its ARI moved from 0.05 to 0.25 with the training seed)."""
+    from sklearn.linear_model import LogisticRegression
 
-    from rastercore.predict import predict_lazy
+    from rastercore.features import compute_features
 
     stack, classes = sar
-    result = ae.train_autoencoder(stack, tmp_path / "e.onnx", seed=0, **(TRAIN | {"n": 1500, "epochs": 8}))
-    scores = {}
-    for name, spec in {"latent": FeatureSpec.from_file(result.spec), "raw": [{"name": "window", "r": 0}]}.items():
-        model = fit_unsupervised(stack, spec, "kmeans", n_clusters=2, n=3000, seed=0)
-        clusters = np.asarray(predict_lazy(model, stack, spec=spec).values)[0]
-        scores[name] = adjusted_rand_score(classes.ravel(), clusters.ravel())
-    assert scores["raw"] < 0.05 and scores["latent"] > scores["raw"] + 0.15, scores
+
+    def probe(spec):
+        F = np.asarray(compute_features(stack, spec).values)
+        half = F.shape[2] // 2
+        left, right = (F[:, :, s].reshape(F.shape[0], -1).T for s in (slice(None, half), slice(half, None)))
+        model = LogisticRegression(max_iter=1000).fit(left, classes[:, :half].ravel())
+        return model.score(right, classes[:, half:].ravel())
+
+    latent, raw = probe(FeatureSpec.from_file(trained.spec)), probe([{"name": "window", "r": 0}])
+    assert latent > raw + 0.08, (latent, raw)
 
 
 def test_refusals_come_before_any_work(sar, tmp_path):
