@@ -51,15 +51,16 @@ def scene(tmp_path_factory):
     return tmp
 
 
-def _predict(scene, stack, out, *extra):
-    return ("predict", scene / "model.skops", stack, "-o", out, "--progress", "none", "--scheduler", "threads",
+def _predict(scene, stack, out, *extra, scheduler="threads"):
+    return ("predict", scene / "model.skops", stack, "-o", out, "--progress", "none", "--scheduler", scheduler,
             *extra)
 
 
 def test_a_second_writer_of_one_output_refuses_while_the_first_works(scene, tmp_path):
     out = tmp_path / "pred.zarr"
-    first = _background(*_predict(scene, scene / "stack.zarr", out))
-    wait_for_tiles(out, 2, first)
+    # One tile at a time: the first writer must still be at work when the second has started up and looks.
+    first = _background(*_predict(scene, scene / "stack.zarr", out, scheduler="sync"))
+    wait_for_tiles(out, 1, first)
     second = run_cli(*_predict(scene, scene / "stack.zarr", out, "--overwrite"), check=False)
     assert second.returncode == 2
     assert second.stderr.strip().splitlines()[-1].startswith(
