@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["uniform", "uniform_keys"]
+__all__ = ["uniform"]
 
 
 @njit(cache=True, nogil=True)
@@ -28,13 +28,3 @@ def uniform(seed, stream, row, col):
     h = _mix(h ^ np.uint64(row & 0xFFFFFFFF) * np.uint64(0xD6E8FEB86659FD93))
     h = _mix(h ^ np.uint64(col & 0xFFFFFFFF) * np.uint64(0xA0761D6478BD642F))
     return ((h >> np.uint64(11)) + np.uint64(1)) * (1.0 / 9007199254740994.0)
-
-
-@njit(cache=True, nogil=True)
-def uniform_keys(seed, stream, row0, col0, height, width):
-    """``uniform(seed, stream, row, col)`` for every pixel of a tile, float64 ``(height, width)``."""
-    out = np.empty((height, width))
-    for y in range(height):
-        for x in range(width):
-            out[y, x] = uniform(seed, stream, row0 + y, col0 + x)
-    return out

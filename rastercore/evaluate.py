@@ -19,9 +19,8 @@ import numpy as np
 import xarray as xr
 
 from rastercore._deprecated import renamed_keywords
-from rastercore.engine import map_located
 from rastercore.errors import ParameterError, TargetError
-from rastercore.targets import IGNORE
+from rastercore.targets import IGNORE, burn_polygons
 
 __all__ = ["evaluate_classes", "evaluate_values", "evaluate_mosaic", "write_metrics", "region_mask", "class_areas",
            "reference_counts", "clustering_scores"]
@@ -706,23 +705,8 @@ def _burnt(sample: _Reference, classes: xr.DataArray) -> xr.DataArray:
 
     layer = da.asarray(classes.data)
     boxes = shapely.bounds(np.array(sample.polygons, dtype=object))
-    data = map_located(_burn_block, sample.polygons, sample.polygon_codes, boxes, grid_of(classes),
-                       chunks=layer.chunks, dtype=np.int32)
+    data = burn_polygons(sample.polygons, sample.polygon_codes, boxes, grid_of(classes), layer.chunks)
     return xr.DataArray(data, dims=("y", "x"))
-
-
-def _burn_block(polygons, codes, boxes, grid, *, location) -> np.ndarray:
-    from affine import Affine
-    from rasterio.features import rasterize
-
-    (r0, r1), (c0, c1) = location
-    transform = grid.transform @ Affine.translation(c0, r0)
-    xs, ys = transform @ (np.array([0, c1 - c0, 0, c1 - c0]), np.array([0, 0, r1 - r0, r1 - r0]))
-    hit = (boxes[:, 0] <= xs.max()) & (boxes[:, 2] >= xs.min()) & (boxes[:, 1] <= ys.max()) & (boxes[:, 3] >= ys.min())
-    shapes = [(polygons[i], int(codes[i])) for i in np.flatnonzero(hit)]
-    if not shapes:
-        return np.full((r1 - r0, c1 - c0), IGNORE, np.int32)
-    return rasterize(shapes, out_shape=(r1 - r0, c1 - c0), transform=transform, fill=IGNORE, dtype=np.int32)
 
 
 def _scored_layer(prediction, layers: list[str]) -> str | None:

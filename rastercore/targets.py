@@ -27,7 +27,7 @@ from rastercore.errors import SourceNotFoundError, TargetError
 from rastercore.grid import Grid, grid_of
 from rastercore.io.sources import open_source
 
-__all__ = ["IGNORE", "target_on_grid", "threshold_classes", "rasterize_polygons"]
+__all__ = ["IGNORE", "target_on_grid", "threshold_classes", "rasterize_polygons", "burn_polygons"]
 
 IGNORE = -1
 
@@ -223,23 +223,41 @@ def rasterize_polygons(
         geometries = [transform_geom(vector_crs, grid.crs, g) for g in geometries]
     boxes = np.array([_bbox(g) for g in geometries]).reshape(-1, 4)
     chunks = stack.chunks[-2:] if stack.chunks else ((grid.height,), (grid.width,))
-    data = map_located(_burn_block, geometries, codes, boxes, grid, all_touched, chunks=chunks, dtype=np.int32)
+    data = burn_polygons(geometries, codes, boxes, grid, chunks, all_touched=all_touched)
     out = xr.DataArray(data, dims=("y", "x"), coords={k: v for k, v in stack.coords.items() if "band" not in v.dims},
                        name="target")
     out.attrs["class_names"] = names
     return out
 
 
-def _burn_block(geometries, codes, boxes, grid: Grid, all_touched, *, location):
+def burn_polygons(geometries, codes, boxes: np.ndarray, grid: Grid, chunks, *, all_touched: bool = False) -> da.Array:
+    """Lazy int32 ``(y, x)`` codes of ``geometries`` burnt on ``grid`` tile by tile, :data:`IGNORE` elsewhere.
+
+    Parameters
+    ----------
+    geometries : sequence
+        GeoJSON-like dicts or shapely geometries in the grid's CRS.
+    codes : sequence of int
+        Each geometry's code; later geometries win where they overlap.
+    boxes : ndarray (n, 4)
+        Each geometry's (xmin, ymin, xmax, ymax): a tile burns only those that reach it.
+    grid : Grid
+    chunks : tuple of tuples
+        Tile sizes along (y, x).
+    all_touched : bool, default False
+        Burn every pixel a geometry touches, not only those whose centre it covers.
+    """
+    return map_located(_burn_tile, geometries, codes, boxes, grid, all_touched, chunks=chunks, dtype=np.int32)
+
+
+def _burn_tile(geometries, codes, boxes, grid: Grid, all_touched, *, location):
     from affine import Affine
     from rasterio.features import rasterize
 
     (r0, r1), (c0, c1) = location
     transform = grid.transform @ Affine.translation(c0, r0)
-    left, top = transform.c, transform.f
-    right, bottom = transform @ (c1 - c0, r1 - r0)
-    xmin, xmax, ymin, ymax = min(left, right), max(left, right), min(top, bottom), max(top, bottom)
-    hit = (boxes[:, 0] <= xmax) & (boxes[:, 2] >= xmin) & (boxes[:, 1] <= ymax) & (boxes[:, 3] >= ymin)
+    xs, ys = transform @ (np.array([0, c1 - c0, 0, c1 - c0]), np.array([0, 0, r1 - r0, r1 - r0]))  # 4 corners
+    hit = (boxes[:, 0] <= xs.max()) & (boxes[:, 2] >= xs.min()) & (boxes[:, 1] <= ys.max()) & (boxes[:, 3] >= ys.min())
     shapes = [(geometries[i], int(codes[i])) for i in np.flatnonzero(hit)]
     if not shapes:
         return np.full((r1 - r0, c1 - c0), IGNORE, np.int32)
