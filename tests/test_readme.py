@@ -1,8 +1,9 @@
 """The README's tour, run as written: its bash blocks in order, then its Python blocks as one session.
 
 Run in a temporary directory holding a copy of the repository's
-``pipelines/`` (the tour is run from the repository root), with the
-``rastercore`` command of this environment first on the PATH.
+``pipelines/`` (the tour is run from the repository root), the scenes of
+the two it runs shrunk to 512 x 768 (the same shrinking as ``test_pipeline``), with
+the ``rastercore`` command of this environment first on the PATH.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ def test_the_tour_runs_as_written(tmp_path):
     bash, python = _tour_blocks("bash"), _tour_blocks("python")
     assert bash and len(python) == 2
     shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
+    for name in ("demo.yaml", "unsupervised.yaml"):  # the tour's point is that its commands run, not their size
+        pipeline = tmp_path / "pipelines" / name
+        text = pipeline.read_text()
+        assert "[2048, 3072]" in text and "tile_size: 1024" in text
+        pipeline.write_text(text.replace("[2048, 3072]", "[512, 768]").replace("tile_size: 1024", "tile_size: 256"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "RASTERCORE_SCHEDULER": "threads"}  # the default local cluster is tested elsewhere; this is the tour
     for block in bash:
