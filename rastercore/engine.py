@@ -29,7 +29,7 @@ not pixels (e.g. the rows of a sample).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import dask
@@ -44,7 +44,7 @@ from rastercore.checks import check_tile_size
 from rastercore.errors import run_portably
 from rastercore.store import store_reader
 
-__all__ = ["Tile", "TilePlan", "plan_tiles", "map_tiles", "tile_tasks", "map_located"]
+__all__ = ["Tile", "TilePlan", "LazyWindow", "plan_tiles", "map_tiles", "tile_tasks", "map_located"]
 
 # Older dask unifies the chunks of map_blocks' inputs unless told not to; newer dask never does.
 _MAP_BLOCKS_ALIGNS = "align_arrays" in inspect.signature(da.map_blocks).parameters
@@ -273,12 +273,24 @@ def map_tiles(stack: xr.DataArray | TilePlan, per_tile: Callable, *, halo: int =
 
 
 def tile_tasks(stack: xr.DataArray | TilePlan, per_tile: Callable, *, halo: int = 0, bands=None,
-               tile_size: int | None = None, extras: Sequence = ()) -> list[tuple[Tile, object]]:
+               tile_size: int | None = None, extras: Sequence = (),
+               tile_args: Mapping[tuple[int, int], tuple] | None = None,
+               lazy: bool = False) -> list[tuple[Tile, object]]:
     """One delayed task per tile computing ``per_tile(window, tile, *extra_blocks)``; any result type.
 
     Same windows as :func:`map_tiles`; for results that are not pixel
     blocks (rows of a sample, statistics).  Compute them a few at a time
     with :func:`rastercore.scheduler.compute_bounded`.
+
+    Parameters
+    ----------
+    tile_args : mapping of (i, j) to tuple, optional
+        Only the tiles with these indices, each called as
+        ``per_tile(window, tile, *extra_blocks, *tile_args[i, j])``: what one
+        tile needs (e.g. the pixels to compute there) travels with its task only.
+    lazy : bool, default False
+        On a stored stack, give ``per_tile`` a :class:`LazyWindow` that reads
+        only what it slices, instead of the whole window (an array otherwise).
 
     Returns
     -------
@@ -286,7 +298,7 @@ def tile_tasks(stack: xr.DataArray | TilePlan, per_tile: Callable, *, halo: int 
         In row-major tile order.
     """
     plan = stack if isinstance(stack, TilePlan) else plan_tiles(stack, halo=halo, bands=bands, tile_size=tile_size)
-    call = _TileCall(plan, per_tile)
+    call = _TileCall(plan, per_tile, lazy)
     # Unoptimised: optimising each extra's graph on its own would fuse a read they share (the target under
     # both a sample's classes and its values) into each of them, reading it twice per tile.
     extra_blocks = [plan.aligned(e).to_delayed(optimize_graph=False) for e in extras]
@@ -295,8 +307,11 @@ def tile_tasks(stack: xr.DataArray | TilePlan, per_tile: Callable, *, halo: int 
     tasks = []
     for tile in plan.tiles():
         i, j = tile.index
+        if tile_args is not None and (i, j) not in tile_args:
+            continue
         window = windows[0, i, j] if windows is not None else None
-        tasks.append((tile, dask.delayed(call.run, pure=True)(tile, window, *[b[i, j] for b in extra_blocks])))
+        own = () if tile_args is None else tuple(tile_args[i, j])
+        tasks.append((tile, dask.delayed(call.run, pure=True)(tile, window, *[b[i, j] for b in extra_blocks], *own)))
     return tasks
 
 
@@ -340,14 +355,45 @@ class _Located:
         return self.func(*args, location=location)
 
 
+class LazyWindow:
+    """A tile's window on a stored stack, read only where it is sliced.
+
+    Slicing it (``window[:, r0:r1, c0:c1]``, the last two axes as slices)
+    reads those pixels through the store's chunk cache, decompressing only
+    the chunks they touch; ``numpy.asarray(window)`` reads it all.  For
+    per-tile work that needs a few small parts of a window, e.g. the patches
+    around sparse pixels (:func:`tile_tasks` with ``lazy=True``).
+    """
+
+    def __init__(self, geometry: _Geometry, tile: Tile):
+        self.geometry, self.tile = geometry, tile
+        top, bottom, left, right = tile.halo
+        height, width = tile.shape
+        self.shape = (len(geometry.bands), height + top + bottom, width + left + right)
+        self.dtype = geometry.reader.dtype
+
+    def __getitem__(self, key):
+        band, rows, cols = (*key, slice(None)) if len(key) == 2 else key
+        if band != slice(None) or not isinstance(rows, slice) or not isinstance(cols, slice):
+            raise TypeError("a LazyWindow is sliced as window[:, rows, cols], with slices")
+        r0, r1, _ = rows.indices(self.shape[1])
+        c0, c1, _ = cols.indices(self.shape[2])
+        y, x = self.tile.window_origin
+        return self.geometry.reader.read(self.geometry.bands, (y + r0, y + r1), (x + c0, x + c1))
+
+    def __array__(self, dtype=None, copy=None):
+        window = self.geometry.window(self.tile)
+        return window if dtype is None else window.astype(dtype, copy=False)
+
+
 class _TileCall:
     """The one task body: find the tile, get its window, call the per-tile function (picklable)."""
 
-    def __init__(self, plan: TilePlan, per_tile: Callable):
-        self.per_tile, self.geometry = per_tile, plan.geometry
+    def __init__(self, plan: TilePlan, per_tile: Callable, lazy: bool = False):
+        self.per_tile, self.geometry, self.lazy = per_tile, plan.geometry, lazy
 
     def __dask_tokenize__(self):
-        return ("rastercore-tile-call", self.geometry.__dask_tokenize__(), tokenize(self.per_tile))
+        return ("rastercore-tile-call", self.geometry.__dask_tokenize__(), tokenize(self.per_tile), self.lazy)
 
     def run(self, tile: Tile, window: np.ndarray | None, *extras):
         """``per_tile`` on ``tile``: ``window`` is its overlapped block, or None to read it from the store."""
@@ -355,7 +401,7 @@ class _TileCall:
 
     def _run(self, tile, window, *extras):
         if window is None:
-            window = self.geometry.window(tile)
+            window = LazyWindow(self.geometry, tile) if self.lazy else self.geometry.window(tile)
         return self.per_tile(window, tile, *extras)
 
     def __call__(self, *blocks, block_id=None):

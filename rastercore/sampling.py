@@ -7,19 +7,24 @@ How a sample is drawn
    split).  Pixels closer than ``gap`` (default: the feature halo) to a block
    of the other split are left out, so no feature window straddles the two.
 2. **Count.** One pass over the tiles counts the eligible pixels (labelled,
-   valid input, not in a gap) of every class in every split.
+   valid input, not in a gap) of every class in every split.  Every pixel
+   has a random key, a pure function of ``(seed, row, col)``; the same pass
+   keeps, per class and split, the positions of the pixels with the smallest
+   keys, as many as any quota could need (plus a margin): the one read of
+   the target.
 3. **Quotas.** ``balanced`` (the same count per class), ``proportional`` or
    explicit counts per class, exact.
-4. **Select.** Every pixel has a random key, a pure function of
-   ``(seed, row, col)``.  The sample of a class is the ``quota`` pixels with
-   the smallest keys: a uniform random sample without replacement, the same
-   whatever the tiling or the number of workers, and drawn from every tile
-   in proportion to the class's presence there.  A second pass computes
-   features only for pixels whose key is below a cut-off that leaves a few
-   more candidates than needed; the exact selection is then made among them.
-   Where candidates are sparse, each one's features come from its own
-   ``(2 halo + 1)²`` patch rather than the whole tile (:func:`features_at`;
-   the same numbers).
+4. **Select.** The sample of a class is the ``quota`` pixels with the
+   smallest keys whose features are finite: a uniform random sample without
+   replacement, the same whatever the tiling or the number of workers, and
+   drawn from every tile in proportion to the class's presence there.  A
+   second pass reads only the stack, only at the tiles holding the kept
+   pixels with the smallest keys, and computes features there, each from its
+   own ``(2 halo + 1)²`` patch while they are sparse (:func:`features_at`;
+   the same numbers as the whole tile's).  Where nodata in their windows
+   leaves too few, passes over the tiles take every pixel whose key is
+   below a rising cut-off instead (and when the quotas depend on the counts:
+   a given ``regions`` split without ``n_validation``).
 """
 
 from __future__ import annotations
@@ -258,8 +263,10 @@ def draw_sample(
         check_int(n, "n (-n), the number of training rows", 1)
     if n_validation is not None:
         check_int(n_validation, "n_validation (--n-validation)", 0)
-    plan = plan_pixels(stack, target, spec, split=split, thresholds=thresholds, seed=seed)
-    counts, class_names, regression, split = plan.counts, plan.class_names, plan.regression, plan.split
+    split = split or SpatialSplit()
+    plan = plan_pixels(stack, target, spec, split=split, thresholds=thresholds, seed=seed,
+                       keep=_quota_bounds(n, n_validation, per_class, split))
+    counts, class_names, regression = plan.counts, plan.class_names, plan.regression
     if not regression and np.count_nonzero(counts.sum(axis=1)) < 2:
         present = [_name(c, class_names) for c in np.flatnonzero(counts.sum(axis=1))]
         raise SamplingError(f"the target holds only class {', '.join(present) or 'none'} where the inputs are valid; "
@@ -301,6 +308,7 @@ class PixelPlan:
     seed: int
     counts: np.ndarray | None = None
     tile_counts: list[np.ndarray] | None = None  # each tile's bincount of codes, from count()
+    kept: dict | None = None  # each code's pixels with the smallest keys, from count(keep)
 
     @property
     def n_features(self) -> int:
@@ -319,14 +327,26 @@ class PixelPlan:
         extras = [self.strata, self.labels] + ([] if self.values is None else [self.values])
         return [task for _, task in tile_tasks(self.stack, per_tile, halo=halo, bands=self.bands, extras=extras)]
 
-    def count(self) -> np.ndarray:
+    def count(self, keep: np.ndarray | None = None) -> np.ndarray:
         """``counts[class, split]`` of the eligible pixels: one pass over the tiles (no halo).
 
         Each tile's counts are kept too (``tile_counts``), so that later
-        passes skip the tiles that hold no pixel they could take.
+        passes skip the tiles that hold no pixel they could take.  With
+        ``keep`` (the most pixels a code of split ``s`` may need is
+        ``keep[s]``), the same pass keeps, in ``kept``, the position, key and
+        value of each code's ``keep`` eligible pixels with the smallest keys
+        (all of them for a smaller code): the sample is then chosen among
+        them, and the target is read once.
         """
-        parts = [c for _, c in compute_bounded(self._tasks(CountTile(nodata_of(self.stack)), 0), per_thread=4)]
+        per_tile = CountTile(nodata_of(self.stack), keep, self.seed)
+        parts, kept = [], _Smallest(keep) if keep is not None else None
+        for _, result in compute_bounded(self._tasks(per_tile, 0), per_thread=4):
+            if kept is not None:
+                result, rows = result
+                kept.add(rows)
+            parts.append(result)
         self.tile_counts = parts
+        self.kept = kept.rows if kept is not None else None
         size = max((len(c) for c in parts), default=0)
         size += size % 2
         total = np.zeros(max(size, 2), np.int64)
@@ -347,6 +367,29 @@ class PixelPlan:
         wanted = np.flatnonzero(cutoff.ravel() > 0)
         return [task for task, counts in zip(tasks, self.tile_counts)
                 if counts[wanted[wanted < len(counts)]].any()]
+
+    def features(self, rows: dict) -> dict:
+        """``rows`` (``row``, ``col``, ...) with their features ``X``.
+
+        One task per tile holding any of the pixels, which travel with it;
+        rows keep their order.  On a stored stack only the chunks under the
+        pixels' feature windows are read (:class:`rastercore.engine.LazyWindow`).
+        """
+        from rastercore.engine import plan_tiles, tile_tasks
+
+        tiles = plan_tiles(self.stack, halo=self.spec.halo, bands=self.bands)
+        i = np.searchsorted(np.cumsum(tiles.chunks[0]), rows["row"], side="right")
+        j = np.searchsorted(np.cumsum(tiles.chunks[1]), rows["col"], side="right")
+        order = np.lexsort((j, i))
+        groups = np.split(order, np.flatnonzero(np.diff(i[order] * tiles.grid[1] + j[order])) + 1)
+        members = {(int(i[g[0]]), int(j[g[0]])): g for g in groups if g.size}
+        tile_args = {index: (rows["row"][g], rows["col"][g]) for index, g in members.items()}
+        per_tile = FeatureTile(self.spec, self.bands, nodata_of(self.stack))
+        X = np.empty((len(rows["row"]), self.n_features), np.float32)
+        tasks = tile_tasks(tiles, per_tile, tile_args=tile_args, lazy=True)
+        for (tile, _), x in compute_bounded(tasks, lambda task: task[1], per_thread=4):
+            X[members[tile.index]] = x
+        return {**rows, "X": X}
 
     def candidates(self, cutoff: np.ndarray) -> dict:
         """Rows (features, target, position, key) of every eligible pixel whose key is below its cut-off.
@@ -379,27 +422,98 @@ def _eligible_codes(valid, strata, labels):
 
 
 class CountTile:
-    """Per-tile function of the counting pass: eligible pixels per code (a ``bincount``)."""
+    """Per-tile function of the counting pass: eligible pixels per code (a ``bincount``).
 
-    def __init__(self, nodata):
-        self.nodata = nodata
+    With ``keep`` (see :meth:`PixelPlan.count`), also the tile's rows
+    (``row``, ``col``, ``key``, ``code``, ``value``) of each code's ``keep``
+    pixels with the smallest keys: keys are drawn for every eligible pixel,
+    and only those below a cut-off that leaves a few more than ``keep`` are kept.
+    """
+
+    def __init__(self, nodata, keep: np.ndarray | None = None, seed: int = 0):
+        self.nodata, self.keep, self.seed = nodata, keep, seed
 
     def __dask_tokenize__(self):
-        return ("rastercore-count", repr(self.nodata))
+        keep = None if self.keep is None else self.keep.tolist()
+        return ("rastercore-count", repr(self.nodata), keep, self.seed)
 
-    def __call__(self, window, tile, strata, labels, values=None) -> np.ndarray:
+    def __call__(self, window, tile, strata, labels, values=None):
         code = eligible_codes(valid_mask(window, self.nodata), strata, labels)
-        return np.bincount(code[code >= 0].ravel())
+        counts = np.bincount(code[code >= 0].ravel())
+        if self.keep is None:
+            return counts
+        bound = self.keep[np.arange(len(counts)) % 2]
+        cutoff = np.where(counts > bound, np.minimum(1.0, _with_margin(bound) / np.maximum(counts, 1)), 1.0)
+        row0, col0 = tile.origin
+        ys, xs, keys = _below_cutoff(code, cutoff, self.seed, row0, col0)
+        short = np.bincount(code[ys, xs], minlength=len(counts)) < np.minimum(bound, counts)
+        if short.any():  # rarely: too few keys below a code's cut-off; take every key of that code
+            ys, xs, keys = _below_cutoff(code, np.where(short, 1.0, cutoff), self.seed, row0, col0)
+        rows = {"row": (ys + row0).astype(np.int64), "col": (xs + col0).astype(np.int64), "key": keys,
+                "code": code[ys, xs],
+                "value": (values[ys, xs] if values is not None else np.full(ys.size, np.nan)).astype(np.float32),
+                "bands": window[:, ys, xs].T.astype(np.float32)}
+        return counts, _smallest_per_code(rows, bound)
+
+
+def _with_margin(quota):
+    """A few more than ``quota`` (six standard deviations of a binomial count, plus 16)."""
+    return quota + 6 * np.sqrt(quota) + 16
+
+
+def _smallest_per_code(rows: dict, limits: np.ndarray) -> dict:
+    """Of ``rows``, those among the ``limits[code]`` smallest ``(key, row, col)`` of their code; by code, then key."""
+    order = np.lexsort((rows["col"], rows["row"], rows["key"], rows["code"]))
+    code = rows["code"][order]
+    first = np.searchsorted(code, code, side="left")  # where each row's code starts in the sorted rows
+    taken = order[np.arange(code.size) - first < limits[code]]
+    return {k: v[taken] for k, v in rows.items()}
+
+
+class _Smallest:
+    """Each code's ``keep[code % 2]`` rows with the smallest keys, over the tiles' rows added so far."""
+
+    def __init__(self, keep: np.ndarray):
+        self.keep, self.rows = keep, None
+
+    def add(self, rows: dict) -> None:
+        if self.rows is not None:
+            rows = {k: np.concatenate([self.rows[k], v]) for k, v in rows.items()}
+        codes = np.arange(rows["code"].max(initial=-1) + 1)
+        self.rows = _smallest_per_code(rows, self.keep[codes % 2])
+
+
+class FeatureTile:
+    """Per-tile function: features of given pixels (scene ``rows``, ``cols``) of the tile.
+
+    Its window may be a :class:`rastercore.engine.LazyWindow`: sparse
+    pixels read only their patches, so only the chunks those touch.
+    """
+
+    def __init__(self, spec: FeatureSpec, bands: list[str], nodata):
+        self.spec, self.bands, self.nodata = spec, bands, nodata
+
+    def __dask_tokenize__(self):
+        return ("rastercore-features-at", repr(self.spec.to_dict()), tuple(self.bands), repr(self.nodata))
+
+    def __call__(self, window, tile, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        y, x = tile.window_origin
+        X = features_at(window, self.spec, self.bands, rows - y, cols - x, nodata=self.nodata, origin=(y, x))
+        return np.ascontiguousarray(X, np.float32)
 
 
 def plan_pixels(stack: xr.DataArray, target: xr.DataArray, spec, *, split: SpatialSplit | None = None,
-                thresholds=None, seed: int = 0) -> PixelPlan:
+                thresholds=None, seed: int = 0, keep: np.ndarray | None = None) -> PixelPlan:
     """Prepare the lazy target and split labels of ``stack`` and count eligible pixels (one pass).
 
     Parameters
     ----------
     stack, target, spec, split, thresholds, seed
         As in :func:`draw_sample`.
+    keep : array of 2 ints, optional
+        The most pixels any class may need in training and in validation
+        (margin included): the pass keeps each one's pixels with the
+        smallest keys (:meth:`PixelPlan.count`).
 
     Returns
     -------
@@ -413,8 +527,22 @@ def plan_pixels(stack: xr.DataArray, target: xr.DataArray, spec, *, split: Spati
     strata, values, class_names, regression = _strata(target, thresholds, chunks)
     labels = split.labels(stack, seed=seed, halo=spec.halo).rechunk(chunks)
     plan = PixelPlan(stack, strata, labels, values, spec, list(used), class_names, regression, split, seed)
-    plan.counts = plan.count()
+    plan.counts = plan.count(keep)
     return plan
+
+
+def _quota_bounds(n: int, n_validation: int | None, per_class, split: SpatialSplit) -> np.ndarray | None:
+    """The most rows any class can be given in training and in validation, with the margin of :func:`select_pixels`.
+
+    None when that depends on the counts (``regions`` without ``n_validation``).
+    """
+    if n_validation is None:
+        if split.regions is not None:
+            return None
+        fraction = split.validation_fraction
+        n_validation = round(n * fraction / (1 - fraction)) if fraction < 1 else n
+    train = max(per_class.values(), default=0) if isinstance(per_class, Mapping) else n
+    return np.ceil(_with_margin(np.array([train, n_validation], np.float64))).astype(np.int64)
 
 
 def _strata(target: xr.DataArray, thresholds, chunks):
@@ -483,7 +611,15 @@ def select_pixels(plan: PixelPlan, quotas: np.ndarray) -> dict:
         A stratum has fewer pixels with finite features than its quota.
     """
     counts = plan.counts
-    cutoff = np.where(counts > 0, np.minimum(1.0, (quotas + 6 * np.sqrt(quotas) + 16) / np.maximum(counts, 1)), 0.0)
+    if plan.kept is not None:  # the counting pass kept enough of the smallest keys: features at a few of them
+        wanted = np.ceil(_with_margin(quotas)).astype(np.int64) * (quotas > 0)
+        rows = plan.features(_smallest_per_code(plan.kept, wanted.ravel()))
+        finite = np.isfinite(rows["X"]).all(axis=1)
+        rows = {k: v[finite] for k, v in rows.items()}
+        chosen, short = _smallest_keys(rows, quotas)
+        if not short.any():
+            return {k: v[chosen] for k, v in rows.items()}
+    cutoff = np.where(counts > 0, np.minimum(1.0, _with_margin(quotas) / np.maximum(counts, 1)), 0.0)
     for _ in range(4):
         rows = plan.candidates(cutoff)
         chosen, short = _smallest_keys(rows, quotas)
@@ -549,32 +685,29 @@ class CandidateTile:
 def _below_cutoff(code, cutoff, seed, row0, col0):
     """Rows, columns (row-major) and keys of a tile's eligible pixels whose key is below their code's cut-off.
 
-    The key (:func:`rastercore._random.uniform`) is drawn only where the
-    pixel's cut-off is positive.
+    The key is :func:`rastercore._random.uniform`.  Two sweeps, counting
+    then filling: arrays grown inside the loop were 15x slower than drawing
+    every key twice (numba could no longer hoist their handling out of it).
     """
     n = 0
-    ys = np.empty(1024, np.int64)
-    xs = np.empty(1024, np.int64)
-    keys = np.empty(1024)
     for y in range(code.shape[0]):
         for x in range(code.shape[1]):
             c = code[y, x]
-            if c < 0 or cutoff[c] <= 0.0:
-                continue
-            key = uniform(seed, _KEY_STREAM, row0 + y, col0 + x)
-            if key < cutoff[c]:
-                if n == ys.shape[0]:
-                    ys, xs, keys = _grown(ys), _grown(xs), _grown(keys)
-                ys[n], xs[n], keys[n] = y, x, key
+            if c >= 0 and uniform(seed, _KEY_STREAM, row0 + y, col0 + x) < cutoff[c]:
                 n += 1
-    return ys[:n], xs[:n], keys[:n]
-
-
-@njit(cache=True, nogil=True)
-def _grown(a):
-    out = np.empty(2 * a.shape[0], a.dtype)
-    out[: a.shape[0]] = a
-    return out
+    ys = np.empty(n, np.int64)
+    xs = np.empty(n, np.int64)
+    keys = np.empty(n)
+    n = 0
+    for y in range(code.shape[0]):
+        for x in range(code.shape[1]):
+            c = code[y, x]
+            if c >= 0:
+                key = uniform(seed, _KEY_STREAM, row0 + y, col0 + x)
+                if key < cutoff[c]:
+                    ys[n], xs[n], keys[n] = y, x, key
+                    n += 1
+    return ys, xs, keys
 
 
 def fit_streaming(estimator, plan: PixelPlan, *, which: int = TRAIN, epochs: int = 1, seed: int = 0,
@@ -660,6 +793,8 @@ def features_at(block: np.ndarray, spec: FeatureSpec, bands: list[str], ys: np.n
                 nodata: float | None = None, origin: tuple[int, int] | None = None) -> np.ndarray:
     """Features ``(n, n_features)`` of the pixels ``(ys, xs)`` of ``block`` (a tile with its halo).
 
+    ``block`` is an array or a :class:`rastercore.engine.LazyWindow`.
+
     Sparse pixels (their patches cover under :data:`PATCH_SHARE` of the
     block) are computed one ``(2 halo + 1)²`` patch each, cut from the block
     and truncated only where the block ends: a one-pixel tile with its halo,
@@ -675,7 +810,7 @@ def features_at(block: np.ndarray, spec: FeatureSpec, bands: list[str], ys: np.n
     n_features = len(spec.feature_names(bands))
     if len(ys) * (2 * halo + 1) ** 2 >= PATCH_SHARE * height * width:
         strip = max(1, BLOCK_FEATURE_BYTES // (4 * n_features * width) - 2 * halo)
-        return _features_in_strips(block, spec, bands, ys, xs, nodata, origin, strip, n_features)
+        return _features_in_strips(np.asarray(block), spec, bands, ys, xs, nodata, origin, strip, n_features)
     X = np.empty((len(ys), n_features), np.float32)
     for k, (y, x) in enumerate(zip(ys.tolist(), xs.tolist())):
         r0, r1, c0, c1 = max(y - halo, 0), min(y + halo + 1, height), max(x - halo, 0), min(x + halo + 1, width)

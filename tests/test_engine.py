@@ -115,6 +115,47 @@ def test_tile_tasks_see_their_window_tile_and_extras(values, stored):
         assert (covered == 1).all()  # the tiles partition the scene
 
 
+def test_a_lazy_window_reads_only_the_chunks_it_is_sliced_from(values, stored):
+    from rastercore.engine import LazyWindow
+    from rastercore.store._windows import CACHE
+
+    plan = plan_tiles(open_stack(stored), halo=4)
+    tile = plan.tile(1, 1)
+    window = LazyWindow(plan.geometry, tile)
+    top, bottom, left, right = tile.halo
+    rows = slice(tile.rows.start - top, tile.rows.stop + bottom)
+    cols = slice(tile.cols.start - left, tile.cols.stop + right)
+    np.testing.assert_array_equal(np.asarray(window), values[:, rows, cols])
+    assert window.shape == values[:, rows, cols].shape
+    CACHE.clear()
+    misses = CACHE.misses
+    part = window[:, top + 2:top + 9, left + 1:left + 6]  # inside the tile's own chunk
+    np.testing.assert_array_equal(part, values[:, rows, cols][:, top + 2:top + 9, left + 1:left + 6])
+    assert CACHE.misses - misses == 1
+    np.testing.assert_array_equal(window[:, :3], values[:, rows, cols][:, :3])  # the halo above: the chunks there
+    assert CACHE.misses - misses > 1
+    with pytest.raises(TypeError, match="sliced as"):
+        window[0, 1:2, 1:2]
+
+
+def test_tile_args_pick_the_tiles_and_travel_with_their_own_task(values, stored):
+    def pick(window, tile, extra, rows, cols):
+        return window[:, rows - tile.window_origin[0], cols - tile.window_origin[1]], extra[rows - tile.rows.start, 0]
+
+    for stack in (open_stack(stored), open_stack(stored).chunk({"y": 30, "x": 24})):
+        every = tile_tasks(stack, pick, halo=2, extras=[values[0] * 2], tile_args={})
+        assert every == []
+        tiles = [tile for tile, _ in tile_tasks(stack, lambda w, t: None)]
+        wanted = {tiles[1].index: (np.array([tiles[1].rows.start]), np.array([tiles[1].cols.stop - 1])),
+                  tiles[-1].index: (np.array([tiles[-1].rows.stop - 1] * 2), np.array([tiles[-1].cols.start] * 2))}
+        tasks = tile_tasks(stack, pick, halo=2, extras=[values[0] * 2], tile_args=wanted)
+        assert [tile.index for tile, _ in tasks] == [tiles[1].index, tiles[-1].index]
+        for (tile, task), (window, extra) in zip(tasks, dask.compute(*[task for _, task in tasks])):
+            rows, cols = wanted[tile.index]
+            np.testing.assert_array_equal(window, values[:, rows, cols])
+            np.testing.assert_array_equal(extra, values[0, rows, tile.cols.start] * 2)
+
+
 # --- every stage on a stored stack with uneven tiles ------------------------------------
 
 

@@ -176,9 +176,9 @@ def test_blockwise_gap_equals_the_filtered_split(block_size, gap, chunks):
 
 
 @pytest.mark.parametrize("unlabelled", [[], [(0, 0), (2, 3)]])
-def test_each_pass_reads_each_tile_of_the_target_once(unlabelled):
-    """Classes and values both come from the target: one read per tile per pass (count, then draw), not two;
-    the draw skips the tiles the count found without a labelled pixel."""
+def test_a_draw_reads_each_tile_of_the_target_once(unlabelled):
+    """Classes and values both come from the target, and the counting pass keeps the candidates: one read
+    per tile in all, not one per use or per pass; no row comes from an unlabelled tile."""
     import threading
 
     import dask
@@ -204,5 +204,46 @@ def test_each_pass_reads_each_tile_of_the_target_once(unlabelled):
         table = draw_sample(ds["sar"], target, [{"name": "box_mean", "size": 3}], n=200,
                             thresholds=SYNTHETIC_THRESHOLD, split=SpatialSplit(block_size=64), seed=0)
     tiles = [(i, j) for i in range(4) for j in range(4)]
-    assert sorted(reads) == sorted(tiles + [t for t in tiles if t not in unlabelled])
+    assert sorted(reads) == tiles
     assert not any((r // 64, c // 64) in unlabelled for r, c in zip(table.row, table.col))
+
+
+def _reference_sample(sar, target, spec, quotas, split, seed):
+    """The definition, on the whole image: per class and split, the pixels with the smallest keys
+    (``uniform(seed, 202, row, col)``, ties by row and column) among the valid, labelled, ungapped ones
+    whose features are finite."""
+    from rastercore._random import uniform
+
+    halo = max(s.get("size", 1) for s in spec) // 2
+    labels = split.labels(sar, seed=seed, halo=halo).compute()
+    classes = (target.values >= SYNTHETIC_THRESHOLD).astype(int)
+    finite = np.isfinite(compute_features(sar, spec).values).all(axis=0) & np.isfinite(sar.values).all(axis=0)
+    rows, cols = np.nonzero(finite & (labels >= 0))
+    keys = np.array([uniform(seed, 202, r, c) for r, c in zip(rows.tolist(), cols.tolist())])
+    code = classes[rows, cols] * 2 + labels[rows, cols]
+    chosen = []
+    for cls, s in np.argwhere(quotas > 0):
+        idx = np.flatnonzero(code == cls * 2 + s)
+        chosen.extend(idx[np.lexsort((cols[idx], rows[idx], keys[idx]))][: quotas[cls, s]])
+    return sorted(zip(rows[chosen].tolist(), cols[chosen].tolist()))
+
+
+@pytest.mark.parametrize("holes, falls_back", [(0.0, False), (0.002, False), (0.05, True)])
+def test_the_sample_is_the_definition_on_the_whole_image(scene, monkeypatch, holes, falls_back):
+    """Chosen in one pass among the kept candidates, or, when too many of those have nodata in their window,
+    by the cut-off passes; either way exactly the whole-image definition."""
+    from rastercore.sampling import PixelPlan
+
+    sar = scene["sar"].copy(deep=True).load()
+    sar.values[:, np.random.default_rng(0).random(sar.shape[1:]) < holes] = np.nan
+    sar = sar.chunk({"y": 128, "x": 128})
+    calls = []
+    candidates = PixelPlan.candidates
+    monkeypatch.setattr(PixelPlan, "candidates", lambda self, cutoff: calls.append(1) or candidates(self, cutoff))
+    split = SpatialSplit(block_size=64)
+    table = draw_sample(sar, scene["target"], SPEC, n=400, thresholds=SYNTHETIC_THRESHOLD, seed=7, split=split)
+    quotas = np.array(table.attrs["quotas"])
+    assert quotas.sum() == len(table) == 500
+    assert sorted(zip(table.row.tolist(), table.col.tolist())) == _reference_sample(
+        sar, scene["target"], SPEC, quotas, split, seed=7)
+    assert bool(calls) is falls_back
