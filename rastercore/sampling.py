@@ -407,18 +407,30 @@ class PixelPlan:
 
 def eligible_codes(valid: np.ndarray, strata: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``class * 2 + split`` where a pixel is valid, labelled and not in a gap; -1 elsewhere (one tile)."""
-    return _eligible_codes(np.ascontiguousarray(valid), np.ascontiguousarray(strata),
-                           np.ascontiguousarray(labels))
+    return _counted_codes(valid, strata, labels)[0]
+
+
+def _counted_codes(valid, strata, labels) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`eligible_codes` and their ``bincount``, in one sweep of the tile."""
+    return _eligible_codes(np.ascontiguousarray(valid), np.ascontiguousarray(strata), np.ascontiguousarray(labels))
 
 
 @njit(cache=True, nogil=True)
 def _eligible_codes(valid, strata, labels):
     out = np.empty(valid.shape, np.int64)
+    top = -1
     for y in range(valid.shape[0]):
         for x in range(valid.shape[1]):
-            s, label = strata[y, x], labels[y, x]
-            out[y, x] = s * 2 + label if valid[y, x] and s >= 0 and label >= 0 else -1
-    return out
+            s, label = np.int64(strata[y, x]), np.int64(labels[y, x])
+            code = s * 2 + label if valid[y, x] and s >= 0 and label >= 0 else -1
+            out[y, x] = code
+            top = max(top, code)
+    counts = np.zeros(top + 1, np.int64)
+    for y in range(valid.shape[0]):
+        for x in range(valid.shape[1]):
+            if out[y, x] >= 0:
+                counts[out[y, x]] += 1
+    return out, counts
 
 
 class CountTile:
@@ -438,8 +450,7 @@ class CountTile:
         return ("rastercore-count", repr(self.nodata), keep, self.seed)
 
     def __call__(self, window, tile, strata, labels, values=None):
-        code = eligible_codes(valid_mask(window, self.nodata), strata, labels)
-        counts = np.bincount(code[code >= 0].ravel())
+        code, counts = _counted_codes(valid_mask(window, self.nodata), strata, labels)
         if self.keep is None:
             return counts
         bound = self.keep[np.arange(len(counts)) % 2]
@@ -546,19 +557,19 @@ def _quota_bounds(n: int, n_validation: int | None, per_class, split: SpatialSpl
 
 
 def _strata(target: xr.DataArray, thresholds, chunks):
-    """Class codes (int64, -1 unlabelled), continuous values or None, class names, regression flag."""
+    """Class codes (integers, -1 unlabelled), continuous values or None, class names, regression flag."""
     data = target.data if isinstance(target.data, da.Array) else da.from_array(np.asarray(target.data))
     data = data.rechunk(chunks)
     names = target.attrs.get("class_names")
     if np.issubdtype(data.dtype, np.integer):
-        return data.astype(np.int64), None, names, False
+        return data, None, names, False
     values = data.astype(np.float32)
     if thresholds is None:
-        return da.where(da.isfinite(values), 0, -1).astype(np.int64), values, None, True
+        return da.where(da.isfinite(values), 0, -1).astype(np.int8), values, None, True
     from rastercore.targets import threshold_classes
 
     classes = threshold_classes(target.copy(data=values), thresholds)
-    return classes.data.astype(np.int64), values, classes.attrs["class_names"], False
+    return classes.data, values, classes.attrs["class_names"], False
 
 
 def _quotas(available: np.ndarray, total: int, per_class, regression: bool, allow_short: bool,
