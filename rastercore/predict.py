@@ -82,10 +82,12 @@ class PredictTile:
             return out  # an all-nodata tile: nothing to compute
         feats = features_for_block(window, self.spec, self.bands, nodata=self.nodata, crop=tile.halo,
                                    origin=tile.window_origin)
-        X = feats.reshape(feats.shape[0], -1).T
-        valid = np.isfinite(X).all(axis=1)
-        if valid.any():
-            flat = out.reshape(len(layers), -1)
+        X = feats.reshape(feats.shape[0], -1).T  # a view: pixels by features, feature-major in memory
+        valid = np.isfinite(feats).all(axis=0).ravel()
+        flat = out.reshape(len(layers), -1)
+        if valid.all():  # the common case: no copy of the features, no scatter of the outputs
+            flat[:] = self.predictor(X).T
+        elif valid.any():
             flat[:, valid] = self.predictor(X[valid]).T
         return out
 

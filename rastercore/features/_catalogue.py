@@ -158,8 +158,7 @@ def _box_std(ctx, p, b):
 
 
 def _cv(ctx, p, b):
-    mean, var = F.box_moments(ctx.plane(b), p["size"])
-    return [F.safe_divide(np.sqrt(var), mean)]
+    return [F.box_cv(ctx.plane(b), p["size"])]
 
 
 register(FeatureKind("box_std", (SIZE,), depth=_size_depth, labels=_one(),

@@ -22,6 +22,7 @@ __all__ = [
     "gaussian",
     "box_mean",
     "box_moments",
+    "box_cv",
     "extremum",
     "sobel_magnitude",
     "hessian_gradient_eig",
@@ -104,11 +105,18 @@ def box_moments(img, size, *, mode=REFLECT):
     zero.
     """
     w = _uniform(size)
-    x = img.astype(np.float64)
-    mean = _separable(x, w, w, mode, np.float64)
-    sq = _separable(x * x, w, w, mode, np.float64)
-    var = np.maximum(sq - mean * mean, 0.0)
+    mean = _separable(img, w, w, mode, np.float64)  # the kernel reads any input as float64
+    var = _separable(K.squares(img), w, w, mode, np.float64)
+    K.variance_in_place(mean, var)
     return mean, var
+
+
+def box_cv(img, size, *, mode=REFLECT):
+    """Window standard deviation over mean (:func:`box_moments`), float32; NaN where the mean is 0."""
+    mean, var = box_moments(img, size, mode=mode)
+    out = np.empty(img.shape, np.float32)
+    K.std_over_mean(mean, var, out)
+    return out
 
 
 def extremum(img, size, *, is_max, mode=REFLECT):

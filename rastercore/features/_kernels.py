@@ -204,6 +204,35 @@ def _cols_row(src, i, weights, kind, mode, acc):
 
 
 @njit(**_OPTS)
+def squares(src):
+    """``float64(src) ** 2`` (the input of a window's second moment)."""
+    out = np.empty(src.shape, np.float64)
+    for i in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            v = np.float64(src[i, j])
+            out[i, j] = v * v
+    return out
+
+
+@njit(**_OPTS)
+def variance_in_place(mean, sq):
+    """``sq = max(sq - mean ** 2, 0)``: window second moments become population variances (float64; NaN stays)."""
+    for i in range(sq.shape[0]):
+        for j in range(sq.shape[1]):
+            v = sq[i, j] - mean[i, j] * mean[i, j]
+            sq[i, j] = 0.0 if v < 0.0 else v
+
+
+@njit(**_OPTS)
+def std_over_mean(mean, var, out):
+    """``out = sqrt(var) / mean`` in float64, rounded to float32; NaN where ``mean == 0``."""
+    for i in range(var.shape[0]):
+        for j in range(var.shape[1]):
+            m = mean[i, j]
+            out[i, j] = np.nan if m == 0.0 else np.sqrt(var[i, j]) / m
+
+
+@njit(**_OPTS)
 def separable(src, w0, w1, mode, round32, out):
     """Correlate along axis 0 with ``w0``, then axis 1 with ``w1``, row by row.
 

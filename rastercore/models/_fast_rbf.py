@@ -92,6 +92,60 @@ def _ovo_decisions(X, sv_t, gamma, coef, intercept, starts, counts, n_classes):
 
 
 @njit(cache=True, nogil=True, fastmath=True)
+def _ovo_dense(X, sv_t, gamma, pair_weights, intercept):
+    """One-vs-one decision values ``(n_samples, n_pairs)``, each pair's weights spread over every support vector.
+
+    ``pair_weights[p]`` holds pair ``p``'s dual coefficients at its two
+    classes' support vectors and zeros elsewhere, and the support vectors
+    are padded with zero-weight ones to a multiple of 16, so every loop runs
+    over all of them in whole SIMD lanes: more multiply-adds than
+    :func:`_ovo_decisions` but 2-2.8x faster up to 12 classes (its loops
+    over each class's range of support vectors did not vectorise well).
+    """
+    n, n_features = X.shape
+    m = sv_t.shape[1]
+    n_pairs = pair_weights.shape[0]
+    out = np.empty((n, n_pairs), np.float64)
+    dist = np.empty(m, np.float32)
+    kernel = np.empty(m, np.float32)
+    bits = np.empty(m, np.int32)
+    neg_gamma = -gamma
+    for i in range(n):
+        dist[:] = 0.0
+        for f in range(n_features):
+            xf = X[i, f]
+            for s in range(m):
+                d = xf - sv_t[f, s]
+                dist[s] += d * d
+        for s in range(m):
+            dist[s] *= neg_gamma
+        _exp_neg(dist, kernel, bits)
+        for p in range(n_pairs):
+            total = 0.0  # float64: sums of many support vectors
+            for s in range(m):
+                total += pair_weights[p, s] * kernel[s]
+            out[i, p] = total + intercept[p]
+    return out
+
+
+def _pair_weights(dual_coef, starts, counts, n_classes: int, lanes: int = 16) -> np.ndarray:
+    """libsvm's one-vs-one coefficients as one dense row per pair, padded with zeros to a multiple of ``lanes``."""
+    m = dual_coef.shape[1]
+    rows = []
+    for a in range(n_classes):
+        for b in range(a + 1, n_classes):
+            row = np.zeros(-(-m // lanes) * lanes, np.float32)
+            row[starts[a]:starts[a] + counts[a]] = dual_coef[b - 1, starts[a]:starts[a] + counts[a]]
+            row[starts[b]:starts[b] + counts[b]] = dual_coef[a, starts[b]:starts[b] + counts[b]]
+            rows.append(row)
+    return np.array(rows, np.float32).reshape(len(rows), -1)
+
+
+DENSE_PAIRS_MAX_CLASSES = 16
+"""Up to this many classes :class:`FastRBF` uses :func:`_ovo_dense` (measured: 2.1x at 12 classes, slower at 30)."""
+
+
+@njit(cache=True, nogil=True, fastmath=True)
 def _rbf_row(x, shift, scale, centres_t, gamma, z, dist, kernel, bits):
     """``kernel[s] = exp(-gamma |(x - shift) / scale - c_s|^2)`` for every centre (``z``, ``dist``, ``bits``: scratch)."""
     n_features, m = centres_t.shape
@@ -179,6 +233,13 @@ def _vote(decisions, n_classes):
     return winners
 
 
+def _votes(decisions: np.ndarray, n_classes: int) -> np.ndarray:
+    """:func:`_vote`; with two classes, the sign of the one decision (a tie, 0, goes to the second class)."""
+    if n_classes == 2:
+        return (~(decisions[:, 0] > 0)).astype(np.int64)
+    return _vote(decisions, n_classes)
+
+
 @njit(cache=True, nogil=True)
 def _sigmoid(dec, a, b):
     """libsvm's Platt sigmoid, written to avoid overflow."""
@@ -240,6 +301,15 @@ def _coupled_probabilities(decisions, prob_a, prob_b, n_classes):
     return out
 
 
+def _rows(X) -> np.ndarray:
+    """``X`` as float32 rows for the kernels: a C- or Fortran-ordered array as it is (a tile's features
+    come pixel-major as a transposed view), anything else copied."""
+    X = np.asarray(X)
+    if X.dtype == np.float32 and (X.flags.c_contiguous or X.flags.f_contiguous):
+        return X
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
 class FastRBF:
     """A fitted RBF ``SVC`` compiled for fast float32 inference.
 
@@ -265,6 +335,12 @@ class FastRBF:
         self.intercept = np.ascontiguousarray(svc._intercept_, dtype=np.float64)
         self.counts = np.ascontiguousarray(svc.n_support_, dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
+        self.pair_weights = None
+        if len(self.classes_) <= DENSE_PAIRS_MAX_CLASSES:
+            self.pair_weights = _pair_weights(self.dual_coef, self.starts, self.counts, len(self.classes_))
+            padded = np.zeros((self.support_vectors_t.shape[0], self.pair_weights.shape[1]), np.float32)
+            padded[:, : self.support_vectors_t.shape[1]] = self.support_vectors_t
+            self.padded_vectors_t = padded
         self.decision_function_shape = svc.decision_function_shape
         import warnings
 
@@ -274,13 +350,15 @@ class FastRBF:
             self.prob_b = np.ascontiguousarray(getattr(svc, "probB_", ()), dtype=np.float64)
         self.has_proba = self.prob_a.size > 0
     def _ovo(self, X) -> np.ndarray:
-        X = np.ascontiguousarray(X, dtype=np.float32)
+        X = _rows(X)
+        if self.pair_weights is not None:
+            return _ovo_dense(X, self.padded_vectors_t, self.gamma, self.pair_weights, self.intercept)
         return _ovo_decisions(X, self.support_vectors_t, self.gamma, self.dual_coef, self.intercept,
                               self.starts, self.counts, len(self.classes_))
 
     def predict(self, X) -> np.ndarray:
         """Class labels, as ``SVC.predict``."""
-        return self.classes_[_vote(self._ovo(X), len(self.classes_))]
+        return self.classes_[_votes(self._ovo(X), len(self.classes_))]
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, as ``SVC.predict_proba`` (needs ``probability=True``)."""
@@ -293,13 +371,13 @@ class FastRBF:
         if not self.has_proba:
             raise AttributeError("the SVC was fitted without probability=True")
         dec = self._ovo(X)
-        labels = self.classes_[_vote(dec, len(self.classes_))]
+        labels = self.classes_[_votes(dec, len(self.classes_))]
         return labels, _coupled_probabilities(dec, self.prob_a, self.prob_b, len(self.classes_))
 
     def predict_with_decision(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Labels and ``SVC.decision_function`` values from one kernel evaluation."""
         dec = self._ovo(X)
-        return self.classes_[_vote(dec, len(self.classes_))], self._shaped(dec)
+        return self.classes_[_votes(dec, len(self.classes_))], self._shaped(dec)
 
     def decision_function(self, X) -> np.ndarray:
         """Decision values shaped as ``SVC.decision_function``."""
@@ -413,7 +491,7 @@ class FastKernelLinear:
         self.has_proba = proba is not None
 
     def decision_function(self, X) -> np.ndarray:
-        dec = _kernel_linear(np.ascontiguousarray(X, dtype=np.float32), self.shift, self.scale, self.centres_t,
+        dec = _kernel_linear(_rows(X), self.shift, self.scale, self.centres_t,
                              self.gamma, self.weights, self.bias)
         return dec[:, 0] if dec.shape[1] == 1 else dec
 
@@ -475,7 +553,7 @@ class FastKernelPCA:
 
     def transform(self, X) -> np.ndarray:
         """``(n, n_components)`` projections, as ``KernelPCA.transform`` (after the scaler)."""
-        return _centred_kernel_projection(np.ascontiguousarray(X, dtype=np.float32), self.shift, self.scale,
+        return _centred_kernel_projection(_rows(X), self.shift, self.scale,
                                           self.fitted_t, self.gamma, self.alphas_t, self.alpha_sums, self.bias)
 
 

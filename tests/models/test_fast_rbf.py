@@ -8,7 +8,7 @@ from rastercore.models._fast_rbf import FastRBF
 pytestmark = pytest.mark.filterwarnings("ignore:The `probability` parameter was deprecated:FutureWarning")
 
 
-@pytest.mark.parametrize("n_classes", [2, 3, 4])
+@pytest.mark.parametrize("n_classes", [2, 3, 4, 18])  # 18: beyond DENSE_PAIRS_MAX_CLASSES, the per-class loops
 @pytest.mark.parametrize("shape", ["ovr", "ovo"])
 def test_matches_scikit_learn(n_classes, shape):
     rng = np.random.default_rng(n_classes)
@@ -16,6 +16,7 @@ def test_matches_scikit_learn(n_classes, shape):
     y = np.digitize(X[:, 0] + 0.5 * X[:, 1] ** 2, np.quantile(X[:, 0] + 0.5 * X[:, 1] ** 2, np.linspace(0, 1, n_classes + 1)[1:-1]))
     svc = SVC(C=5.0, gamma="scale", decision_function_shape=shape).fit(X, y)
     fast = FastRBF(svc)
+    assert (fast.pair_weights is None) == (n_classes > 16)
     X_test = rng.normal(size=(2000, 6))
     reference = svc.decision_function(X_test)
     got = fast.decision_function(X_test)
