@@ -54,6 +54,21 @@ def _exp_neg(t, out, bits):
 
 
 @njit(cache=True, nogil=True, fastmath=True)
+def _kernel_row(x, sv_t, neg_gamma, dist, kernel, bits):
+    """``kernel[s] = exp(neg_gamma |x - sv_s|^2)`` for every support vector (``dist``, ``bits``: scratch)."""
+    n_features, m = sv_t.shape
+    dist[:] = 0.0
+    for f in range(n_features):
+        xf = x[f]
+        for s in range(m):
+            d = xf - sv_t[f, s]
+            dist[s] += d * d
+    for s in range(m):
+        dist[s] *= neg_gamma
+    _exp_neg(dist, kernel, bits)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
 def _ovo_decisions(X, sv_t, gamma, coef, intercept, starts, counts, n_classes):
     """One-vs-one decision values ``(n_samples, n_pairs)`` of an RBF SVC.
 
@@ -69,15 +84,7 @@ def _ovo_decisions(X, sv_t, gamma, coef, intercept, starts, counts, n_classes):
     bits = np.empty(m, np.int32)
     neg_gamma = -gamma
     for i in range(n):
-        dist[:] = 0.0
-        for f in range(n_features):
-            xf = X[i, f]
-            for s in range(m):
-                d = xf - sv_t[f, s]
-                dist[s] += d * d
-        for s in range(m):
-            dist[s] *= neg_gamma
-        _exp_neg(dist, kernel, bits)
+        _kernel_row(X[i], sv_t, neg_gamma, dist, kernel, bits)
         p = 0
         for a in range(n_classes):
             for b in range(a + 1, n_classes):
@@ -111,15 +118,7 @@ def _ovo_dense(X, sv_t, gamma, pair_weights, intercept):
     bits = np.empty(m, np.int32)
     neg_gamma = -gamma
     for i in range(n):
-        dist[:] = 0.0
-        for f in range(n_features):
-            xf = X[i, f]
-            for s in range(m):
-                d = xf - sv_t[f, s]
-                dist[s] += d * d
-        for s in range(m):
-            dist[s] *= neg_gamma
-        _exp_neg(dist, kernel, bits)
+        _kernel_row(X[i], sv_t, neg_gamma, dist, kernel, bits)
         for p in range(n_pairs):
             total = 0.0  # float64: sums of many support vectors
             for s in range(m):
@@ -148,18 +147,9 @@ DENSE_PAIRS_MAX_CLASSES = 16
 @njit(cache=True, nogil=True, fastmath=True)
 def _rbf_row(x, shift, scale, centres_t, gamma, z, dist, kernel, bits):
     """``kernel[s] = exp(-gamma |(x - shift) / scale - c_s|^2)`` for every centre (``z``, ``dist``, ``bits``: scratch)."""
-    n_features, m = centres_t.shape
-    for f in range(n_features):
+    for f in range(z.size):
         z[f] = (x[f] - shift[f]) / scale[f]
-    dist[:] = 0.0
-    for f in range(n_features):
-        zf = z[f]
-        for s in range(m):
-            d = zf - centres_t[f, s]
-            dist[s] += d * d
-    for s in range(m):
-        dist[s] *= -gamma
-    _exp_neg(dist, kernel, bits)
+    _kernel_row(z, centres_t, -gamma, dist, kernel, bits)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
