@@ -53,13 +53,16 @@ def _exp_neg(t, out, bits):
         out[s] *= scale[s]
 
 
-@njit(cache=True, nogil=True, fastmath=True)
-def _kernel_row(x, sv_t, neg_gamma, dist, kernel, bits):
-    """``kernel[s] = exp(neg_gamma |x - sv_s|^2)`` for every support vector (``dist``, ``bits``: scratch)."""
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _kernel_row(X, i, sv_t, neg_gamma, dist, kernel, bits):
+    """``kernel[s] = exp(neg_gamma |X[i] - sv_s|^2)`` for every support vector (``dist``, ``bits``: scratch).
+
+    Inlined by numba into its callers: as a call, the SVC loop took 9 % longer (measured).
+    """
     n_features, m = sv_t.shape
     dist[:] = 0.0
     for f in range(n_features):
-        xf = x[f]
+        xf = X[i, f]
         for s in range(m):
             d = xf - sv_t[f, s]
             dist[s] += d * d
@@ -84,7 +87,7 @@ def _ovo_decisions(X, sv_t, gamma, coef, intercept, starts, counts, n_classes):
     bits = np.empty(m, np.int32)
     neg_gamma = -gamma
     for i in range(n):
-        _kernel_row(X[i], sv_t, neg_gamma, dist, kernel, bits)
+        _kernel_row(X, i, sv_t, neg_gamma, dist, kernel, bits)
         p = 0
         for a in range(n_classes):
             for b in range(a + 1, n_classes):
@@ -118,7 +121,7 @@ def _ovo_dense(X, sv_t, gamma, pair_weights, intercept):
     bits = np.empty(m, np.int32)
     neg_gamma = -gamma
     for i in range(n):
-        _kernel_row(X[i], sv_t, neg_gamma, dist, kernel, bits)
+        _kernel_row(X, i, sv_t, neg_gamma, dist, kernel, bits)
         for p in range(n_pairs):
             total = 0.0  # float64: sums of many support vectors
             for s in range(m):
@@ -146,10 +149,11 @@ DENSE_PAIRS_MAX_CLASSES = 16
 
 @njit(cache=True, nogil=True, fastmath=True)
 def _rbf_row(x, shift, scale, centres_t, gamma, z, dist, kernel, bits):
-    """``kernel[s] = exp(-gamma |(x - shift) / scale - c_s|^2)`` for every centre (``z``, ``dist``, ``bits``: scratch)."""
-    for f in range(z.size):
-        z[f] = (x[f] - shift[f]) / scale[f]
-    _kernel_row(z, centres_t, -gamma, dist, kernel, bits)
+    """``kernel[s] = exp(-gamma |(x - shift) / scale - c_s|^2)`` for every centre (``z`` (1, n_features), ``dist``,
+    ``bits``: scratch)."""
+    for f in range(z.shape[1]):
+        z[0, f] = (x[f] - shift[f]) / scale[f]
+    _kernel_row(z, 0, centres_t, -gamma, dist, kernel, bits)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -162,7 +166,7 @@ def _kernel_linear(X, shift, scale, centres_t, gamma, weights, bias):
     dist = np.empty(m, np.float32)
     kernel = np.empty(m, np.float32)
     bits = np.empty(m, np.int32)
-    z = np.empty(n_features, np.float32)
+    z = np.empty((1, n_features), np.float32)
     for i in range(n):
         _rbf_row(X[i], shift, scale, centres_t, gamma, z, dist, kernel, bits)
         for o in range(n_out):
@@ -188,7 +192,7 @@ def _centred_kernel_projection(X, shift, scale, fitted_t, gamma, alphas_t, alpha
     dist = np.empty(m, np.float32)
     kernel = np.empty(m, np.float32)
     bits = np.empty(m, np.int32)
-    z = np.empty(n_features, np.float32)
+    z = np.empty((1, n_features), np.float32)
     for i in range(n):
         _rbf_row(X[i], shift, scale, fitted_t, gamma, z, dist, kernel, bits)
         kernel_mean = 0.0
@@ -348,7 +352,11 @@ class FastRBF:
 
     def predict(self, X) -> np.ndarray:
         """Class labels, as ``SVC.predict``."""
-        return self.classes_[_votes(self._ovo(X), len(self.classes_))]
+        return self.classes_[self.class_index(X)]
+
+    def class_index(self, X) -> np.ndarray:
+        """Index into ``classes_`` of each row's class (what a class map stores)."""
+        return _votes(self._ovo(X), len(self.classes_))
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, as ``SVC.predict_proba`` (needs ``probability=True``)."""

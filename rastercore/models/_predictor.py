@@ -82,11 +82,17 @@ class ClassLayers(TilePredictor):
             groups = ["class"]
         self.groups = groups
         self.with_proba = any(g != "class" for g in groups)
+        # FastRBF gives each row's index into its classes_ directly: the class layer when those are the model's
+        self.direct_index = hasattr(fast, "class_index") and np.array_equal(fast.classes_, model.classes_)
         self.layers = [layer for g in groups
                        for layer in ([f"p[{n}]" for n in names] if g == "proba" else [g])]
 
     def __call__(self, X):
         fast = self.fast if self.fast is not None and (not self.with_proba or self.fast.has_proba) else None
+        if self.groups == ["class"]:  # class only: one column, no stacking
+            index = (fast.class_index(X) if self.direct_index
+                     else np.searchsorted(self.model.classes_, (fast or self.model).predict(X)))
+            return index.astype(np.float32)[:, np.newaxis]
         if fast is not None:
             labels, proba = fast.predict_with_proba(X) if self.with_proba else (fast.predict(X), None)
         else:
