@@ -55,7 +55,7 @@ from rastercore.stack import nodata_of, valid_mask
 from rastercore.store import writing
 
 __all__ = ["SpatialSplit", "SampleTable", "PixelPlan", "CandidateTile", "plan_pixels", "select_pixels",
-           "CountTile", "eligible_codes", "fit_streaming", "features_at", "band_ranges", "draw_sample", "write_table", "read_table", "augment_windows",
+           "CountTile", "FeatureTile", "eligible_codes", "fit_streaming", "features_at", "band_ranges", "draw_sample", "write_table", "read_table", "augment_windows",
            "TRAIN", "VALIDATION"]
 
 TRAIN, VALIDATION, EXCLUDED = 0, 1, -1
