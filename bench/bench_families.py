@@ -27,9 +27,11 @@ LightGBM model against the compiled one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -138,23 +140,37 @@ def _family(work: Path, family: str, scheduler: str, pixels: int) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def scene_parser(doc: str) -> argparse.ArgumentParser:
+    """The options of a benchmark on the prepared scene: --shape, --scheduler, -n, --work, --skip-prepare."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="8098x11816")
-    parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--scheduler", default="threads")
     parser.add_argument("-n", type=int, default=10_000, help="sample rows")
     parser.add_argument("--work", type=Path, help="keep the files here (default: a temporary directory)")
     parser.add_argument("--skip-prepare", action="store_true", help="reuse the scene, stack and sample in --work")
-    args = parser.parse_args()
-    height, width = (int(v) for v in args.shape.split("x"))
-    results: dict = {"shape": args.shape, "scheduler": args.scheduler, "spec": SPEC, "n": args.n}
+    return parser
+
+
+@contextlib.contextmanager
+def prepared_scene(args, results: dict) -> Iterator[Path]:
+    """The work directory holding the scene, its stack and its sample (made unless ``--skip-prepare``)."""
+    results.update({"shape": args.shape, "scheduler": args.scheduler, "spec": SPEC, "n": args.n})
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         (work / "spec.json").write_text(json.dumps(SPEC))
         if not args.skip_prepare:
             results["prepare"] = _prepare(work, args.shape, args.scheduler, args.n)
+        yield work
+
+
+def main() -> None:
+    parser = scene_parser(__doc__)
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    args = parser.parse_args()
+    height, width = (int(v) for v in args.shape.split("x"))
+    results: dict = {}
+    with prepared_scene(args, results) as work:
         results["families"] = {}
         for family in args.families.split(","):
             results["families"][family] = _family(work, family, args.scheduler, height * width)

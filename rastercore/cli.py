@@ -576,6 +576,10 @@ def train(
         _print_priors(meta["priors"])
     if meta.get("search"):
         _print_search(meta["search"])
+    if meta.get("support_vector_budget"):
+        budget = meta["support_vector_budget"]
+        print(f"support vectors: {budget['kept']} of {budget['support_vectors']} kept (max_support_vectors); "
+              f"{100 * budget['agreement']:.2f} % of {budget['rows']} held-out labels unchanged")
     if ranked:
         _print_importance(meta, importance_paths(output))
 

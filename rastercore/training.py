@@ -340,6 +340,8 @@ def train_from_table(table, family: str, *, seed: int = 0, params: dict | None =
         metadata["class_colors"] = colors
     if search_report is not None:
         metadata["search"] = search_report
+    if getattr(model, "budget_", None) is not None:
+        metadata["support_vector_budget"] = model.budget_
     if ranking is not None:
         refit = {"family": family, "task": "regression" if y_kind == "value" else task, "seed": seed,
                  "threshold": threshold, "params": params, "blocks": np.asarray(table.block)[train]}

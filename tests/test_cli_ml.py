@@ -113,6 +113,24 @@ def test_train_checks_params_against_the_family_before_reading_the_sample(tmp_pa
     assert not (tmp_path / "m.skops").exists()
 
 
+def test_train_with_a_support_vector_budget(workspace, tmp_path, capsys):
+    assert run("train", tmp_path / "never.h5", "-o", tmp_path / "m.skops", "--params",
+               '{"max_support_vectors": 1}') == 2
+    assert "'max_support_vectors' parameter of SampledSVC must be an int in the range [2, inf)" in capsys.readouterr().err
+    assert run("sample", workspace / "s.zarr", "-o", tmp_path / "t.h5", "--spec", workspace / "spec.yaml",
+               "--target", workspace / "scene" / "target.tif", "--threshold", "0.6", "-n", "400",
+               "--block-size", "64", "--scheduler", "sync", "--progress", "none") == 0
+    capsys.readouterr()
+    assert run("train", tmp_path / "t.h5", "-o", tmp_path / "m.skops", "--params",
+               '{"search": false, "max_support_vectors": 10, "budget_tolerance": 0.05}', "--scheduler", "sync") == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("support vectors:")]
+    assert len(line) == 1 and " of " in line[0] and "held-out labels unchanged" in line[0], line
+    assert run("train", tmp_path / "t.h5", "-o", tmp_path / "m.skops", "--overwrite", "--params",
+               '{"search": false, "max_support_vectors": 2, "budget_tolerance": 0}', "--scheduler", "sync") == 2
+    err = capsys.readouterr().err
+    assert "raise max_support_vectors or budget_tolerance" in err and "Traceback" not in err
+
+
 def test_sample_and_train_report_json_progress(workspace, tmp_path, capsys):
     assert run("sample", workspace / "s.zarr", "-o", tmp_path / "t.h5", "--spec", workspace / "spec.yaml",
                "--target", workspace / "scene" / "target.tif", "--threshold", "0.6", "-n", "100",

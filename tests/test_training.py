@@ -105,6 +105,18 @@ def test_every_family_trains_saves_and_loads(sar_table, family, tmp_path):
         assert scores["accuracy"] > 0.9
 
 
+def test_support_vector_budget_is_reported(sar_table):
+    from rastercore.training import train_from_table
+
+    full, _ = train_from_table(sar_table, "svm", params={"search": False})
+    n_full = int(full.svc_.n_support_.sum())
+    model, meta = train_from_table(sar_table, "svm", params={"search": False, "max_support_vectors": n_full // 2,
+                                                             "budget_tolerance": 0.02})
+    budget = meta["support_vector_budget"]
+    assert budget["support_vectors"] == n_full and budget["kept"] == model.svc_.n_support_.sum() <= n_full // 2
+    assert budget["agreement"] >= 0.98 and meta["validation"]["accuracy"] > 0.9
+
+
 def test_training_errors(sar_table):
     from rastercore.training import train_from_table
 

@@ -12,6 +12,8 @@ All are scikit-learn estimators (they pass ``check_estimator``):
 - :class:`ThresholdedMultiLabel` -- one binary estimator per label with tuned thresholds;
 - :class:`PriorCorrected` -- a fitted classifier's probabilities and decisions moved to other class
   priors (Saerens et al. 2002), e.g. from a balanced sample's to the scene's;
+- :func:`reduce_support_vectors` -- a fitted RBF SVC approximated by at most a budget of support
+  vectors (``SampledSVC(max_support_vectors=...)`` uses it and checks the labels it changes);
 - :class:`FastRBF` -- numba inference for fitted RBF SVCs (same labels, decisions and
   probabilities as scikit-learn), :class:`FastKernelLinear` for Nystroem kernel-map models,
   :class:`FastKernelPCA` for RBF kernel PCA (``transform``, per tile);
@@ -23,6 +25,7 @@ Work is parallel on the active ``distributed.Client`` when there is one.
 in a skops file, which loads without running code from the file.
 """
 
+from ._budget import reduce_support_vectors
 from ._cascade import CascadeSVC
 from ._fast_rbf import FastKernelLinear, FastKernelPCA, FastRBF
 from ._forest import ShardedForestClassifier, ShardedForestRegressor
@@ -50,6 +53,7 @@ __all__ = [
     "VALUE_LAYER_GROUPS",
     "TilePredictor",
     "SampledSVC",
+    "reduce_support_vectors",
     "CascadeSVC",
     "KernelSGD",
     "KernelSGDRegressor",

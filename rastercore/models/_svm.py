@@ -10,6 +10,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, StratifiedKFold
 from sklearn.svm import SVC
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -17,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from rastercore.errors import TrainingDataError
 from rastercore.scheduler import active_client
 
+from ._budget import reduce_support_vectors
 from ._common import class_sample, fit_svc, require_two_classes, resolve_gamma, seeds
 from ._fast_rbf import rbf_svc_predictor
 
@@ -97,6 +99,18 @@ class SampledSVC(ClassifierMixin, BaseEstimator):
         Passed to :class:`~sklearn.svm.SVC`.
     cache_size : float, default 500
         Kernel cache of libsvm, in MiB.
+    max_support_vectors : int, optional
+        Support-vector budget: when the final SVC has more support vectors,
+        they are replaced by at most this many prototypes whose coefficients
+        are refitted to the SVC's decision values
+        (:func:`rastercore.models.reduce_support_vectors`).  Prediction time
+        falls with the count.  The reduced model's labels are compared with
+        the full SVC's on rows the refit did not see (a fifth of the sample,
+        and the rows outside it); :attr:`budget_` records the result.
+    budget_tolerance : float, default 0.01
+        Largest fraction of those labels the budget may change: beyond it
+        ``fit`` raises :class:`~rastercore.errors.TrainingDataError` rather
+        than keep a model that answers differently.
     n_jobs : int, optional
         Parallel fits of the search when no dask client is active.
     random_state : int, RandomState or None
@@ -118,13 +132,25 @@ class SampledSVC(ClassifierMixin, BaseEstimator):
         The search's ``cv_results_`` (parameter columns as plain lists).
     sample_indices_ : ndarray
         Rows of the training set that formed the sample.
+    budget_ : dict or None
+        With ``max_support_vectors``: ``support_vectors`` (the full SVC's),
+        ``kept``, ``agreement`` (fraction of the checked labels the reduced
+        model leaves unchanged), ``rows`` checked and ``tolerance``; None
+        without a budget.
     n_features_in_ : int
         Number of features seen in fit.
     """
 
+    # checked by fit and, before any work, by ``rastercore train --params``
+    _parameter_constraints = {
+        "max_support_vectors": [Interval(numbers.Integral, 2, None, closed="left"), None],
+        "budget_tolerance": [Interval(numbers.Real, 0, 1, closed="both")],
+    }
+
     def __init__(self, *, C=1.0, gamma="scale", n_samples=10_000, balance=True, search=True,
                  param_grid=None, cv=3, scoring=None, probability=False, class_weight=None,
-                 cache_size=500, n_jobs=None, random_state=None):
+                 cache_size=500, max_support_vectors=None, budget_tolerance=0.01, n_jobs=None,
+                 random_state=None):
         self.C = C
         self.gamma = gamma
         self.n_samples = n_samples
@@ -136,6 +162,8 @@ class SampledSVC(ClassifierMixin, BaseEstimator):
         self.probability = probability
         self.class_weight = class_weight
         self.cache_size = cache_size
+        self.max_support_vectors = max_support_vectors
+        self.budget_tolerance = budget_tolerance
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -166,8 +194,9 @@ class SampledSVC(ClassifierMixin, BaseEstimator):
                                            or self.n_samples < 2):
             raise ValueError(f"n_samples must be an integer >= 2 or None, got {self.n_samples!r}.")
         self.classes_ = require_two_classes(y, who="SampledSVC")
+        self._validate_params()
         rng = check_random_state(self.random_state)
-        sample_seed, fold_seed = seeds(rng, 2)
+        sample_seed, fold_seed, budget_seed = seeds(rng, 3)
         self.sample_indices_ = class_sample(y, self.n_samples, balance=self.balance,
                                             rng=np.random.RandomState(sample_seed))
         Xs, ys = X[self.sample_indices_], y[self.sample_indices_]
@@ -182,7 +211,41 @@ class SampledSVC(ClassifierMixin, BaseEstimator):
         self.best_params_ = params
         self.svc_, self.calibrator_ = fit_svc(self._svc_params(params), Xs, ys,
                                               probability=self.probability, who="SampledSVC")
+        self.budget_ = None
+        if self.max_support_vectors is not None:
+            self._reduce(X, np.random.RandomState(budget_seed))
         return self
+
+    def _reduce(self, X, rng: np.random.RandomState) -> None:
+        """Replace ``svc_`` by its reduced set; refuse it when it changes too many labels."""
+        full = self.svc_
+        n_full = int(full.n_support_.sum())
+        if n_full <= self.max_support_vectors:
+            self.budget_ = {"support_vectors": n_full, "kept": n_full, "agreement": 1.0, "rows": 0,
+                            "tolerance": self.budget_tolerance}
+            return
+        if self.max_support_vectors < len(self.classes_):
+            raise ValueError(f"max_support_vectors={self.max_support_vectors} cannot keep one support vector "
+                             f"of each of the {len(self.classes_)} classes.")
+        sample = rng.permutation(self.sample_indices_)
+        refit_rows, held_out = sample[len(sample) // 5:], sample[: len(sample) // 5]
+        outside = np.setdiff1d(np.arange(len(X)), self.sample_indices_)
+        check = np.concatenate([held_out, rng.permutation(outside)[:20_000]])
+        reduced = reduce_support_vectors(full, self.max_support_vectors, X[refit_rows],
+                                         random_state=int(rng.randint(2**31 - 1)))
+        agreement = float(np.mean(full.predict(X[check]) == reduced.predict(X[check])))
+        self.budget_ = {"support_vectors": n_full, "kept": int(reduced.n_support_.sum()),
+                        "agreement": round(agreement, 5), "rows": int(len(check)),
+                        "tolerance": self.budget_tolerance}
+        if 1 - agreement > self.budget_tolerance:
+            raise TrainingDataError(
+                f"SampledSVC: max_support_vectors={self.max_support_vectors} (of {n_full}) changes "
+                f"{100 * (1 - agreement):.2f} % of {len(check)} held-out labels, more than "
+                f"budget_tolerance={self.budget_tolerance:g} -- raise max_support_vectors or budget_tolerance."
+            )
+        self.svc_ = reduced
+        if self.calibrator_ is not None:  # the sigmoid maps the reduced SVC's decisions from now on
+            self.calibrator_.calibrated_classifiers_[0].estimator = reduced
 
     def _svc_params(self, params=None) -> dict:
         kwargs = dict(kernel="rbf", C=self.C, gamma=self.gamma, class_weight=self.class_weight,
