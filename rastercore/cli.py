@@ -1022,6 +1022,7 @@ def _describe_model(path) -> dict:
         "bands": meta.get("bands"), "feature_names": meta.get("feature_names"),
         "feature_spec": meta.get("feature_spec"), "params": meta.get("params"), "thresholds": meta.get("thresholds"),
         "validation": meta.get("validation"), "sample_size": sample, "fit_seconds": meta.get("fit_seconds"),
+        "support_vectors": meta.get("support_vectors"), "support_vector_budget": meta.get("support_vector_budget"),
         "importance": meta.get("importance"), "top_k": meta.get("top_k"),
         "created_utc": manifest.get("created_utc"), "format_version": manifest.get("format_version"),
         "versions": manifest.get("versions"), "file_sha256": manifest.get("file_sha256"),
@@ -1061,6 +1062,11 @@ def _print_model(d: dict) -> None:
     scores = {k: v for k, v in (d["validation"] or {}).items() if k != "rows"}
     _row("validation", ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
          or "not recorded")
+    if d.get("support_vectors") is not None:
+        budget = d.get("support_vector_budget")
+        _row("model", f"{d['support_vectors']} support vectors" + (
+            f" (budget: {budget['support_vectors']} reduced, {100 * budget['agreement']:.2f} % of "
+            f"{budget['rows']} held-out labels unchanged)" if budget and budget["rows"] else ""))
     _print_model_importance(d)
     _row("saved", f"{d['created_utc']}, model format {d['format_version']}")
     _row("versions", ", ".join(f"{k} {v}" for k, v in (d["versions"] or {}).items()))

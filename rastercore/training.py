@@ -340,6 +340,8 @@ def train_from_table(table, family: str, *, seed: int = 0, params: dict | None =
         metadata["class_colors"] = colors
     if search_report is not None:
         metadata["search"] = search_report
+    if hasattr(model, "svc_"):  # the SVM families: what a pixel's prediction costs
+        metadata["support_vectors"] = int(model.svc_.n_support_.sum())
     if getattr(model, "budget_", None) is not None:
         metadata["support_vector_budget"] = model.budget_
     if ranking is not None:

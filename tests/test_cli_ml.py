@@ -9,6 +9,7 @@ import pytest
 import rasterio
 
 from rastercore.cli import main
+from rastercore.models import load_model
 
 
 def run(*argv):
@@ -125,6 +126,10 @@ def test_train_with_a_support_vector_budget(workspace, tmp_path, capsys):
                '{"search": false, "max_support_vectors": 10, "budget_tolerance": 0.05}', "--scheduler", "sync") == 0
     line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("support vectors:")]
     assert len(line) == 1 and " of " in line[0] and "held-out labels unchanged" in line[0], line
+    kept = int(load_model(tmp_path / "m.skops").svc_.n_support_.sum())
+    assert line[0].startswith(f"support vectors: {kept} of ") and kept <= 10
+    assert run("info", tmp_path / "m.skops") == 0
+    assert f"  model       {kept} support vectors (budget: " in capsys.readouterr().out
     assert run("train", tmp_path / "t.h5", "-o", tmp_path / "m.skops", "--overwrite", "--params",
                '{"search": false, "max_support_vectors": 2, "budget_tolerance": 0}', "--scheduler", "sync") == 2
     err = capsys.readouterr().err
