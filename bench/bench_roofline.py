@@ -19,12 +19,15 @@ into memory already touched, so the page faults' share shows.
 
 ``--versus-skimage N`` then times the same job beside
 ``skimage.feature.multiscale_basic_features`` (same image, same sigmas) in
-N alternating pairs of fresh processes (imports and the kernels' first call
-excluded).  On a virtual machine the first process to use memory the host
+N alternating rounds of fresh processes (imports and the kernels' first call
+excluded): rastercore's in-memory call ``load_features`` (its result
+allocated by rastercore, without the huge-page hint), the same features
+stored into an array the caller allocated with NumPy's defaults, and
+scikit-image.  On a virtual machine the first process to use memory the host
 has not backed yet pays for it (``bench_features.py`` touches most free
 memory first for that reason); here each job's time is reported as it came.
 
-    python bench/bench_roofline.py --versus-skimage 3     # about three minutes on 2 cores
+    python bench/bench_roofline.py --versus-skimage 3     # about four minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -131,16 +134,20 @@ warnings.simplefilter("ignore")
 import dask, dask.array as da, xarray as xr, distributed, zarr   # imports are not throughput
 shape, who = (3, 2160, 4320), sys.argv[1]
 image = np.random.default_rng(0).random(shape, dtype=np.float32)
-if who == "rastercore":
-    from rastercore.features import compute_features, features_for_block
+if who in ("rastercore", "rastercore-store"):
+    from rastercore.features import compute_features, features_for_block, load_features
     features_for_block(image[:, :96, :96], [{"name": "multiscale_basic", "sigma_max": 2}], ["r", "g", "b"])
     stack = xr.DataArray(da.from_array(image, chunks=(3, 1024, 1024)), dims=("band", "y", "x"),
                          coords={"band": ["r", "g", "b"]})
+    spec = [{"name": "multiscale_basic", "sigma_min": 0.5, "sigma_max": 16}]
     with dask.config.set(scheduler="threads", num_workers=2):
         t = time.perf_counter()
-        lazy = compute_features(stack, [{"name": "multiscale_basic", "sigma_min": 0.5, "sigma_max": 16}])
-        out = np.empty(lazy.shape, np.float32)
-        da.store(lazy.data, out, lock=False)
+        if who == "rastercore":  # the in-memory call: one result, allocated by rastercore
+            load_features(stack, spec)
+        else:  # into the caller's own NumPy array (NumPy's default allocation)
+            lazy = compute_features(stack, spec)
+            out = np.empty(lazy.shape, np.float32)
+            da.store(lazy.data, out, lock=False)
         result["job_s"] = time.perf_counter() - t
 else:
     from skimage.feature import multiscale_basic_features
@@ -151,20 +158,24 @@ else:
 """
 
 
-def versus_skimage(pairs: int) -> list[dict]:
-    """``pairs`` alternating runs of the in-memory job and scikit-image's, each in a fresh process."""
+def versus_skimage(rounds: int) -> list[dict]:
+    """``rounds`` rounds of the in-memory job (``load_features``, and into the caller's array) and
+    scikit-image's, alternating, each in a fresh process."""
     runs = []
-    for _ in range(pairs):
+    for _ in range(rounds):
         rc = run_measured(VERSUS, "rastercore")["job_s"]
+        store = run_measured(VERSUS, "rastercore-store")["job_s"]
         sk = run_measured(VERSUS, "skimage")["job_s"]
-        runs.append({"rastercore_s": rc, "skimage_s": sk, "ratio": sk / rc})
-        print(f"rastercore {rc:.2f} s, scikit-image {sk:.2f} s: {sk / rc:.1f}x", flush=True)
+        runs.append({"rastercore_s": rc, "rastercore_into_callers_array_s": store, "skimage_s": sk,
+                     "ratio": sk / rc, "ratio_into_callers_array": sk / store})
+        print(f"rastercore load_features {rc:.2f} s, into the caller's array {store:.2f} s, scikit-image {sk:.2f} s: "
+              f"{sk / rc:.1f}x, {sk / store:.1f}x", flush=True)
     return runs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--versus-skimage", type=int, default=0, metavar="N", help="alternating pairs to run")
+    parser.add_argument("--versus-skimage", type=int, default=0, metavar="N", help="alternating rounds to run")
     args = parser.parse_args()
     set_num_threads(THREADS)
     multiscale(fresh=True)  # compile and warm the kernels, the pools and the allocator

@@ -8,10 +8,12 @@ Gaussian 3, CoV 9; threshold 0.6), ``train`` (RBF SVM), ``predict`` (class
 only) and ``evaluate``, on each scheduler asked for (``threads`` and the
 default local cluster).  ``--work DIR`` keeps the files, so that a later run
 (e.g. of other code, ``PYTHONPATH=<checkout>``) can time some stages on the
-same inputs with ``--stages``.
+same inputs with ``--stages``; ``--train-params`` passes ``--params`` to
+``train`` (e.g. a support-vector budget).
 
     python bench/bench_scale.py --shape 32768x32768 --work /tmp/gp --label after
     python bench/bench_scale.py --shape 8098x11816 --schedulers threads,local
+    python bench/bench_scale.py --work /tmp/gp --stages train,predict --train-params '{"max_support_vectors": 46}'
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ SPEC = [{"name": "box_mean", "size": 9}, {"name": "gaussian", "sigma": 3.0}, {"n
 STAGES = ("synth", "ingest", "sample", "train", "predict", "evaluate")
 
 
-def _commands(work: Path, shape: str, scheduler: str, n: int) -> dict[str, list[str]]:
+def _commands(work: Path, shape: str, scheduler: str, n: int, params: str = "{}") -> dict[str, list[str]]:
     s = scheduler
     common = ["--scheduler", s, "--progress", "none"]
     return {
@@ -39,8 +41,8 @@ def _commands(work: Path, shape: str, scheduler: str, n: int) -> dict[str, list[
         "sample": ["sample", str(work / f"stack-{s}.zarr"), "--spec", str(work / "spec.json"), "--target",
                    str(work / "scene" / "target.tif"), "--threshold", "0.6", "-n", str(n), "-o",
                    str(work / f"sample-{s}.h5"), "--overwrite", *common],
-        "train": ["train", str(work / f"sample-{s}.h5"), "--family", "svm", "-o", str(work / f"model-{s}.skops"),
-                  "--overwrite", "--progress", "none"],
+        "train": ["train", str(work / f"sample-{s}.h5"), "--family", "svm", "--params", params, "-o",
+                  str(work / f"model-{s}.skops"), "--overwrite", "--progress", "none"],
         "predict": ["predict", str(work / f"model-{s}.skops"), str(work / f"stack-{s}.zarr"), "-o",
                     str(work / f"prediction-{s}.zarr"), "--overwrite", *common],
         "evaluate": ["evaluate", str(work / f"prediction-{s}.zarr"), str(work / "scene" / "target.tif"), "--model",
@@ -57,6 +59,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=10_000, help="sample rows")
     parser.add_argument("--work", type=Path, help="keep the files here (default: a temporary directory)")
     parser.add_argument("--label", default="after", help="name of this run in the results")
+    parser.add_argument("--train-params", default="{}", help="train's --params, e.g. '{\"max_support_vectors\": 46}'")
     args = parser.parse_args()
     stages = [s for s in STAGES if s in args.stages.split(",")]
     runs: dict = {}
@@ -68,14 +71,15 @@ def main() -> None:
             runs["synth"] = run_cli(*_commands(work, args.shape, "threads", args.n)["synth"])
             print(args.label, "synth", runs["synth"], flush=True)
         for scheduler in args.schedulers.split(","):
-            for stage, argv in _commands(work, args.shape, scheduler, args.n).items():
+            for stage, argv in _commands(work, args.shape, scheduler, args.n, args.train_params).items():
                 if stage != "synth" and stage in stages:
                     runs[f"{stage} ({scheduler})"] = run_cli(*argv)
                     print(args.label, stage, scheduler, runs[f"{stage} ({scheduler})"], flush=True)
     previous = RESULTS / "scale.json"
     results = json.loads(previous.read_text()) if previous.exists() else {}
     results.pop("machine", None)
-    results.setdefault(args.shape, {})[args.label] = {"spec": SPEC, "n": args.n, "runs": runs}
+    results.setdefault(args.shape, {})[args.label] = {"spec": SPEC, "n": args.n, "train_params": json.loads(
+        args.train_params), "runs": runs}
     save("scale", results)
 
 

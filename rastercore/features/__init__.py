@@ -9,7 +9,8 @@ Build a spec, then call :func:`compute_features`::
     ])
 
 The result is a lazy float32 ``(feature, y, x)`` DataArray whose
-``feature`` coordinate holds names such as ``gaussian(sigma=2)[HH]``.
+``feature`` coordinate holds names such as ``gaussian(sigma=2)[HH]``;
+:func:`load_features` computes it into one NumPy array.
 :func:`write_features` stores it tile by tile (atomic, resumable) with the
 spec in the store's attributes.
 
@@ -46,7 +47,7 @@ from ._registry import REGISTRY, REQUIRED
 from .._memory import release_buffers
 from ._spec import Feature, FeatureSpec, files_relative_to
 from ._store import SPEC_ATTR, stored_spec, write_features
-from ._tiling import FeatureTile, compute_features, features_for_block
+from ._tiling import FeatureTile, compute_features, features_for_block, load_features
 
 __all__ = [
     "Feature",
@@ -56,6 +57,7 @@ __all__ = [
     "available_features",
     "compute_features",
     "features_for_block",
+    "load_features",
     "release_buffers",
     "stored_spec",
     "write_features",

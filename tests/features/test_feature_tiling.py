@@ -13,7 +13,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from skimage.feature import multiscale_basic_features
 
 from rastercore.errors import BandNameError
-from rastercore.features import FeatureSpec, compute_features, features_for_block
+from rastercore.features import FeatureSpec, compute_features, features_for_block, load_features
 
 NY, NX = 24, 30
 
@@ -63,6 +63,20 @@ def test_threaded_scheduler_gives_the_same_result(values):
     with dask.config.set(scheduler="threads", num_workers=2):
         got = compute_features(make_stack(values, (2, 7, 9)), spec).values
     assert_array_equal(got, whole)
+
+
+def test_load_features_is_the_whole_image_in_one_numpy_array(values):
+    spec = [{"name": "multiscale_basic", "sigma_min": 0.5, "sigma_max": 2}, {"name": "box_mean", "size": 3}]
+    stack = make_stack(values, (2, 7, 9))
+    loaded = load_features(stack, spec)
+    assert type(loaded.data) is np.ndarray and loaded.data.flags.c_contiguous
+    assert_array_equal(loaded.values, features_for_block(values, spec, ["HH", "HV"]))
+    xr.testing.assert_identical(loaded, compute_features(stack, spec).compute())
+    img = np.moveaxis(values[:1], 0, -1).astype(np.float64)  # and scikit-image's own, where there is no NaN
+    reference = np.moveaxis(multiscale_basic_features(np.nan_to_num(img, nan=0.5), channel_axis=-1, sigma_min=0.5,
+                                                      sigma_max=2), -1, 0)
+    one_band = load_features(make_stack(np.nan_to_num(values[:1], nan=0.5), (1, 7, 9)), spec[:1])
+    assert_allclose(one_band.values, reference, atol=2e-6)
 
 
 def test_stored_stack_with_threads_equals_the_whole_image(tmp_path):
