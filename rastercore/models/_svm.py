@@ -225,10 +225,12 @@ class SampledSVC(ClassifierMixin, BaseEstimator):
                             "tolerance": self.budget_tolerance}
             return
         if self.max_support_vectors < len(self.classes_):
-            raise ValueError(f"max_support_vectors={self.max_support_vectors} cannot keep one support vector "
-                             f"of each of the {len(self.classes_)} classes.")
+            raise TrainingDataError(f"max_support_vectors={self.max_support_vectors} cannot keep one support "
+                                    f"vector of each of the {len(self.classes_)} classes -- give at least "
+                                    f"{len(self.classes_)}.")
         sample = rng.permutation(self.sample_indices_)
-        refit_rows, held_out = sample[len(sample) // 5:], sample[: len(sample) // 5]
+        n_held = max(1, len(sample) // 5)
+        refit_rows, held_out = sample[n_held:], sample[:n_held]
         outside = np.setdiff1d(np.arange(len(X)), self.sample_indices_)
         check = np.concatenate([held_out, rng.permutation(outside)[:20_000]])
         reduced = reduce_support_vectors(full, self.max_support_vectors, X[refit_rows],
