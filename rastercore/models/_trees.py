@@ -49,10 +49,12 @@ __all__ = ["CompiledTrees", "compiled_trees"]
 ROW_BLOCK = 512
 """Rows walked together through one small tree (boosting's): their features stay in the processor's cache."""
 
-MAX_ROW_BLOCK = 8192
+MAX_ROW_BLOCK = 4096
 """Rows walked together through one large tree (a forest's, thousands of nodes): the more rows visit the
-tree at once, the fewer times its nodes are fetched from memory; measured best at 4096-8192 rows on 72
-features here (bench/bench_trees.py), against 512 for trees of a few hundred nodes."""
+tree at once, the fewer times its nodes are fetched from memory, until the block's rows no longer stay in
+the processor's cache.  Measured on 72 features (bench/bench_trees.py): best at 4096-8192 rows on an AMD
+EPYC host; on an Intel Xeon host (2 MiB L2 per core) best at 2048, with 4096 within 1.1x of it and 8192
+1.6-1.8x slower on three of the four forests.  4096 is near the best on both."""
 
 ROUND = 6
 """Levels every row still inside a tree walks before those that reached a leaf are dropped from the walk."""
