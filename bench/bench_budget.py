@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_cli, run_measured, save  # noqa: E402
-from bench_families import prepared_scene, scene_parser  # noqa: E402
+from _common import run_measured, save  # noqa: E402
+from bench_families import prepared_scene, scene_parser, train_predict_evaluate  # noqa: E402
 
 DIFFERENT = """
 import sys, dask
@@ -36,24 +36,14 @@ result["changed_fraction"] = float((a != b).mean().compute())
 
 
 def _model(work: Path, name: str, params: dict, scheduler: str, pixels: int) -> dict:
-    common = ["--scheduler", scheduler, "--progress", "none"]
-    model, mosaic, metrics = work / f"model-{name}.skops", work / f"prediction-{name}.zarr", work / f"metrics-{name}.json"
-    train = run_cli("train", str(work / "sample.h5"), "--family", "svm", "--params", json.dumps(params), "-o",
-                    str(model), "--overwrite", *common)
-    predict = run_cli("predict", str(model), str(work / "stack.zarr"), "-o", str(mosaic), "--layers", "class",
-                      "--overwrite", *common)
-    run_cli("evaluate", str(mosaic), str(work / "scene" / "target.tif"), "--model", str(model), "-o", str(metrics),
-            "--overwrite", *common)
-    from rastercore.models import load_model, read_manifest
-
-    meta = read_manifest(model)["metadata"]
-    loaded = load_model(model)
-    svc = getattr(loaded, "model", loaded)  # the SVC under a prior correction, if any
+    done = train_predict_evaluate(work, name, scheduler, train_args=("--family", "svm", "--params", json.dumps(params)),
+                                  predict_args=("--layers", "class"))
+    meta, predict = done["meta"], done["predict"]
     return {
-        "support_vectors": int(svc.svc_.n_support_.sum()),
+        "support_vectors": meta["support_vectors"],
         "budget_report": meta.get("support_vector_budget"),
         "validation_accuracy": meta["validation"]["accuracy"],
-        "scene_accuracy": round(json.loads(metrics.read_text())["classification"]["overall_accuracy"], 4),
+        "scene_accuracy": round(done["scores"]["classification"]["overall_accuracy"], 4),
         "fit_s": meta["fit_seconds"],
         "predict_s": round(predict["seconds"], 1), "predict_mpx_s": round(pixels / predict["seconds"] / 1e6, 2),
         "predict_peak_rss_mib": round(predict["peak_rss_mib"]),

@@ -115,19 +115,30 @@ def _prepare(work: Path, shape: str, scheduler: str, n: int) -> dict:
     return runs
 
 
-def _family(work: Path, family: str, scheduler: str, pixels: int) -> dict:
+def train_predict_evaluate(work: Path, name: str, scheduler: str, *, train_args=(), predict_args=()) -> dict:
+    """``rastercore train``, ``predict`` and ``evaluate`` on the prepared scene, each in a fresh process.
+
+    Returns the three runs (time, peak RSS), the model's metadata and the
+    evaluation's scores; files are named after ``name``.
+    """
     common = ["--scheduler", scheduler, "--progress", "none"]
-    model, mosaic, metrics = (work / f"model-{family}.skops", work / f"prediction-{family}.zarr",
-                              work / f"metrics-{family}.json")
-    train = run_cli("train", str(work / "sample.h5"), "--family", family, "-o", str(model), "--overwrite", *common)
-    predict = run_cli("predict", str(model), str(work / "stack.zarr"), "-o", str(mosaic), "--overwrite", *common)
-    evaluate = run_cli("evaluate", str(mosaic), str(work / "scene" / "target.tif"), "--model", str(model), "-o",
-                       str(metrics), "--overwrite", *common)
+    model, mosaic, metrics = work / f"model-{name}.skops", work / f"prediction-{name}.zarr", work / f"metrics-{name}.json"
+    runs = {
+        "train": run_cli("train", str(work / "sample.h5"), *train_args, "-o", str(model), "--overwrite", *common),
+        "predict": run_cli("predict", str(model), str(work / "stack.zarr"), "-o", str(mosaic), *predict_args,
+                           "--overwrite", *common),
+        "evaluate": run_cli("evaluate", str(mosaic), str(work / "scene" / "target.tif"), "--model", str(model), "-o",
+                            str(metrics), "--overwrite", *common),
+    }
     from rastercore.models import read_manifest
 
-    meta = read_manifest(model)["metadata"]
+    return {**runs, "meta": read_manifest(model)["metadata"], "scores": json.loads(metrics.read_text())}
+
+
+def _family(work: Path, family: str, scheduler: str, pixels: int) -> dict:
+    done = train_predict_evaluate(work, family, scheduler, train_args=("--family", family))
+    train, predict, evaluate, meta, scores = (done[k] for k in ("train", "predict", "evaluate", "meta", "scores"))
     corrected = ((meta.get("priors") or {}).get("validation") or {}).get("corrected")
-    scores = json.loads(metrics.read_text())
     return {
         "validation_accuracy": meta["validation"]["accuracy"],
         "validation_accuracy_prior_corrected": corrected["accuracy"] if corrected else None,

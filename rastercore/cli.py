@@ -577,11 +577,17 @@ def train(
     if meta.get("search"):
         _print_search(meta["search"])
     if meta.get("support_vector_budget"):
-        budget = meta["support_vector_budget"]
-        print(f"support vectors: {budget['kept']} of {budget['support_vectors']} kept (max_support_vectors); "
-              f"{100 * budget['agreement']:.2f} % of {budget['rows']} held-out labels unchanged")
+        print(f"support vectors: {_support_vectors_text(meta['support_vectors'], meta['support_vector_budget'])}")
     if ranked:
         _print_importance(meta, importance_paths(output))
+
+
+def _support_vectors_text(count: int, budget: dict | None) -> str:
+    """An SVM's support vectors, and what its budget (``max_support_vectors``) kept and changed."""
+    if not budget or not budget["rows"]:
+        return str(count)
+    return (f"{count} of {budget['support_vectors']} (max_support_vectors; {100 * budget['agreement']:.2f} % of "
+            f"{budget['rows']} held-out labels unchanged)")
 
 
 def _print_priors(record: dict) -> None:
@@ -1063,10 +1069,7 @@ def _print_model(d: dict) -> None:
     _row("validation", ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
          or "not recorded")
     if d.get("support_vectors") is not None:
-        budget = d.get("support_vector_budget")
-        _row("model", f"{d['support_vectors']} support vectors" + (
-            f" (budget: {budget['support_vectors']} reduced, {100 * budget['agreement']:.2f} % of "
-            f"{budget['rows']} held-out labels unchanged)" if budget and budget["rows"] else ""))
+        _row("model", f"{_support_vectors_text(d['support_vectors'], d.get('support_vector_budget'))} support vectors")
     _print_model_importance(d)
     _row("saved", f"{d['created_utc']}, model format {d['format_version']}")
     _row("versions", ", ".join(f"{k} {v}" for k, v in (d["versions"] or {}).items()))

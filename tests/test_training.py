@@ -114,7 +114,9 @@ def test_support_vector_budget_is_reported(sar_table):
                                                              "budget_tolerance": 0.02})
     budget = meta["support_vector_budget"]
     assert budget["support_vectors"] == n_full and budget["kept"] == model.svc_.n_support_.sum() <= n_full // 2
-    assert budget["agreement"] >= 0.98 and meta["validation"]["accuracy"] > 0.9
+    assert meta["support_vectors"] == budget["kept"] and meta["validation"]["accuracy"] > 0.9
+    X_val, _ = sar_table.subset(VALIDATION)  # rows neither fit saw: the budget barely changes the answers there
+    assert np.mean(model.predict(X_val) == full.predict(X_val)) >= 0.98
 
 
 def test_training_errors(sar_table):

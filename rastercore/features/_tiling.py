@@ -206,8 +206,9 @@ def load_features(stack: xr.DataArray, spec: Any, *, tile_size: int | None = Non
 
     What ``compute_features(stack, spec).load()`` gives, without its cost
     of joining the tiles: the result is allocated once and each tile is
-    written into its place by dask's threads (whatever scheduler is
-    active: the result lives in this process).  It is allocated without
+    written into its place by dask's threaded scheduler (always, even with
+    a distributed client active: the result lives in this process).  It is
+    allocated without
     NumPy's huge-page hint, as tile computations are
     (:mod:`rastercore._memory`): a result of gigabytes is written once,
     and on the 2-core benchmark machine backing fresh huge pages cost more

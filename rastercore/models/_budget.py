@@ -28,6 +28,9 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+from sklearn.metrics.pairwise import rbf_kernel
+
+from rastercore.errors import TrainingDataError
 
 from ._fast_rbf import FastRBF
 
@@ -37,13 +40,15 @@ __all__ = ["reduce_support_vectors", "class_budgets"]
 def class_budgets(counts: np.ndarray, budget: int) -> np.ndarray:
     """Prototypes per class: ``budget`` shared in proportion to ``counts``, at least 1 and at most the count each.
 
+    A budget below the number of classes is a :class:`~rastercore.errors.TrainingDataError`.
+
     Largest remainders get the rounding's spare places, so the total is
     ``min(budget, counts.sum())``.
     """
     counts = np.asarray(counts, dtype=np.int64)
     if budget < len(counts):
-        raise ValueError(f"a support-vector budget of {budget} cannot keep one vector of each of {len(counts)} "
-                         f"classes; give at least {len(counts)}.")
+        raise TrainingDataError(f"max_support_vectors={budget} cannot keep one support vector of each of the "
+                                f"{len(counts)} classes -- give at least {len(counts)}.")
     if budget >= counts.sum():
         return counts.copy()
     share = np.maximum(1, np.minimum(counts, np.floor(budget * counts / counts.sum()).astype(np.int64)))
@@ -66,12 +71,6 @@ def _prototypes(vectors: np.ndarray, weights: np.ndarray, k: int, seed: int) -> 
 
     kmeans = KMeans(n_clusters=k, n_init=3, random_state=seed)
     return kmeans.fit(vectors, sample_weight=weights + 1e-12).cluster_centers_
-
-
-def _rbf(X: np.ndarray, P: np.ndarray, gamma: float) -> np.ndarray:
-    from sklearn.metrics.pairwise import rbf_kernel
-
-    return rbf_kernel(X, P, gamma=gamma)
 
 
 def reduce_support_vectors(svc, budget: int, X: np.ndarray, *, random_state: int = 0):
@@ -97,9 +96,10 @@ def reduce_support_vectors(svc, budget: int, X: np.ndarray, *, random_state: int
         else a reduced copy.
     """
     counts = np.asarray(svc.n_support_, dtype=np.int64)
-    if counts.sum() <= budget:
-        return svc
     keep = class_budgets(counts, budget)
+    if np.array_equal(keep, counts):
+        return svc
+
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     vectors = np.asarray(svc.support_vectors_, dtype=np.float64)
     dual = np.asarray(svc._dual_coef_, dtype=np.float64)  # libsvm's sign, one row per other class
@@ -108,7 +108,7 @@ def reduce_support_vectors(svc, budget: int, X: np.ndarray, *, random_state: int
     new_starts = np.concatenate([[0], np.cumsum(keep)[:-1]])
     reduced_vectors = np.concatenate(prototypes)
     X = np.asarray(X, dtype=np.float64)
-    kernel = _rbf(X, reduced_vectors, float(svc._gamma))
+    kernel = rbf_kernel(X, reduced_vectors, gamma=float(svc._gamma))
     intercept = np.asarray(svc._intercept_, dtype=np.float64)
     targets = FastRBF(svc)._ovo(X) - intercept  # the full model's pair decisions, without their intercepts
     coef = np.zeros((len(counts) - 1, len(reduced_vectors)))

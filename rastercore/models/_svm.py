@@ -224,10 +224,6 @@ class SampledSVC(ClassifierMixin, BaseEstimator):
             self.budget_ = {"support_vectors": n_full, "kept": n_full, "agreement": 1.0, "rows": 0,
                             "tolerance": self.budget_tolerance}
             return
-        if self.max_support_vectors < len(self.classes_):
-            raise TrainingDataError(f"max_support_vectors={self.max_support_vectors} cannot keep one support "
-                                    f"vector of each of the {len(self.classes_)} classes -- give at least "
-                                    f"{len(self.classes_)}.")
         sample = rng.permutation(self.sample_indices_)
         n_held = max(1, len(sample) // 5)
         refit_rows, held_out = sample[n_held:], sample[:n_held]
