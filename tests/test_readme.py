@@ -1,8 +1,9 @@
 """The README's tour, run as written: its bash blocks in order, then its Python blocks as one session.
 
 Run in a temporary directory holding a copy of the repository's
-``pipelines/`` (the tour is run from the repository root), the scenes of
-the two it runs shrunk to 512 x 768 (the same shrinking as ``test_pipeline``), with
+``pipelines/`` (the tour is run from the repository root), its synthetic
+scene and the scenes of the two pipelines it runs shrunk to 512 x 768 (the
+same shrinking as ``test_pipeline``), with
 the ``rastercore`` command of this environment first on the PATH.
 """
 
