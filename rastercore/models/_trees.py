@@ -1,10 +1,11 @@
 """Compiled tree ensembles: scikit-learn's forests and gradient-boosted trees predicted by one numba traversal.
 
 Every tree of the ensemble is flattened into shared node arrays (feature,
-threshold, children, leaf values); one kernel walks all of them for a block
-of rows, tree after tree, and adds each leaf's value into the rows' sums in
-the library's own order, so the sums, and the probabilities and labels made
-from them, are the library's to the last bit:
+threshold, children, leaf values), breadth first; one kernel sorts a block
+of rows through all of them, tree after tree (each node partitions its rows
+between its children), and adds each leaf's value into the sums of the rows
+that reach it in the library's own order, so the sums, and the
+probabilities and labels made from them, are the library's to the last bit:
 
 * random forests and extra trees (classifier and regressor, and
   :class:`rastercore.models.ShardedForestClassifier` / ``Regressor``):
@@ -46,49 +47,43 @@ import numpy as np
 __all__ = ["CompiledTrees", "compiled_trees"]
 
 
-ROW_BLOCK = 512
-"""Rows walked together through one small tree (boosting's): their features stay in the processor's cache."""
+BLOCK_BYTES = 8 << 20
+"""Features of the rows predicted together, at most: they are copied feature-major once per block, and every
+tree of the ensemble then sorts the block's rows."""
 
-MAX_ROW_BLOCK = 4096
-"""Rows walked together through one large tree (a forest's, thousands of nodes): the more rows visit the
-tree at once, the fewer times its nodes are fetched from memory, until the block's rows no longer stay in
-the processor's cache.  Measured on 72 features (bench/bench_trees.py): best at 4096-8192 rows on an AMD
-EPYC host; on an Intel Xeon host (2 MiB L2 per core) best at 2048, with 4096 within 1.1x of it and 8192
-1.6-1.8x slower on three of the four forests.  4096 is near the best on both."""
-
-ROUND = 6
-"""Levels every row still inside a tree walks before those that reached a leaf are dropped from the walk."""
+MAX_BLOCK_ROWS = 16384
+"""Rows predicted together, at most.  The more rows go through a tree at once, the less each of its nodes
+costs per row.  Measured on 72 features (bench/bench_trees.py, AMD EPYC host, kernel alone): forests 1.2-1.7x
+faster with 16384 rows than with 4096, and 32768 within the run-to-run noise of 16384; boosting within 4 % from
+4096 to 32768 rows."""
 
 
 @numba.njit(cache=True)
 def _breadth_first(left, right, feature, threshold):
-    """A tree's nodes re-laid breadth first with siblings side by side, so that ``child = left + (x > t)``.
+    """A tree's nodes re-laid breadth first with siblings side by side (the right child follows the left).
 
     Returns, by new position, the threshold, feature, left child and leaf
-    arrays and the tree's depth.  A leaf points to itself with an infinite
-    threshold and keeps its old id in ``leaf`` (its value's row); an inner
-    node has ``leaf`` -1.
+    arrays.  A leaf keeps its old id in ``leaf`` (its value's row); an
+    inner node has ``leaf`` -1.  The nodes of one depth are consecutive,
+    in the order of their parents.
     """
     n = left.shape[0]
     order = np.empty(n, np.int64)
-    level = np.zeros(n, np.int64)
-    thresholds = np.empty(n, np.float32)
+    thresholds = np.full(n, np.inf, np.float32)
     features = np.zeros(n, np.uint32)
-    lefts = np.empty(n, np.int64)
+    lefts = np.zeros(n, np.int64)
     leaves = np.full(n, -1, np.int32)
-    order[0], head, tail, depth = 0, 0, 1, 0
+    order[0], head, tail = 0, 0, 1
     while head < tail:
         old = order[head]
         if left[old] < 0:
-            thresholds[head], lefts[head], leaves[head] = np.inf, head, old
+            leaves[head] = old
         else:
             order[tail], order[tail + 1] = left[old], right[old]
-            level[tail] = level[tail + 1] = level[head] + 1
-            depth = max(depth, level[head] + 1)
             thresholds[head], features[head], lefts[head] = _floor32(threshold[old]), feature[old], tail
             tail += 2
         head += 1
-    return thresholds, features, lefts, leaves, depth
+    return thresholds, features, lefts, leaves
 
 
 @numba.njit(cache=True)
@@ -101,71 +96,75 @@ def _floor32(value):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _ensemble_sums(X, thresholds, features, lefts, leaves, roots, depths, value_offsets, tree_output,
-                   leaf_values, init, block):
+def _ensemble_sums(X, thresholds, features, lefts, leaves, roots, value_offsets, tree_output, leaf_values, init,
+                   block):
     """``init`` plus, for every tree in order, the value of the leaf each row of ``X`` (float32) reaches.
 
-    Rows go through a tree ``block`` at a time and level by level, so that
-    the walks of different rows overlap in the processor instead of waiting
-    on each other's loads and mispredicted branches: every row still inside
-    takes one step per level (a leaf loops on itself), and every
-    :data:`ROUND` levels the rows that reached a leaf drop out.  Indices
-    are unsigned, which spares numba's negative-index arithmetic in the
-    inner loop.  ``tree_output[t]`` is the output column tree ``t`` adds
-    to, or -1 for a tree whose leaves hold a value for every output.
+    Rows go through the ensemble ``block`` at a time, their features
+    copied feature-major.  A tree sorts the block's rows instead of walking
+    them one by one: depth after depth, the rows at each node are
+    partitioned by its split into its two children's lists, so that a
+    node's feature, threshold and children are read once per block rather
+    than once per row, the comparisons run down one feature's column, and
+    no row waits on the load of its next node.  ``tree_output[t]`` is the
+    output column tree ``t`` adds to, or -1 for a tree whose leaves hold a
+    value for every output.
     """
     n_rows, n_features, n_out = X.shape[0], X.shape[1], init.shape[0]
-    flat = X.reshape(-1)
     sums = np.empty((n_rows, n_out), init.dtype)  # summed in the library's precision: float64, or float32 (XGBoost)
     for i in range(n_rows):
         sums[i] = init
-    at = np.empty(block, np.uint32)
-    inside = np.empty(block, np.uint32)
-    row_start = np.empty(block, np.uint64)
+    block = max(1, min(block, n_rows))
+    columns = np.empty(n_features * block, np.float32)
+    rows, spare = np.empty(block, np.uint32), np.empty(block, np.uint32)  # a depth's rows, by node; the next's
+    at_node = np.empty(lefts.shape[0], np.uint64)  # rows the node holds, at the current depth
+    one = np.uint64(1)
     for start in range(0, n_rows, block):
         m = min(block, n_rows - start)
         for r in range(m):
-            row_start[r] = np.uint64(start + r) * np.uint64(n_features)
-        for t in range(roots.shape[0]):
-            _walk(flat, thresholds, features, lefts, leaves, np.uint32(roots[t]), depths[t], m, row_start, at, inside)
-            out, offset = tree_output[t], value_offsets[t]
+            for j in range(n_features):
+                columns[j * m + r] = X[start + r, j]
+        for t in range(roots.shape[0]):  # written out in one function: as inlined helpers, up to 16 % slower
             for r in range(m):
-                row = offset + leaves[at[r]]
-                if out >= 0:
-                    sums[start + r, out] += leaf_values[row, 0]
-                else:
-                    for k in range(n_out):
-                        sums[start + r, k] += leaf_values[row, k]
+                rows[r] = r
+            at_node[roots[t]] = np.uint64(m)
+            output = tree_output[t]
+            begin, end = roots[t], roots[t] + 1  # the nodes of one depth
+            while begin < end:
+                taken, given, n_inner = np.uint64(0), np.uint64(0), 0  # unsigned: no negative-index checks
+                for node in range(begin, end):
+                    n = at_node[node]
+                    if leaves[node] >= 0:  # its value added to the sums of its rows (all outputs, or the tree's)
+                        value = value_offsets[t] + leaves[node]
+                        if output >= 0:
+                            v = leaf_values[value, 0]
+                            for k in range(taken, taken + n):
+                                sums[start + rows[k], output] += v
+                        else:
+                            for k in range(taken, taken + n):
+                                row = start + rows[k]
+                                for j in range(n_out):
+                                    sums[row, j] += leaf_values[value, j]
+                    else:
+                        child, n_left = lefts[node], np.uint64(0)
+                        if n > 0:
+                            column, threshold = np.uint64(features[node]) * np.uint64(m), thresholds[node]
+                            front, back = given, given + n - one
+                            for k in range(taken, taken + n):  # left from the front, right from the back
+                                r = rows[k]
+                                right = np.uint64(columns[column + np.uint64(r)] > threshold)
+                                spare[front] = r
+                                spare[back] = r
+                                front += one - right
+                                back -= right
+                            n_left = front - given
+                        at_node[child], at_node[child + 1] = n_left, n - n_left
+                        given += n
+                        n_inner += 1
+                    taken += n
+                rows, spare = spare, rows
+                begin, end = end, end + 2 * n_inner
     return sums
-
-
-@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _walk(flat, thresholds, features, lefts, leaves, root, depth, m, row_start, at, inside):
-    """``at[r]``: the leaf the ``r``-th row of the block reaches, in rounds of :data:`ROUND` levels.
-
-    The list of rows still inside is rewritten in place after each round,
-    without a branch: every row is written, and the count advances only
-    for those whose node is not a leaf.
-    """
-    for r in range(m):
-        at[r] = root
-        inside[r] = r
-    n, levels = np.uint64(m), depth
-    while n > 0 and levels > 0:
-        steps = min(ROUND, levels)
-        levels -= steps
-        for _ in range(steps):
-            for i in range(n):
-                r = inside[i]
-                node = at[r]
-                at[r] = lefts[node] + np.uint32(flat[row_start[r] + features[node]] > thresholds[node])
-        if levels > 0:
-            kept = np.uint64(0)
-            for i in range(n):
-                r = inside[i]
-                inside[kept] = r
-                kept += np.uint64(leaves[at[r]] < 0)
-            n = kept
 
 
 class CompiledTrees:
@@ -197,9 +196,6 @@ class CompiledTrees:
         Whether :meth:`predict_with_proba` is available (classifiers).
     n_trees, n_nodes : int
         Size of the ensemble.
-    row_block : int
-        Rows walked together through one tree: :data:`ROW_BLOCK` for trees of up to 512 nodes on
-        average, growing with the trees' size up to :data:`MAX_ROW_BLOCK`.
     """
 
     def __init__(self, model, trees: list[tuple], *, outputs: list[int], n_out: int, init: np.ndarray,
@@ -213,7 +209,6 @@ class CompiledTrees:
         self.thresholds, self.features, self.leaves = (np.concatenate([fields[k] for fields in laid]) for k in (0, 1, 3))
         self.lefts = np.concatenate([fields[2] + start for fields, start in zip(laid, offsets)]).astype(np.uint32)
         self.roots = offsets
-        self.depths = np.array([fields[4] for fields in laid], dtype=np.int64)
         values = [np.asarray(t[4], dtype=dtype) for t in trees]
         self.value_offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])[:-1]]).astype(np.int64)
         self.leaf_values = np.ascontiguousarray(np.concatenate(values))
@@ -221,13 +216,12 @@ class CompiledTrees:
         self.init = np.asarray(init, dtype=dtype).reshape(n_out)
         self.has_proba = hasattr(model, "classes_")
         self.n_trees, self.n_nodes = len(trees), int(sizes.sum())
-        self.row_block = int(min(MAX_ROW_BLOCK, ROW_BLOCK * max(1, self.n_nodes // (256 * self.n_trees))))
 
     def sums(self, X: np.ndarray) -> np.ndarray:
         """The ensemble's raw sums ``(n, n_outputs)`` for the (finite, float32) rows of ``X``."""
         X = np.ascontiguousarray(X, dtype=np.float32)
-        return _ensemble_sums(X, self.thresholds, self.features, self.lefts, self.leaves, self.roots, self.depths,
-                              self.value_offsets, self.tree_output, self.leaf_values, self.init, self.row_block)
+        return _ensemble_sums(X, self.thresholds, self.features, self.lefts, self.leaves, self.roots,
+                              self.value_offsets, self.tree_output, self.leaf_values, self.init, block_rows(X.shape[1]))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self._finish(self.sums(X))
@@ -241,6 +235,11 @@ class CompiledTrees:
         if self.has_proba:
             return self.predict_with_proba(X)[0]
         return self._finish(self.sums(X))
+
+
+def block_rows(n_features: int) -> int:
+    """Rows predicted together: :data:`MAX_BLOCK_ROWS`, fewer when their features would exceed :data:`BLOCK_BYTES`."""
+    return int(max(1, min(MAX_BLOCK_ROWS, BLOCK_BYTES // (4 * max(n_features, 1)))))
 
 
 def compiled_trees(model) -> CompiledTrees | None:

@@ -181,16 +181,58 @@ def test_lightgbm_and_xgboost_models_it_does_not_cover_keep_their_own_predict():
         assert compiled_trees(model) is None, model
 
 
-def test_shallow_and_deep_trees_take_both_walks_and_agree():
-    """Trees within one ROUND of levels walk without a drop-out, deeper ones in several rounds, over
-    several row blocks and a partial last one: both are exact."""
-    from rastercore.models._trees import ROUND
+def _random_tree(rng, n_features, depth, X):
+    """Node arrays (feature, threshold, left, right, values) of a random tree ``depth`` levels deep along its
+    leftmost path and lopsided elsewhere, its thresholds on the rows' own values or between them (float64, as
+    scikit-learn stores them)."""
+    feature, threshold, left, right = [], [], [], []
 
-    X, y, _, X_new = _data(3, n=3000)
-    model = RandomForestClassifier(n_estimators=12, random_state=0).fit(X, y)
-    model.estimators_[:6] = RandomForestClassifier(n_estimators=6, max_depth=ROUND - 1, random_state=1).fit(X, y).estimators_
-    fast = compiled_trees(model)
-    X_new = np.concatenate([X_new] * (3 * fast.row_block // len(X_new) + 1))[:-7]
-    assert fast.depths.min() < ROUND and fast.depths.max() > 2 * ROUND
-    assert len(X_new) > 2 * fast.row_block and len(X_new) % fast.row_block
-    np.testing.assert_array_equal(fast.predict_proba(X_new), model.predict_proba(X_new))
+    def grow(level, spine=True):
+        here = len(feature)
+        feature.append(0), threshold.append(np.inf), left.append(-1), right.append(-1)
+        if level < depth and (spine or rng.random() < 0.55):
+            f = int(rng.integers(n_features))
+            a, b = X[rng.integers(len(X), size=2), f].astype(np.float64)
+            feature[here], threshold[here] = f, a if rng.random() < 0.5 else (a + b) / 2
+            left[here] = grow(level + 1, spine)
+            right[here] = grow(level + 1, False)
+        return here
+
+    grow(0)
+    values = rng.normal(size=(len(feature), 3))
+    return (np.array(feature), np.array(threshold), np.array(left), np.array(right), values)
+
+
+def _walk_reference(tree, x):
+    """The leaf row ``x`` reaches, one comparison at a time, in float64 (``x <= threshold`` goes left)."""
+    feature, threshold, left, right, _ = tree
+    node = 0
+    while left[node] >= 0:
+        node = left[node] if np.float64(x[feature[node]]) <= threshold[node] else right[node]
+    return node
+
+
+def test_trees_of_every_shape_over_several_blocks_match_a_walk_row_by_row(monkeypatch):
+    """A tree that is one leaf, shallow trees and deep lopsided ones, over row blocks with a partial last one:
+    every row's sums are those of walking each tree node by node, tree after tree."""
+    from rastercore.models import _trees
+
+    monkeypatch.setattr(_trees, "MAX_BLOCK_ROWS", 64)
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(64 * 5 + 7, 5)).astype(np.float32)
+    X[::4, 2] = X[::8, 2].repeat(2)[: len(X[::4])]  # repeated values: rows on a threshold
+    trees = [_random_tree(rng, 5, depth, X) for depth in (0, 1, 3, 8, 25, 25)]
+    assert [len(t[0]) for t in trees][0] == 1 and max(len(t[0]) for t in trees) > 60
+    outputs = [-1, 0, 2, -1, 1, -1]
+    fast = CompiledTrees(None, trees, outputs=outputs, n_out=3, init=np.array([0.5, -1.0, 2.0]),
+                         finish=lambda s: s)
+    expected = np.tile([0.5, -1.0, 2.0], (len(X), 1))
+    for tree, out in zip(trees, outputs):
+        values = tree[4][[_walk_reference(tree, x) for x in X]]
+        if out >= 0:
+            expected[:, out] += values[:, 0]
+        else:
+            expected += values
+    assert _trees.block_rows(X.shape[1]) == 64
+    np.testing.assert_array_equal(fast.sums(X), expected)
+    assert fast.sums(X[:0]).shape == (0, 3)
