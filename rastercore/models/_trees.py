@@ -150,7 +150,9 @@ def _ensemble_sums(X, thresholds, features, lefts, leaves, roots, value_offsets,
                         if n > 0:
                             column, threshold = np.uint64(features[node]) * np.uint64(m), thresholds[node]
                             front, back = given, given + n - one
-                            for k in range(taken, taken + n):  # left from the front, right from the back
+                            # Left-going rows from the front, the others from the back, without a branch: a row
+                            # is written at both ends, and only the end it belongs to moves past it.
+                            for k in range(taken, taken + n):
                                 r = rows[k]
                                 right = np.uint64(columns[column + np.uint64(r)] > threshold)
                                 spare[front] = r
