@@ -117,7 +117,10 @@ def _ensemble_sums(X, thresholds, features, lefts, leaves, roots, value_offsets,
     block = max(1, min(block, n_rows))
     columns = np.empty(n_features * block, np.float32)
     rows, spare = np.empty(block, np.uint32), np.empty(block, np.uint32)  # a depth's rows, by node; the next's
-    at_node = np.empty(lefts.shape[0], np.uint64)  # rows the node holds, at the current depth
+    largest = lefts.shape[0] - roots[-1] if roots.shape[0] else 0
+    for t in range(1, roots.shape[0]):
+        largest = max(largest, roots[t] - roots[t - 1])
+    at_node = np.empty(largest, np.uint64)  # rows each node of the tree holds, by its place in the tree
     one = np.uint64(1)
     for start in range(0, n_rows, block):
         m = min(block, n_rows - start)
@@ -127,13 +130,13 @@ def _ensemble_sums(X, thresholds, features, lefts, leaves, roots, value_offsets,
         for t in range(roots.shape[0]):  # written out in one function: as inlined helpers, up to 16 % slower
             for r in range(m):
                 rows[r] = r
-            at_node[roots[t]] = np.uint64(m)
-            output = tree_output[t]
-            begin, end = roots[t], roots[t] + 1  # the nodes of one depth
+            root, output = roots[t], tree_output[t]
+            at_node[0] = np.uint64(m)
+            begin, end = root, root + 1  # the nodes of one depth
             while begin < end:
                 taken, given, n_inner = np.uint64(0), np.uint64(0), 0  # unsigned: no negative-index checks
                 for node in range(begin, end):
-                    n = at_node[node]
+                    n = at_node[node - root]
                     if leaves[node] >= 0:  # its value added to the sums of its rows (all outputs, or the tree's)
                         value = value_offsets[t] + leaves[node]
                         if output >= 0:
@@ -160,7 +163,7 @@ def _ensemble_sums(X, thresholds, features, lefts, leaves, roots, value_offsets,
                                 front += one - right
                                 back -= right
                             n_left = front - given
-                        at_node[child], at_node[child + 1] = n_left, n - n_left
+                        at_node[child - root], at_node[child + 1 - root] = n_left, n - n_left
                         given += n
                         n_inner += 1
                     taken += n
