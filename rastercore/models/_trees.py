@@ -54,7 +54,7 @@ tree of the ensemble then sorts the block's rows."""
 MAX_BLOCK_ROWS = 16384
 """Rows predicted together, at most.  The more rows go through a tree at once, the less each of its nodes
 costs per row.  Measured on 72 features (bench/bench_trees.py, AMD EPYC host, kernel alone): forests 1.2-1.7x
-faster with 16384 rows than with 4096, and 32768 within the run-to-run noise of 16384; boosting within 4 % from
+faster with 16384 rows than with 4096, and 32768 within the run-to-run noise of 16384; boosting within 6 % from
 4096 to 32768 rows."""
 
 

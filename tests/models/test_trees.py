@@ -222,7 +222,7 @@ def test_trees_of_every_shape_over_several_blocks_match_a_walk_row_by_row(monkey
     X = rng.normal(size=(64 * 5 + 7, 5)).astype(np.float32)
     X[::4, 2] = X[::8, 2].repeat(2)[: len(X[::4])]  # repeated values: rows on a threshold
     trees = [_random_tree(rng, 5, depth, X) for depth in (0, 1, 3, 8, 25, 25)]
-    assert [len(t[0]) for t in trees][0] == 1 and max(len(t[0]) for t in trees) > 60
+    assert len(trees[0][0]) == 1 and max(len(t[0]) for t in trees) > 60  # a lone leaf, and deep trees
     outputs = [-1, 0, 2, -1, 1, -1]
     fast = CompiledTrees(None, trees, outputs=outputs, n_out=3, init=np.array([0.5, -1.0, 2.0]),
                          finish=lambda s: s)
