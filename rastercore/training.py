@@ -11,9 +11,9 @@ Memory holds a few tiles' features (two per worker thread), whatever the
 scene size.
 
 :func:`pixel_arrays` gives the same pixels as dask arrays (one block per
-tile), for ``dask_ml.wrappers.Incremental`` or any dask-aware estimator
-(:func:`rastercore.boosting.train_distributed` fits LightGBM and XGBoost on
-them).
+tile), for ``dask_ml.wrappers.Incremental`` (``pip install dask-ml``) or
+any dask-aware estimator (:func:`rastercore.boosting.train_distributed`
+fits LightGBM and XGBoost on them).
 
 The ``lightgbm`` and ``xgboost`` families need the optional ``boost`` extra
 (``pip install 'rastercore[boost]'``); the libraries are imported only when
