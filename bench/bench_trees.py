@@ -10,7 +10,15 @@ prediction runs one tile per dask thread).  LightGBM's own predict is
 measured beside them when ``lightgbm`` is installed.  Outputs are checked
 equal before anything is timed.  Goal: 5x the forest and 3x the boosting.
 
-    python bench/bench_trees.py [--rows 200000]
+With ``--tl2cgen``, the random forest is also compiled to C by treelite
+and tl2cgen (``pip install treelite tl2cgen``; not rastercore
+dependencies; gcc, ``-O3 -march=native``, thresholds quantized) and
+predicted by its one-thread predictor, the data matrix made inside the
+timing as the other inputs are; compiling takes a minute or more
+(``tl2cgen_compile_s``, on two cores; the larger extra-trees and boosted
+models took so long that they are left out).
+
+    python bench/bench_trees.py [--rows 200000] [--tl2cgen]
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import sys, time, numpy as np
 from threadpoolctl import threadpool_limits
 from sklearn.ensemble import RandomForestClassifier, ExtraTreesClassifier, HistGradientBoostingClassifier
 from rastercore.models import compiled_trees
-rows, n_classes = int(sys.argv[1]), int(sys.argv[2])
+rows, n_classes, peers = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
 rng = np.random.default_rng(0)
 mix = rng.normal(size=(8, 72))
 def draw(n):
@@ -45,6 +53,24 @@ def best(f, repeat=3):
     for _ in range(repeat):
         t = time.perf_counter(); f(); times.append(time.perf_counter() - t)
     return min(times)
+def tl2cgen_seconds(model):
+    import tempfile, treelite, tl2cgen
+    try:
+        imported = treelite.sklearn.import_model(model)
+    except Exception as error:
+        return {"tl2cgen": f"not importable: {error}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        tl2cgen.export_lib(imported, toolchain="gcc", libpath=f"{tmp}/model.so", nthread=2,
+                           params={"quantize": 1, "parallel_comp": 50}, options=["-O3", "-march=native"])
+        compiling = time.perf_counter() - started
+        predictor = tl2cgen.Predictor(f"{tmp}/model.so", nthread=1)
+        some = X_new[:5000]
+        out = predictor.predict(tl2cgen.DMatrix(some)).reshape(len(some), -1)
+        ref = model.predict_proba(some)
+        ref = ref if out.shape[1] == ref.shape[1] else ref[:, 1:]
+        return {"tl2cgen_s": round(best(lambda: predictor.predict(tl2cgen.DMatrix(X_new))), 3),
+                "tl2cgen_max_abs_diff": float(np.abs(out - ref).max()), "tl2cgen_compile_s": round(compiling)}
 with threadpool_limits(1):
     for name, model in models.items():
         model.fit(X, y)
@@ -55,6 +81,8 @@ with threadpool_limits(1):
         compiled = best(lambda: fast.predict_with_proba(X_new))
         result[name] = {"library_s": round(library, 3), "compiled_s": round(compiled, 3),
                         "speedup": round(library / compiled, 2), "nodes": fast.n_nodes}
+        if "tl2cgen" in peers and isinstance(model, RandomForestClassifier):
+            result[name].update(tl2cgen_seconds(model))
     try:
         import lightgbm
         booster = lightgbm.LGBMClassifier(n_estimators=100, num_threads=1, verbose=-1).fit(X, y)
@@ -67,11 +95,13 @@ with threadpool_limits(1):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--tl2cgen", action="store_true", help="also time the models compiled to C by tl2cgen")
     args = parser.parse_args()
+    peers = ["tl2cgen"] if args.tl2cgen else []
     results = {}
     for n_classes in (2, 4):
         results[f"{n_classes} classes, 72 features, {args.rows} rows, one core"] = run_measured(
-            JOB, str(args.rows), str(n_classes))
+            JOB, str(args.rows), str(n_classes), *peers)
         print(results, flush=True)
     save("trees", results)
 
