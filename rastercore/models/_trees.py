@@ -173,7 +173,7 @@ def _ensemble_sums(X, thresholds, features, lefts, leaves, roots, value_offsets,
                 begin, end = end, end + 2 * n_inner
             # A forest's leaves hold a value per output: they are added in one pass down the block, with sequential
             # sums, instead of at each leaf into its scattered rows' (0-16 % faster on bench_trees' forests; for
-            # boosting's one value per leaf, 7-11 % slower on a raster scene's features, so it is added at the leaf).
+            # boosting's one value per leaf, 6-12 % slower on a raster scene's features, so it is added at the leaf).
             if output < 0:
                 for r in range(m):
                     value = leaf_of[r]
