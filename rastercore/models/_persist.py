@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import sys
 import uuid
 import warnings
 import zipfile
@@ -87,6 +88,61 @@ def trusted_types() -> list[str]:
            ShardedForestClassifier, ShardedForestRegressor, ThresholdedMultiLabel]
     return sorted({f"{cls.__module__}.{cls.__qualname__}" for cls in own}
                   | set(_TRUSTED_SKLEARN_INTERNALS) | set(_TRUSTED_BOOSTING))
+
+
+def _skops_io():
+    """:mod:`skops.io`, imported without scikit-learn's estimator crawl importing every installed array library.
+
+    skops lists the estimators it trusts by default when it is imported,
+    from :func:`sklearn.utils.all_estimators`, whose package walk imports
+    every package under ``sklearn`` before it skips the test and vendored
+    ones -- ``sklearn.externals.array_api_compat.torch`` among them, and so
+    torch.  That took 4-6 s of every command that reads or writes a model.
+    The same list is made by :func:`_public_estimators`, which skips those
+    packages before importing them; the crawl is restored once skops holds
+    its list.
+    """
+    if "skops.io" not in sys.modules:
+        import sklearn.utils
+
+        crawl = sklearn.utils.all_estimators
+        sklearn.utils.all_estimators = _public_estimators
+        try:
+            import skops.io  # noqa: F401
+        finally:
+            sklearn.utils.all_estimators = crawl
+    return sys.modules["skops.io"]
+
+
+def _public_estimators(type_filter=None):
+    """:func:`sklearn.utils.all_estimators` (``type_filter=None`` only), without importing the packages it skips."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import sklearn
+    from sklearn.base import BaseEstimator
+    from sklearn.utils import discovery
+
+    skipped = getattr(discovery, "_MODULE_TO_IGNORE", None)
+    if type_filter is not None or skipped is None:  # not the call skops makes, or another scikit-learn: the crawl
+        return discovery.all_estimators(type_filter)
+    found = set()
+    packages = [sklearn]
+    while packages:
+        package = packages.pop()
+        for info in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
+            if "._" in info.name or any(part in skipped for part in info.name.split(".")):
+                continue  # all_estimators skips these modules and everything under them
+            with warnings.catch_warnings():  # as all_estimators: deprecated modules warn when imported
+                warnings.simplefilter("ignore", FutureWarning)
+                module = importlib.import_module(info.name)
+            found.update((name, cls) for name, cls in inspect.getmembers(module, inspect.isclass)
+                         if not name.startswith("_"))
+            if info.ispkg:
+                packages.append(module)
+    return sorted({(name, cls) for name, cls in found if issubclass(cls, BaseEstimator) and name != "BaseEstimator"
+                   and not getattr(cls, "__abstractmethods__", None)}, key=lambda pair: pair[0])
 
 
 def _library_versions() -> dict[str, str]:
@@ -161,7 +217,7 @@ def save_model(model, path, *, metadata: dict | None = None, overwrite: bool = F
     renamed when complete, so an interrupted save never leaves a file that
     looks whole.
     """
-    import skops.io as sio
+    sio = _skops_io()
 
     path = Path(path)
     if path.is_dir():
@@ -347,7 +403,7 @@ def load_model(path, *, trusted=(), return_manifest: bool = False):
         The file was saved under other versions of Python, numpy,
         scikit-learn, skops or rastercore; each differing version is named.
     """
-    import skops.io as sio
+    sio = _skops_io()
 
     path = Path(path)
     data, manifest = _open_archive(path, whole=True)

@@ -205,3 +205,20 @@ def test_a_crafted_file_naming_os_system_is_refused(tmp_path, small_model):
             dst.writestr(info.filename, content)
     with pytest.raises(UntrustedModelTypeError, match=r"os\.system"):
         load_model(crafted)
+
+
+def test_skops_trusts_the_estimators_scikit_learn_lists():
+    assert persist._public_estimators() == sklearn.utils.all_estimators()
+    assert sklearn.utils.all_estimators is sklearn.utils.discovery.all_estimators  # restored after skops's import
+
+
+def test_a_new_process_loads_a_model_without_importing_torch(tmp_path, small_model):
+    import subprocess
+    import sys
+
+    path = save_model(small_model, tmp_path / "m.skops")
+    check = ("import sys; from rastercore.models import load_model; "
+             f"load_model({str(path)!r}); print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "False"
