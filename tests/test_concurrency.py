@@ -49,7 +49,7 @@ def scene(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("concurrency")
     (tmp / "spec.json").write_text(json.dumps(SPEC))
     threads = ("--scheduler", "threads")
-    run_cli("synth", tmp / "scene", "--size", "1024x1024", "--progress", "none", *threads)
+    run_cli("synth", tmp / "scene", "--size", "512x512", "--progress", "none", *threads)
     run_cli("ingest", tmp / "scene" / "HH.tif", tmp / "scene" / "HV.tif", "-o", tmp / "stack.zarr", "--bands", "HH,HV",
          "--tile-size", "128", "--progress", "none", *threads)
     run_cli("sample", tmp / "stack.zarr", "--spec", tmp / "spec.json", "--target", tmp / "scene" / "target.tif",
@@ -93,7 +93,7 @@ def test_a_stack_replaced_while_a_prediction_reads_it_is_never_read_half_old_hal
     # The same files in the other order: every pixel of the new stack differs from the old one.
     run_cli("ingest", scene / "scene" / "HV.tif", scene / "scene" / "HH.tif", "-o", stack, "--bands", "HH,HV",
          "--tile-size", "128", "--overwrite", "--progress", "none", "--scheduler", "threads")
-    hold.unlink()  # the reader goes on, on the new stack, from tile 3 of 64
+    hold.unlink()  # the reader goes on, on the new stack, from tile 3 of 16
     _, err = reader.communicate(timeout=300)
     assert reader.returncode == 2 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1].startswith(
