@@ -37,6 +37,15 @@ def assert_same_georef(stack, crs, transform):
     assert stack.rio.transform().almost_equals(transform)
 
 
+def pytest_collection_modifyitems(config, items):
+    """The ``slow`` modules first.
+
+    The suite runs on two processes, a file at a time, in this order (pytest-xdist's ``--dist loadfile
+    --no-loadscope-reorder``): a long file started last would leave the other process idle at the end.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
