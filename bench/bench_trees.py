@@ -30,12 +30,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import run_measured, save  # noqa: E402
 
-JOB = """
+ROWS_AND_MODELS = """
 import sys, time, numpy as np
 from threadpoolctl import threadpool_limits
 from sklearn.ensemble import RandomForestClassifier, ExtraTreesClassifier, HistGradientBoostingClassifier
 from rastercore.models import compiled_trees
-rows, n_classes, peers = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+rows, n_classes = int(sys.argv[1]), int(sys.argv[2])
 rng = np.random.default_rng(0)
 mix = rng.normal(size=(8, 72))
 def draw(n):
@@ -48,6 +48,11 @@ X_new, _ = draw(rows)
 models = {"random forest (50 trees)": RandomForestClassifier(n_estimators=50, n_jobs=1, random_state=0),
           "extra trees (50 trees)": ExtraTreesClassifier(n_estimators=50, n_jobs=1, random_state=0),
           "hist gradient boosting (100 iterations)": HistGradientBoostingClassifier(max_iter=100, random_state=0)}
+"""
+"""The rows and (unfitted) models of a job: ``argv`` rows, classes; 72 correlated features (also bench_tree_kernels)."""
+
+JOB = ROWS_AND_MODELS + """
+peers = sys.argv[3:]
 def best(f, repeat=3):
     times = []
     for _ in range(repeat):

@@ -11,6 +11,21 @@ from rastercore.models import (CompiledTrees, ShardedForestClassifier, ShardedFo
                                fast_predictor)
 
 
+@pytest.fixture(params=["partition", "walk"])
+def kernel(request, monkeypatch):
+    """Each kernel in turn for the ensembles built in the test: the AVX-512 walk where the processor has it."""
+    from rastercore.models import _avx512, _trees
+
+    if request.param == "walk":
+        if not _avx512.has_avx512():
+            pytest.skip("the walk needs AVX-512; this processor has none, and predicts with the partition kernel")
+        monkeypatch.setattr(_trees, "WALK_MIN_NODES", 0)
+        monkeypatch.setattr(_trees, "WALK_BLOCK_ROWS", 256)  # several blocks, the last one partial
+    else:
+        monkeypatch.setattr(_trees, "WALK_MIN_NODES", 1 << 62)
+    return request.param
+
+
 def _data(n_classes: int, seed: int = 0, n: int = 600, d: int = 7):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, d)).astype(np.float32)
@@ -37,22 +52,22 @@ REGRESSORS = [
 
 @pytest.mark.parametrize("n_classes", [2, 4])
 @pytest.mark.parametrize("make", CLASSIFIERS)
-def test_classifiers_are_the_librarys_to_the_bit(make, n_classes):
+def test_classifiers_are_the_librarys_to_the_bit(make, n_classes, kernel):
     X, y, _, X_new = _data(n_classes)
     model = make().fit(X, y + 3)  # labels that are not their indices
     fast = fast_predictor(model)
-    assert isinstance(fast, CompiledTrees) and fast.has_proba
+    assert isinstance(fast, CompiledTrees) and fast.has_proba and fast.kernel == kernel
     labels, proba = fast.predict_with_proba(X_new)
     np.testing.assert_array_equal(proba, model.predict_proba(X_new))
     np.testing.assert_array_equal(labels, model.predict(X_new))
 
 
 @pytest.mark.parametrize("make", REGRESSORS)
-def test_regressors_are_the_librarys_to_the_bit(make):
+def test_regressors_are_the_librarys_to_the_bit(make, kernel):
     X, _, score, X_new = _data(2)
     model = make().fit(X, score)
     fast = fast_predictor(model)
-    assert isinstance(fast, CompiledTrees) and not fast.has_proba
+    assert isinstance(fast, CompiledTrees) and not fast.has_proba and fast.kernel == kernel
     np.testing.assert_array_equal(fast.predict(X_new), model.predict(X_new))
 
 
@@ -107,13 +122,14 @@ BOOSTED_REGRESSORS = {
 
 @pytest.mark.parametrize("n_classes", [2, 4])
 @pytest.mark.parametrize("library", sorted(BOOSTED_CLASSIFIERS))
-def test_lightgbm_and_xgboost_classifiers_are_the_librarys_to_the_bit(library, n_classes):
+def test_lightgbm_and_xgboost_classifiers_are_the_librarys_to_the_bit(library, n_classes, kernel):
     """Same float64 (LightGBM) or float32 (XGBoost) sums in the same order, the same libm exp: equal bits."""
     X, y, _, X_new = _data(n_classes)
     offset = 3 if library == "lightgbm" else 0  # XGBoost takes classes 0..K-1 only
     model = BOOSTED_CLASSIFIERS[library]().fit(X, y + offset)
     fast = fast_predictor(model)
     assert isinstance(fast, CompiledTrees) and fast.has_proba and fast.n_trees == 40 * (1 if n_classes == 2 else 4)
+    assert fast.kernel == kernel
     labels, proba = fast.predict_with_proba(X_new)
     expected = model.predict_proba(X_new)
     assert proba.dtype == expected.dtype
@@ -123,11 +139,11 @@ def test_lightgbm_and_xgboost_classifiers_are_the_librarys_to_the_bit(library, n
 
 
 @pytest.mark.parametrize("library", sorted(BOOSTED_REGRESSORS))
-def test_lightgbm_and_xgboost_regressors_are_the_librarys_to_the_bit(library):
+def test_lightgbm_and_xgboost_regressors_are_the_librarys_to_the_bit(library, kernel):
     X, _, score, X_new = _data(2)
     model = BOOSTED_REGRESSORS[library]().fit(X, score)
     fast = fast_predictor(model)
-    assert isinstance(fast, CompiledTrees) and not fast.has_proba
+    assert isinstance(fast, CompiledTrees) and not fast.has_proba and fast.kernel == kernel
     np.testing.assert_array_equal(fast.predict(X_new), model.predict(X_new))
 
 
@@ -212,12 +228,13 @@ def _walk_reference(tree, x):
     return node
 
 
-def test_trees_of_every_shape_over_several_blocks_match_a_walk_row_by_row(monkeypatch):
+def test_trees_of_every_shape_over_several_blocks_match_a_walk_row_by_row(monkeypatch, kernel):
     """A tree that is one leaf, shallow trees and deep lopsided ones, over row blocks with a partial last one:
     every row's sums are those of walking each tree node by node, tree after tree."""
     from rastercore.models import _trees
 
     monkeypatch.setattr(_trees, "MAX_BLOCK_ROWS", 64)
+    monkeypatch.setattr(_trees, "WALK_BLOCK_ROWS", 64 if kernel == "partition" else 200)
     rng = np.random.default_rng(3)
     X = rng.normal(size=(64 * 5 + 7, 5)).astype(np.float32)
     X[::4, 2] = X[::8, 2].repeat(2)[: len(X[::4])]  # repeated values: rows on a threshold
@@ -226,6 +243,7 @@ def test_trees_of_every_shape_over_several_blocks_match_a_walk_row_by_row(monkey
     outputs = [-1, 0, 2, -1, 1, -1]
     fast = CompiledTrees(None, trees, outputs=outputs, n_out=3, init=np.array([0.5, -1.0, 2.0]),
                          finish=lambda s: s)
+    assert fast.kernel == kernel
     expected = np.tile([0.5, -1.0, 2.0], (len(X), 1))
     for tree, out in zip(trees, outputs):
         values = tree[4][[_walk_reference(tree, x) for x in X]]
