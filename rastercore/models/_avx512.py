@@ -2,9 +2,9 @@
 
 Every row of a block steps down a tree level by level in lockstep (a leaf
 loops on itself), :data:`ROUND` levels at a time, and the rows that reached
-a leaf then drop out.  A step is five AVX-512 gathers for 16 rows (the
-nodes' feature, threshold and left child, then the rows' values of those
-features) and one comparison; :data:`VECTORS` vectors of 16 rows walk side
+a leaf then drop out.  A step is three AVX-512 gathers for 16 rows (the
+nodes' packed feature and left child, see :func:`pack_nodes`, their
+thresholds, then the rows' values of those features) and one comparison; :data:`VECTORS` vectors of 16 rows walk side
 by side so that their gathers overlap, and the levels of a round stay in
 registers.  Rows drop out by ``vpcompressd``.  Numba emits no gathers or
 compresses of its own, so they are LLVM's x86 intrinsics, emitted through
@@ -23,15 +23,16 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["ROUND", "VECTORS", "has_avx512", "walk_sums"]
+__all__ = ["ROUND", "VECTORS", "has_avx512", "pack_nodes", "walk_sums"]
 
 ROUND = 6
 """Levels every row still inside a tree walks before those that reached a leaf drop out."""
 
 VECTORS = 4
 """Vectors of 16 rows walked side by side.  One vector alone was no faster than the partition kernel (its
-gathers wait on each other); on bench_trees.py's forests (Intel Xeon host, 2026-12-03), with 2 vectors the walk
-was 1.2-1.7x faster than the partition kernel, with 4 1.5-1.9x, with 8 1.5-1.8x."""
+gathers wait on each other); on bench_trees.py's forests (Intel Xeon host, 2026-12-03, before the nodes were
+packed), with 2 vectors the walk was 1.2-1.7x faster than the partition kernel, with 4 1.5-1.9x, with 8
+1.2-1.8x."""
 
 LANES = 16
 _I1, _I16, _I32, _I64 = (ir.IntType(bits) for bits in (1, 16, 32, 64))
@@ -45,6 +46,22 @@ def has_avx512() -> bool:
     if numba.config.CPU_NAME not in (None, "host"):  # a fixed target (NUMBA_CPU_NAME) may lack the instructions
         return False
     return bool(llvm.get_host_cpu_features().get("avx512f", False))
+
+
+def pack_nodes(features, lefts, roots):
+    """Each node's feature and left child in one 32-bit word, or None if some tree is too large for it.
+
+    The word is the left child's place in its tree shifted past the
+    feature's bits, then the feature: one gather per step instead of two
+    (1.14-1.17x faster on bench_trees.py's forests).  Returns
+    ``(words, feature_bits)``.
+    """
+    sizes = np.diff(np.append(roots, len(lefts)))
+    place = lefts.astype(np.int64) - np.repeat(roots, sizes)
+    bits = max(1, int(features.max(initial=0)).bit_length())
+    if place.max(initial=0) >= 1 << (32 - bits):
+        return None
+    return ((place << bits) | features).astype(np.uint32), bits
 
 
 def _declare(module, name, ret, args):
@@ -82,17 +99,21 @@ def _data(context, builder, signature, args, k):
 
 
 @intrinsic
-def _walk_round(typingctx, inside, nodes, i, count, features, thresholds, lefts, flat, offset, n_features):
-    """Rows ``inside[i:i + count]`` (``count`` at most 16 x :data:`VECTORS`), at ``nodes[i:i + count]``, step
-    :data:`ROUND` levels down their tree; their new nodes are written back (whole vectors: the arrays are padded)."""
-    sig = types.void(inside, nodes, i, count, features, thresholds, lefts, flat, offset, n_features)
+def _walk_round(typingctx, inside, nodes, i, count, words, thresholds, root, bits, flat, offset, n_features):
+    """Rows ``inside[i:i + count]`` (``count`` at most 16 x :data:`VECTORS`), at ``nodes[i:i + count]`` of the
+    tree at ``root``, step :data:`ROUND` levels down it; their new nodes are written back (whole vectors: the
+    arrays are padded).  ``words`` and ``bits`` are :func:`pack_nodes`'."""
+    sig = types.void(inside, nodes, i, count, words, thresholds, root, bits, flat, offset, n_features)
 
     def codegen(context, builder, signature, args):
-        inside_p, nodes_p, features_p, thresholds_p, lefts_p, flat_p = (
-            _data(context, builder, signature, args, k) for k in (0, 1, 4, 5, 6, 7))
-        start, count, offset, n_features = args[2], args[3], args[8], args[9]
+        inside_p, nodes_p, words_p, thresholds_p, flat_p = (
+            _data(context, builder, signature, args, k) for k in (0, 1, 4, 5, 8))
+        start, count, root, bits, offset, n_features = (args[k] for k in (2, 3, 6, 7, 9, 10))
         block = builder.gep(flat_p, [offset])
         width = _splat(builder, builder.trunc(n_features, _I32), _V16I32)
+        roots = _splat(builder, builder.trunc(root, _I32), _V16I32)
+        shift = _splat(builder, builder.trunc(bits, _I32), _V16I32)
+        feature_mask = builder.sub(builder.shl(ir.Constant(_V16I32, [1] * LANES), shift), ir.Constant(_V16I32, [1] * LANES))
         masks, places, row_starts, at = [], [], [], []
         for v in range(VECTORS):
             lanes = builder.sub(count, ir.Constant(_I64, LANES * v))
@@ -104,9 +125,10 @@ def _walk_round(typingctx, inside, nodes, i, count, features, thresholds, lefts,
             row_starts.append(builder.mul(builder.load(_vector_at(builder, inside_p, places[v]), align=4), width))
             at.append(builder.load(_vector_at(builder, nodes_p, places[v]), align=4))
         for _ in range(ROUND):  # each level issued for every vector before the next level: their gathers overlap
-            feature = [_gather(builder, features_p, at[v], masks[v]) for v in range(VECTORS)]
+            word = [_gather(builder, words_p, at[v], masks[v]) for v in range(VECTORS)]
             threshold = [_gather(builder, thresholds_p, at[v], masks[v], floats=True) for v in range(VECTORS)]
-            left = [_gather(builder, lefts_p, at[v], masks[v]) for v in range(VECTORS)]
+            feature = [builder.and_(word[v], feature_mask) for v in range(VECTORS)]
+            left = [builder.add(builder.lshr(word[v], shift), roots) for v in range(VECTORS)]
             value = [_gather(builder, block, builder.add(row_starts[v], feature[v]), masks[v], floats=True)
                      for v in range(VECTORS)]
             at = [builder.add(left[v], builder.zext(builder.fcmp_ordered(">", value[v], threshold[v]), _V16I32))
@@ -148,12 +170,14 @@ def _drop_finished(typingctx, inside, nodes, i, count, leaves, leaf_at, kept, la
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def walk_sums(X, thresholds, features, lefts, leaves, roots, depths, value_offsets, tree_output, leaf_values, init,
+def walk_sums(X, thresholds, words, bits, leaves, roots, depths, value_offsets, tree_output, leaf_values, init,
               block):
     """``init`` plus, for every tree in order, the value of the leaf each row of ``X`` (float32) reaches.
 
-    The arrays are :class:`rastercore.models.CompiledTrees`' (a leaf's
-    ``lefts`` entry is itself); ``depths[t]`` is tree ``t``'s depth.  Rows
+    The arrays are :class:`rastercore.models.CompiledTrees`' (a leaf is its
+    own left child), the nodes' features and left children packed by
+    :func:`pack_nodes` into ``words`` and ``bits``; ``depths[t]`` is tree
+    ``t``'s depth.  Rows
     go through a tree ``block`` at a time; the leaves' values are added
     tree after tree, so the sums are the library's to the last bit.
     Only where :func:`has_avx512`.
@@ -177,8 +201,8 @@ def walk_sums(X, thresholds, features, lefts, leaves, roots, depths, value_offse
             n, levels = np.uint64(m), depths[t]
             while n > 0:
                 for i in range(np.uint64(0), n, step):
-                    _walk_round(inside, nodes, i, min(step, n - i), features, thresholds, lefts, flat, offset,
-                                np.uint64(n_features))
+                    _walk_round(inside, nodes, i, min(step, n - i), words, thresholds, np.uint64(roots[t]),
+                                np.uint64(bits), flat, offset, np.uint64(n_features))
                 levels -= ROUND
                 kept = np.uint64(0)
                 for i in range(np.uint64(0), n, lanes):

@@ -1,11 +1,15 @@
-"""Compiled tree ensembles: scikit-learn's forests and gradient-boosted trees predicted by one numba traversal.
+"""Compiled tree ensembles: scikit-learn's forests and gradient-boosted trees predicted by compiled numba kernels.
 
 Every tree of the ensemble is flattened into shared node arrays (feature,
-threshold, children, leaf values), breadth first; one kernel sorts a block
-of rows through all of them, tree after tree (each node partitions its rows
-between its children), and adds each leaf's value into the sums of the rows
-that reach it in the library's own order, so the sums, and the
-probabilities and labels made from them, are the library's to the last bit:
+threshold, children, leaf values), breadth first; a kernel sends a block of
+rows through all of them, tree after tree, and adds each leaf's value into
+the sums of the rows that reach it in the library's own order, so the sums,
+and the probabilities and labels made from them, are the library's to the
+last bit.  :func:`_ensemble_sums` sorts the rows through a tree (each node
+partitions its rows between its children); where the processor has
+AVX-512, the trees of forests are walked 16 rows a step instead
+(:mod:`rastercore.models._avx512`, chosen by :class:`CompiledTrees`).
+Covered:
 
 * random forests and extra trees (classifier and regressor, and
   :class:`rastercore.models.ShardedForestClassifier` / ``Regressor``):
@@ -44,7 +48,7 @@ import math
 import numba
 import numpy as np
 
-from ._avx512 import has_avx512, walk_sums
+from ._avx512 import has_avx512, pack_nodes, walk_sums
 
 __all__ = ["CompiledTrees", "compiled_trees"]
 
@@ -60,17 +64,18 @@ faster with 16384 rows than with 4096, and 32768 within the run-to-run noise of 
 4096 to 32768 rows."""
 
 
-WALK_MIN_NODES = 512
-"""Trees of more nodes than this on average (forests grown deep) go through the AVX-512 walk where the processor
-has it.  Measured on an Intel Xeon host (kernels alone, 72 features; bench/bench_tree_kernels.py): random forests
-and extra trees of 2,000-14,000 nodes a tree 1.5-1.9x faster walked than partitioned; histogram gradient
-boosting (61-244 nodes a tree) as fast or slower; on a raster scene's 6 features, a forest of 110 nodes a tree
-as fast and extra trees of 410 nodes 1.2x slower."""
+WALK_MIN_NODES = 100
+"""Trees of more nodes than this on average go through the AVX-512 walk where the processor has it; smaller ones
+(gradient boosting's, 61 nodes at most by default) are partitioned.  Measured on an Intel Xeon host (kernels
+alone, one core, 2026-12-03): on bench_trees.py's 72 noisy features (bench/bench_tree_kernels.py), forests of
+2,000-14,000 nodes a tree 1.9-2.2x faster walked, boosting (61 nodes a tree) as fast or 1.25x faster; on a raster
+scene's 6 features (the middle 448 x 448 pixels of bench_families.py's 2048 x 2048 scene), forests of 110 and
+410 nodes a tree 1.05x and 1.1x faster walked, boosting (59-61 nodes a tree) 1.3-1.4x slower."""
 
 WALK_BLOCK_ROWS = 2048
 """Rows walked together through a tree: their features stay in the L2 cache (72 features: 576 KiB).  With 4096
 rows the forests took up to 1.2x as long, with 8192 (and 8 vectors) up to 1.3x (Intel Xeon host, 2 MiB of L2 a
-core)."""
+core; measured before the nodes were packed)."""
 
 
 @numba.njit(cache=True)
@@ -235,8 +240,9 @@ class CompiledTrees:
         How rows go through the trees: :func:`_ensemble_sums` (rows
         partitioned at every node), or, for trees of more than
         :data:`WALK_MIN_NODES` nodes on average where the processor has
-        AVX-512, :func:`rastercore.models._avx512.walk_sums` (16 rows a step
-        in lockstep).  Both give the same sums.
+        AVX-512 (and each node's feature and place fit a 32-bit word),
+        :func:`rastercore.models._avx512.walk_sums` (16 rows a step in
+        lockstep).  Both give the same sums.
     """
 
     def __init__(self, model, trees: list[tuple], *, outputs: list[int], n_out: int, init: np.ndarray,
@@ -258,13 +264,15 @@ class CompiledTrees:
         self.init = np.asarray(init, dtype=dtype).reshape(n_out)
         self.has_proba = hasattr(model, "classes_")
         self.n_trees, self.n_nodes = len(trees), int(sizes.sum())
-        self.kernel = "walk" if self.n_nodes > WALK_MIN_NODES * self.n_trees and has_avx512() else "partition"
+        self.walk_nodes = pack_nodes(self.features, self.lefts, self.roots) if has_avx512() else None
+        deep = self.n_nodes > WALK_MIN_NODES * self.n_trees
+        self.kernel = "walk" if deep and self.walk_nodes is not None else "partition"
 
     def sums(self, X: np.ndarray) -> np.ndarray:
         """The ensemble's raw sums ``(n, n_outputs)`` for the (finite, float32) rows of ``X``."""
         X = np.ascontiguousarray(X, dtype=np.float32)
         if self.kernel == "walk":
-            return walk_sums(X, self.thresholds, self.features, self.lefts, self.leaves, self.roots, self.depths,
+            return walk_sums(X, self.thresholds, *self.walk_nodes, self.leaves, self.roots, self.depths,
                              self.value_offsets, self.tree_output, self.leaf_values, self.init, WALK_BLOCK_ROWS)
         return _ensemble_sums(X, self.thresholds, self.features, self.lefts, self.leaves, self.roots,
                               self.value_offsets, self.tree_output, self.leaf_values, self.init, block_rows(X.shape[1]))

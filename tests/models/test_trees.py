@@ -254,3 +254,19 @@ def test_trees_of_every_shape_over_several_blocks_match_a_walk_row_by_row(monkey
     assert _trees.block_rows(X.shape[1]) == 64
     np.testing.assert_array_equal(fast.sums(X), expected)
     assert fast.sums(X[:0]).shape == (0, 3)
+
+
+def test_packed_nodes_give_back_each_feature_and_left_child_or_refuse_when_a_tree_is_too_large():
+    from rastercore.models._avx512 import pack_nodes
+
+    rng = np.random.default_rng(0)
+    roots = np.array([0, 5, 3005])
+    lefts = np.concatenate([rng.integers(0, 5, 5), 5 + rng.integers(0, 3000, 3000), 3005 + rng.integers(0, 9, 9)])
+    features = rng.integers(0, 72, len(lefts)).astype(np.uint32)
+    features[7] = 71
+    words, bits = pack_nodes(features, lefts.astype(np.uint32), roots)
+    assert bits == 7 and words.dtype == np.uint32
+    np.testing.assert_array_equal(words & ((1 << bits) - 1), features)
+    np.testing.assert_array_equal((words >> bits) + np.repeat(roots, [5, 3000, 9]), lefts)
+    features[7] = (1 << 21) - 1  # 21 bits of feature leave 11 for a place: the 3000-node tree does not fit
+    assert pack_nodes(features, lefts.astype(np.uint32), roots) is None
