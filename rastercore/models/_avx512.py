@@ -16,6 +16,8 @@ the instructions; nothing here compiles until :func:`walk_sums` is called.
 
 from __future__ import annotations
 
+import functools
+
 import llvmlite.binding as llvm
 import numba
 import numpy as np
@@ -40,6 +42,7 @@ _V16I32, _V16F32, _V16I1 = ir.VectorType(_I32, LANES), ir.VectorType(ir.FloatTyp
 _PTR = ir.PointerType()
 
 
+@functools.cache
 def has_avx512() -> bool:
     """Whether numba compiles for this processor and it has AVX-512 (its foundation, with which every gather,
     compress and mask here comes)."""
@@ -177,9 +180,10 @@ def walk_sums(X, thresholds, words, bits, leaves, roots, depths, value_offsets, 
     The arrays are :class:`rastercore.models.CompiledTrees`' (a leaf is its
     own left child), the nodes' features and left children packed by
     :func:`pack_nodes` into ``words`` and ``bits``; ``depths[t]`` is tree
-    ``t``'s depth.  Rows
-    go through a tree ``block`` at a time; the leaves' values are added
-    tree after tree, so the sums are the library's to the last bit.
+    ``t``'s depth.  Rows go through a tree ``block`` at a time (``block``
+    times the number of features below 2**31: a row's feature is a 32-bit
+    index into the block); the leaves' values are added tree after tree,
+    so the sums are the library's to the last bit.
     Only where :func:`has_avx512`.
     """
     n_rows, n_features, n_out = X.shape[0], X.shape[1], init.shape[0]

@@ -271,7 +271,7 @@ class CompiledTrees:
     def sums(self, X: np.ndarray) -> np.ndarray:
         """The ensemble's raw sums ``(n, n_outputs)`` for the (finite, float32) rows of ``X``."""
         X = np.ascontiguousarray(X, dtype=np.float32)
-        if self.kernel == "walk":
+        if self.kernel == "walk" and X.shape[1] * WALK_BLOCK_ROWS < 1 << 31:  # feature indices within a block: 32-bit
             return walk_sums(X, self.thresholds, *self.walk_nodes, self.leaves, self.roots, self.depths,
                              self.value_offsets, self.tree_output, self.leaf_values, self.init, WALK_BLOCK_ROWS)
         return _ensemble_sums(X, self.thresholds, self.features, self.lefts, self.leaves, self.roots,

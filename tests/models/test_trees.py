@@ -270,3 +270,29 @@ def test_packed_nodes_give_back_each_feature_and_left_child_or_refuse_when_a_tre
     np.testing.assert_array_equal((words >> bits) + np.repeat(roots, [5, 3000, 9]), lefts)
     features[7] = (1 << 21) - 1  # 21 bits of feature leave 11 for a place: the 3000-node tree does not fit
     assert pack_nodes(features, lefts.astype(np.uint32), roots) is None
+
+
+def test_rows_too_wide_for_the_walks_32_bit_indices_are_partitioned(monkeypatch, kernel):
+    from rastercore.models import _trees
+
+    X, y, _, X_new = _data(3)
+    fast = compiled_trees(RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y))
+    assert fast.kernel == kernel
+    monkeypatch.setattr(_trees, "WALK_BLOCK_ROWS", (1 << 31) // X.shape[1] + 1)  # a block's last index: 2**31 or more
+
+    def overflow(*args):
+        raise AssertionError("walked with 32-bit indices that overflow")
+
+    monkeypatch.setattr(_trees, "walk_sums", overflow)
+    np.testing.assert_array_equal(fast.predict_proba(X_new), fast.model.predict_proba(X_new))
+
+
+def test_forests_are_walked_where_the_processor_has_avx512_and_boosting_is_partitioned():
+    from rastercore.models import _avx512, _trees
+
+    X, y, _, _ = _data(2, n=3000)
+    forest = compiled_trees(RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y))
+    boosting = compiled_trees(HistGradientBoostingClassifier(max_iter=10, random_state=0).fit(X, y))
+    assert forest.n_nodes > _trees.WALK_MIN_NODES * forest.n_trees
+    assert boosting.n_nodes <= _trees.WALK_MIN_NODES * boosting.n_trees
+    assert forest.kernel == ("walk" if _avx512.has_avx512() else "partition") and boosting.kernel == "partition"
