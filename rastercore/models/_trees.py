@@ -239,10 +239,11 @@ class CompiledTrees:
     kernel : {"partition", "walk"}
         How rows go through the trees: :func:`_ensemble_sums` (rows
         partitioned at every node), or, for trees of more than
-        :data:`WALK_MIN_NODES` nodes on average where the processor has
-        AVX-512 (and each node's feature and place fit a 32-bit word),
+        :data:`WALK_MIN_NODES` nodes on average whose nodes fit
+        :func:`rastercore.models._avx512.pack_nodes`' words, "walk":
         :func:`rastercore.models._avx512.walk_sums` (16 rows a step in
-        lockstep).  Both give the same sums.
+        lockstep) on a processor with AVX-512, partitioned on any other.
+        Both give the same sums.
     """
 
     def __init__(self, model, trees: list[tuple], *, outputs: list[int], n_out: int, init: np.ndarray,
@@ -264,14 +265,16 @@ class CompiledTrees:
         self.init = np.asarray(init, dtype=dtype).reshape(n_out)
         self.has_proba = hasattr(model, "classes_")
         self.n_trees, self.n_nodes = len(trees), int(sizes.sum())
-        self.walk_nodes = pack_nodes(self.features, self.lefts, self.roots) if has_avx512() else None
+        self.walk_nodes = pack_nodes(self.features, self.lefts, self.roots)
         deep = self.n_nodes > WALK_MIN_NODES * self.n_trees
         self.kernel = "walk" if deep and self.walk_nodes is not None else "partition"
 
     def sums(self, X: np.ndarray) -> np.ndarray:
         """The ensemble's raw sums ``(n, n_outputs)`` for the (finite, float32) rows of ``X``."""
         X = np.ascontiguousarray(X, dtype=np.float32)
-        if self.kernel == "walk" and X.shape[1] * WALK_BLOCK_ROWS < 1 << 31:  # feature indices within a block: 32-bit
+        # Asked where the sums are computed: the ensemble may have been built on another machine (a dask client).
+        walk = self.kernel == "walk" and has_avx512()
+        if walk and X.shape[1] * WALK_BLOCK_ROWS < 1 << 31:  # a row's feature is a 32-bit index into the block
             return walk_sums(X, self.thresholds, *self.walk_nodes, self.leaves, self.roots, self.depths,
                              self.value_offsets, self.tree_output, self.leaf_values, self.init, WALK_BLOCK_ROWS)
         return _ensemble_sums(X, self.thresholds, self.features, self.lefts, self.leaves, self.roots,

@@ -287,12 +287,21 @@ def test_rows_too_wide_for_the_walks_32_bit_indices_are_partitioned(monkeypatch,
     np.testing.assert_array_equal(fast.predict_proba(X_new), fast.model.predict_proba(X_new))
 
 
-def test_forests_are_walked_where_the_processor_has_avx512_and_boosting_is_partitioned():
-    from rastercore.models import _avx512, _trees
+def test_forests_are_walked_where_the_processor_has_avx512_and_boosting_is_partitioned(monkeypatch):
+    """The kernel is chosen by the trees' size; the processor is asked where the sums are computed (an ensemble
+    built on an AVX-512 machine may predict on one without)."""
+    from rastercore.models import _trees
 
-    X, y, _, _ = _data(2, n=3000)
+    X, y, _, X_new = _data(2, n=3000)
     forest = compiled_trees(RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y))
     boosting = compiled_trees(HistGradientBoostingClassifier(max_iter=10, random_state=0).fit(X, y))
     assert forest.n_nodes > _trees.WALK_MIN_NODES * forest.n_trees
     assert boosting.n_nodes <= _trees.WALK_MIN_NODES * boosting.n_trees
-    assert forest.kernel == ("walk" if _avx512.has_avx512() else "partition") and boosting.kernel == "partition"
+    assert forest.kernel == "walk" and boosting.kernel == "partition"
+
+    def no_avx512(*args):
+        raise AssertionError("walked on a processor without AVX-512")
+
+    monkeypatch.setattr(_trees, "has_avx512", lambda: False)
+    monkeypatch.setattr(_trees, "walk_sums", no_avx512)
+    np.testing.assert_array_equal(forest.predict_proba(X_new), forest.model.predict_proba(X_new))
