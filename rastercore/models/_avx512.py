@@ -4,9 +4,10 @@ Every row of a block steps down a tree level by level in lockstep (a leaf
 loops on itself), :data:`ROUND` levels at a time, and the rows that reached
 a leaf then drop out.  A step is three AVX-512 gathers for 16 rows (the
 nodes' packed feature and left child, see :func:`pack_nodes`, their
-thresholds, then the rows' values of those features) and one comparison; :data:`VECTORS` vectors of 16 rows walk side
-by side so that their gathers overlap, and the levels of a round stay in
-registers.  Rows drop out by ``vpcompressd``.  Numba emits no gathers or
+thresholds, then the rows' values of those features) and one comparison;
+:data:`VECTORS` vectors of 16 rows walk side by side so that their gathers
+overlap, and the levels of a round stay in registers.  Rows drop out by
+``vpcompressd``.  Numba emits no gathers or
 compresses of its own, so they are LLVM's x86 intrinsics, emitted through
 :func:`numba.extending.intrinsic`.
 
@@ -116,7 +117,8 @@ def _walk_round(typingctx, inside, nodes, i, count, words, thresholds, root, bit
         width = _splat(builder, builder.trunc(n_features, _I32), _V16I32)
         roots = _splat(builder, builder.trunc(root, _I32), _V16I32)
         shift = _splat(builder, builder.trunc(bits, _I32), _V16I32)
-        feature_mask = builder.sub(builder.shl(ir.Constant(_V16I32, [1] * LANES), shift), ir.Constant(_V16I32, [1] * LANES))
+        ones = ir.Constant(_V16I32, [1] * LANES)
+        feature_mask = builder.sub(builder.shl(ones, shift), ones)
         masks, places, row_starts, at = [], [], [], []
         for v in range(VECTORS):
             lanes = builder.sub(count, ir.Constant(_I64, LANES * v))
