@@ -28,11 +28,11 @@ from bench_trees import ROWS_AND_MODELS  # noqa: E402
 JOB = ROWS_AND_MODELS + """
 sys.path.insert(0, sys.argv[3])
 from _lockstep import lockstep_sums
-from rastercore.models._avx512 import has_avx512
+from rastercore.models._avx512 import has_avx512, pack_nodes
 result["avx512"] = has_avx512()
 def with_kernel(model, name):
     fast = compiled_trees(model)
-    fast.kernel = name
+    fast.kernel, fast.walk_nodes = name, pack_nodes(fast.features, fast.lefts, fast.roots)  # packed for any size
     return lambda: fast.sums(X_new)
 with threadpool_limits(1):
     for name, model in models.items():
@@ -40,7 +40,7 @@ with threadpool_limits(1):
         fast = compiled_trees(model)
         lockstep_args = (X_new, fast.thresholds, fast.features, fast.lefts, fast.leaves, fast.roots, fast.depths,
                          fast.value_offsets, fast.tree_output, fast.leaf_values, fast.init,
-                         4096 if fast.n_nodes > 512 * fast.n_trees else 512)  # its block sizes then
+                         min(4096, 512 * max(1, fast.n_nodes // (256 * fast.n_trees))))  # its block size then
         runs = {"scikit-learn": lambda: model.predict_proba(X_new), "partition": with_kernel(model, "partition"),
                 "scalar lockstep": lambda: lockstep_sums(*lockstep_args)}
         if result["avx512"]:

@@ -265,9 +265,9 @@ class CompiledTrees:
         self.init = np.asarray(init, dtype=dtype).reshape(n_out)
         self.has_proba = hasattr(model, "classes_")
         self.n_trees, self.n_nodes = len(trees), int(sizes.sum())
-        self.walk_nodes = pack_nodes(self.features, self.lefts, self.roots)
         deep = self.n_nodes > WALK_MIN_NODES * self.n_trees
-        self.kernel = "walk" if deep and self.walk_nodes is not None else "partition"
+        self.walk_nodes = pack_nodes(self.features, self.lefts, self.roots) if deep else None
+        self.kernel = "partition" if self.walk_nodes is None else "walk"
 
     def sums(self, X: np.ndarray) -> np.ndarray:
         """The ensemble's raw sums ``(n, n_outputs)`` for the (finite, float32) rows of ``X``."""
